@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""labctl: bring Ferry's libvirt lab up and down (stdlib only, run as root).
+
+    python3 lab/labctl.py up [--no-register] [--no-guest-build]
+    python3 lab/labctl.py down [--purge]
+    python3 lab/labctl.py status
+    python3 lab/labctl.py env
+    python3 lab/labctl.py guest start NAME [--host lab-a] [--memory 256] [--dirty-ws 0]
+                                           [--dirty-rate 0] [--pool shared|local]
+    python3 lab/labctl.py guest destroy NAME | guest heartbeat NAME | guest list
+
+Environment: LAB_DIR (default /var/lib/ferry-lab), LAB_CACHE (default
+/var/cache/ferry-lab), LAB_HOSTS (2 or 3), LAB_ACCEL (tcg or kvm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `lab` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lab import hostd, pki  # noqa: E402
+from lab.common import (  # noqa: E402
+    NETWORK_NAME, NS_PREFIX, SWITCH_IP, SWITCH_NS, console_dir, host_count, hosts,
+    lab_dir, local_pool_path, read_state, run, shared_dir, shared_pool_path,
+    state_path, write_state,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIRED_BINARIES = ["ip", "unshare", "mount", "openssl", "virsh", "/usr/sbin/libvirtd",
+                     "qemu-system-x86_64", "qemu-img", "gcc"]
+DRIVER_DIR = Path("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver")
+
+
+def log(msg: str) -> None:
+    print(f"[lab] {msg}", flush=True)
+
+
+def preflight() -> str | None:
+    """Why the lab cannot run on this machine, or None."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, mounts, libvirtd)"
+    missing = [b for b in REQUIRED_BINARIES if not shutil.which(b)]
+    if missing:
+        return f"missing programs {missing}: run lab/install-deps.sh"
+    for drv in ("qemu", "storage", "network"):
+        if not (DRIVER_DIR / f"libvirt_driver_{drv}.so").exists():
+            return f"libvirt {drv} driver missing: run lab/install-deps.sh"
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        return "kernel has no overlayfs"
+    return None
+
+
+# ---------------------------------------------------------------- views
+
+
+def env() -> dict:
+    """URIs and paths of the lab, as JSON-able dict (same as `labctl.py env`)."""
+    st = read_state() or {}
+    hs = hosts(st.get("host_count"))
+    p = pki.pki_dir()
+    return {
+        "up": st.get("status") == "up",
+        "lab_dir": str(lab_dir()),
+        "switch_ns": SWITCH_NS,
+        "switch_ip": SWITCH_IP,
+        "network": NETWORK_NAME,
+        "shared_pool_path": str(shared_pool_path()),
+        "local_pool_path": str(local_pool_path()),
+        "console_dir": str(console_dir()),
+        "measurements": str(lab_dir() / "measurements.jsonl"),
+        # a plain directory seen by both hosts is not "shared storage" to
+        # libvirt: migrations with disks in pool `shared` need VIR_MIGRATE_UNSAFE
+        "shared_pool_needs_unsafe": True,
+        "pki": {
+            "ca_cert": str(p / "ca-cert.pem"),
+            "client_pkipath": str(p / "client"),
+        },
+        "hosts": {
+            h.name: {
+                "uri": h.uri,  # from the root namespace
+                "tcp_uri": h.tcp_uri,  # peer-to-peer migration target (inside the lab)
+                "tls_uri": h.tls_uri,
+                # reach a host over TLS from the switch namespace with Ferry's client cert:
+                # ip netns exec ferrylab-sw ... <tls_uri_with_pki>
+                "tls_uri_with_pki": f"{h.tls_uri}?pkipath={p / 'client'}",
+                "ip": h.ip,
+                "hostname": h.name,
+                "uuid": h.uuid,
+                "netns": h.ns,
+                "socket": h.socket,
+                "local_dir": str(Path(h.dir) / "local"),
+                "pid": st.get("pids", {}).get(h.name),
+            }
+            for h in hs
+        },
+    }
+
+
+def status() -> dict:
+    """{'up': bool, 'problems': [...], 'hosts': {...}} after checking every daemon."""
+    st = read_state()
+    if not st:
+        return {"up": False, "problems": ["lab is down (no state file)"], "hosts": {}}
+    problems = []
+    for h in hosts(st.get("host_count")):
+        p = hostd.check_host(h, st.get("pids", {}).get(h.name))
+        if p:
+            problems.append(p)
+    if st.get("status") != "up":
+        problems.append(f"state is {st.get('status')!r}")
+    e = env()
+    return {"up": not problems, "problems": problems, "hosts": e["hosts"],
+            "startup_seconds": st.get("startup_seconds")}
+
+
+def is_up() -> bool:
+    return status()["up"]
+
+
+# ---------------------------------------------------------------- up / down
+
+
+def up(register: bool = True, build_guest: bool = True) -> dict:
+    """Bring the lab up (idempotent: an already healthy lab is only verified)."""
+    problem = preflight()
+    if problem:
+        raise RuntimeError(problem)
+    t0 = time.monotonic()
+    st = status()
+    if st["up"]:
+        log(f"already up ({time.monotonic() - t0:.2f}s check)")
+        return env()
+    if read_state() or any(ns.startswith(NS_PREFIX) for ns in hostd.netns_list()):
+        log("cleaning a partial or stale lab first")
+        down()
+    n = host_count()
+    hs = hosts(n)
+    state = {"status": "starting", "host_count": n, "lab_dir": str(lab_dir()),
+             "namespaces": [SWITCH_NS] + [h.ns for h in hs], "pids": {},
+             "started_at": time.time()}
+    write_state(state)  # before creating anything, so down() can always clean
+    try:
+        if build_guest:
+            from lab.guest import build
+            log("guest image: " + build.build_guest()["initrd"])
+        certs = pki.ensure_pki(hs)
+        for d in (shared_pool_path(), console_dir(), shared_dir() / "boot"):
+            d.mkdir(parents=True, exist_ok=True)
+        hostd.create_switch()
+        for h in hs:
+            hostd.create_host_net(h)
+            hostd.prepare_host_dirs(h, hs)
+        for h in hs:
+            state["pids"][h.name] = hostd.spawn_libvirtd(h)
+            write_state(state)
+        for h in hs:
+            hostd.wait_ready(h, state["pids"][h.name])
+            hostd.define_resources(h)
+        state.update(status="up", startup_seconds=round(time.monotonic() - t0, 2), pki=certs)
+        write_state(state)
+    except BaseException:
+        log("up failed; tearing down what was made")
+        try:
+            down()
+        except Exception as e:  # report the original failure, not the cleanup's
+            log(f"cleanup after failed up also failed: {e}")
+        raise
+    log(f"up in {state['startup_seconds']}s: " + ", ".join(f"{h.name}={h.ip}" for h in hs))
+    if register:
+        register_in_ferry(hs)
+    return env()
+
+
+def _kill(pids: set[int], grace: float = 5.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        live = {p for p in pids if hostd.pid_alive(p)}
+        for p in live:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while live and time.monotonic() < deadline:
+            live = {p for p in live if hostd.pid_alive(p)}
+            time.sleep(0.1)
+        for p in pids:  # reap our own children, if they are ours
+            try:
+                os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        if not live:
+            return
+
+
+def down(purge: bool = False) -> None:
+    """Stop every process in the lab's namespaces, delete them, remove runtime files."""
+    st = read_state() or {}
+    namespaces = set(st.get("namespaces", []))
+    namespaces |= {ns for ns in hostd.netns_list() if ns.startswith(NS_PREFIX)}
+    pids = {int(p) for p in st.get("pids", {}).values() if p}
+    for ns in namespaces:
+        out = run(["ip", "netns", "pids", ns], check=False).stdout
+        pids |= {int(x) for x in out.split()}
+    # only kill recorded PIDs that are still libvirtd (PIDs get reused)
+    pids = {p for p in pids if _is_lab_process(p, namespaces)}
+    if pids:
+        log(f"stopping {len(pids)} process(es)")
+        _kill(pids)
+    for ns in sorted(namespaces):
+        if ns in hostd.netns_list():
+            run(["ip", "netns", "del", ns], check=False)
+    _unmount_under(lab_dir())
+    base = lab_dir()
+    for p in (base / "hosts", shared_pool_path(), console_dir(), shared_dir() / "boot", local_pool_path()):
+        shutil.rmtree(p, ignore_errors=True)
+    if purge:
+        shutil.rmtree(base / "pki", ignore_errors=True)
+    state_path().unlink(missing_ok=True)
+    log("down")
+
+
+def _is_lab_process(pid: int, namespaces: set[str]) -> bool:
+    try:
+        net = os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return False
+    for ns in namespaces:
+        try:
+            if os.stat(f"/run/netns/{ns}").st_ino == os.stat(f"/proc/{pid}/ns/net").st_ino:
+                return True
+        except OSError:
+            continue
+    try:  # a recorded libvirtd whose namespace is already gone
+        return "libvirtd" in Path(f"/proc/{pid}/cmdline").read_text() and bool(net)
+    except OSError:
+        return False
+
+
+def _unmount_under(base: Path) -> None:
+    """Unmount anything under LAB_DIR in the root namespace (normally nothing)."""
+    prefix = str(base.resolve()) + "/"
+    targets = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mp = line.split()[4].replace("\\040", " ")
+        if (mp + "/").startswith(prefix):
+            targets.append(mp)
+    for mp in sorted(targets, key=len, reverse=True):
+        run(["umount", "-l", mp], check=False)
+
+
+# ---------------------------------------------------------------- Ferry
+
+
+def register_in_ferry(hs) -> None:
+    """host_add + sync_inventory through Ferry's manage.py; failures only warn."""
+    manage, python = REPO / "manage.py", REPO / ".venv" / "bin" / "python"
+    if not (manage.exists() and python.exists()):
+        log("Ferry not found (manage.py/.venv missing): hosts not registered")
+        return
+    for h in hs:
+        for cmd in (["host_add", h.uri, "--name", h.name], ["sync_inventory", "--host", h.name]):
+            try:
+                r = run([str(python), str(manage), *cmd], check=False, timeout=180, cwd=str(REPO))
+                ok, msg = r.returncode == 0, (r.stderr or r.stdout).strip()
+            except Exception as e:  # a hung or broken command must not fail `up`
+                ok, msg = False, str(e)
+            if ok:
+                log(f"ferry: {' '.join(cmd[:1])} {h.name} ok")
+            else:
+                log(f"WARNING: ferry {' '.join(cmd)} failed: {msg.splitlines()[-1] if msg else '?'}")
+                break
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="labctl.py", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    u = sub.add_parser("up")
+    u.add_argument("--no-register", action="store_true", help="do not register hosts in Ferry")
+    u.add_argument("--no-guest-build", action="store_true", help="skip building the guest image")
+    d = sub.add_parser("down")
+    d.add_argument("--purge", action="store_true", help="also delete the lab CA and certificates")
+    sub.add_parser("status")
+    sub.add_parser("env")
+    sub.add_parser("build-guest")
+    g = sub.add_parser("guest")
+    gs = g.add_subparsers(dest="gcmd", required=True)
+    s = gs.add_parser("start")
+    s.add_argument("name")
+    s.add_argument("--host", default="lab-a")
+    s.add_argument("--memory", type=int, default=256, help="MiB")
+    s.add_argument("--dirty-ws", type=int, default=0, help="MB")
+    s.add_argument("--dirty-rate", type=int, default=0, help="MB/s")
+    s.add_argument("--pool", choices=["shared", "local"], default="shared")
+    s.add_argument("--disk", type=int, default=64, help="MiB")
+    s.add_argument("--wait", action="store_true", help="wait for the first heartbeat")
+    for name in ("destroy", "heartbeat"):
+        gs.add_parser(name).add_argument("name")
+    gs.add_parser("list")
+    a = ap.parse_args(argv)
+
+    if a.cmd == "up":
+        up(register=not a.no_register, build_guest=not a.no_guest_build)
+    elif a.cmd == "down":
+        down(purge=a.purge)
+    elif a.cmd == "status":
+        st = status()
+        print(json.dumps(st, indent=1))
+        return 0 if st["up"] else 1
+    elif a.cmd == "env":
+        print(json.dumps(env(), indent=1))
+    elif a.cmd == "build-guest":
+        from lab.guest import build
+        print(json.dumps(build.build_guest(), indent=1))
+    elif a.cmd == "guest":
+        from lab.guest import vm
+        if a.gcmd == "start":
+            info = vm.guest_start(a.name, host=a.host, memory_mib=a.memory, dirty_ws=a.dirty_ws,
+                                  dirty_rate=a.dirty_rate, pool=a.pool, disk_mib=a.disk)
+            if a.wait:
+                info["first_heartbeat"] = vm.wait_heartbeat(a.name)
+            print(json.dumps(info, indent=1))
+        elif a.gcmd == "destroy":
+            vm.guest_destroy(a.name)
+        elif a.gcmd == "heartbeat":
+            print(json.dumps({"console": vm.last_console_heartbeat(a.name),
+                              "disk": vm.disk_heartbeat(a.name),
+                              "problems": vm.console_problems(a.name),
+                              "running_on": vm.where_running(a.name)}, indent=1))
+        elif a.gcmd == "list":
+            print(json.dumps(vm.guest_list(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        print(f"[lab] ERROR: {e}", file=sys.stderr)
+        sys.exit(1)
