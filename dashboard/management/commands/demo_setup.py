@@ -1,0 +1,53 @@
+import secrets
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+
+from dashboard.audit import Actor
+from inventory.demo.generate_nodes import HOST_GROUPS
+from inventory.models import Host
+from inventory.services import host_add, host_sync
+
+NODES = Path(__file__).resolve().parents[3] / "inventory" / "demo" / "nodes"
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the demo inventory (libvirt test-driver hosts, synced for real) and create an "
+        "admin account whose password is printed once. Safe to run again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-admin", action="store_true", help="do not create the admin")
+
+    def handle(self, *args, no_admin=False, **options):
+        actor = Actor.system("demo_setup")
+        for node in sorted(NODES.glob("*.xml")):
+            name = node.stem
+            host = Host.objects.filter(name=name).first()
+            if host is None:
+                host = host_add(
+                    name=name, uri=f"test://{node}", group=HOST_GROUPS.get(name, ""), actor=actor
+                )
+            if host.last_sync_at is None:
+                result = host_sync(host=host, actor=actor)
+                status = "synced" if result.ok else f"sync failed: {result.error}"
+                self.stdout.write(f"demo host {name}: {status}")
+        if not no_admin:
+            self._ensure_admin()
+
+    def _ensure_admin(self):
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            self.stdout.write("An admin account exists already (its password was printed once).")
+            return
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_superuser("admin", "", password)
+        user.groups.add(Group.objects.get(name="admin"))
+        bar = "=" * 64
+        self.stdout.write(
+            f"{bar}\n  Ferry admin account created (shown only this once):\n"
+            f"    user: admin\n    password: {password}\n{bar}"
+        )

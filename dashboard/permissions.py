@@ -1,0 +1,44 @@
+"""Roles and the permission matrix: the one place that says who may do what.
+
+Pages, the REST API and websocket subscriptions all call `can()`.
+"""
+
+from django.contrib.auth.models import AnonymousUser
+
+ROLES = ("viewer", "planner", "approver", "operator", "auditor", "admin")
+
+# action -> roles allowed. Superusers may do everything.
+MATRIX: dict[str, frozenset[str]] = {
+    "inventory.view": frozenset(ROLES),
+    "inventory.manage": frozenset({"planner", "admin"}),
+    "plan.view": frozenset(ROLES),
+    "plan.edit": frozenset({"planner", "admin"}),
+    "plan.submit": frozenset({"planner", "admin"}),
+    "plan.approve": frozenset({"approver", "admin"}),
+    "plan.run": frozenset({"operator", "admin"}),
+    "sharelink.manage": frozenset({"planner", "operator", "admin"}),
+    "audit.view": frozenset({"auditor", "admin"}),
+    "audit.view_own": frozenset(ROLES),
+    "users.manage": frozenset({"admin"}),
+}
+
+
+def role_names(user) -> set[str]:
+    """The role names a user holds (all of them for a superuser)."""
+    if user is None or isinstance(user, AnonymousUser) or not user.is_authenticated:
+        return set()
+    if user.is_superuser:
+        return set(ROLES)
+    cached = getattr(user, "_ferry_roles", None)
+    if cached is None:
+        cached = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        user._ferry_roles = cached
+    return cached
+
+
+def can(user, action: str) -> bool:
+    """Whether the user may perform the action (unknown actions are refused)."""
+    allowed = MATRIX.get(action)
+    if allowed is None:
+        return False
+    return bool(role_names(user) & allowed)

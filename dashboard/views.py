@@ -1,0 +1,37 @@
+"""The UI shell: home overview."""
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Sum
+from django.shortcuts import render
+
+from dashboard.models import AuditEvent
+from dashboard.permissions import can
+from inventory.models import Host, Network, StoragePool, VirtualMachine
+
+
+@login_required
+def home(request):
+    hosts = list(Host.objects.order_by("name"))
+    by_state = dict.fromkeys(Host.State.values, 0)
+    for host in hosts:
+        by_state[host.state] += 1
+    vm_counts = VirtualMachine.objects.aggregate(total=Count("id"), memory=Sum("memory_mib"))
+    chart = {
+        "hosts": [h.name for h in hosts],
+        "used": [h.memory_used_mib or 0 for h in hosts],
+        "free": [h.memory_free_mib or 0 for h in hosts],
+    }
+    context = {
+        "host_count": len(hosts),
+        "hosts_by_state": by_state,
+        "vm_count": vm_counts["total"] or 0,
+        "vm_running": VirtualMachine.objects.filter(state="running", missing=False).count(),
+        "vm_missing": VirtualMachine.objects.filter(missing=True).count(),
+        "pool_count": StoragePool.objects.count(),
+        "network_count": Network.objects.count(),
+        "memory_chart": chart,
+        "recent_events": AuditEvent.objects.order_by("-sequence")[:10]
+        if can(request.user, "audit.view")
+        else [],
+    }
+    return render(request, "dashboard/home.html", context)

@@ -1,0 +1,171 @@
+"""Serializers of the inventory API (read models; writes go through services)."""
+
+from rest_framework import serializers
+
+from inventory.models import Host, Network, StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
+
+
+class HostSerializer(serializers.ModelSerializer):
+    memory_used_mib = serializers.IntegerField(read_only=True, allow_null=True)
+    vm_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Host
+        fields = [
+            "id",
+            "name",
+            "uri",
+            "transport",
+            "state",
+            "group",
+            "hostname",
+            "host_uuid",
+            "hypervisor_type",
+            "hypervisor_version",
+            "libvirt_version",
+            "arch",
+            "cpu_vendor",
+            "cpu_model",
+            "cpu_features",
+            "cpu_sockets",
+            "cpu_cores",
+            "cpu_threads",
+            "cpus",
+            "memory_total_mib",
+            "memory_free_mib",
+            "memory_used_mib",
+            "machine_types",
+            "domain_types",
+            "migration_address",
+            "last_sync_at",
+            "last_sync_error",
+            "last_sync_task_id",
+            "vm_count",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class HostDetailSerializer(HostSerializer):
+    class Meta(HostSerializer.Meta):
+        fields = [*HostSerializer.Meta.fields, "cpu_xml"]
+        read_only_fields = fields
+
+
+class HostCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    uri = serializers.CharField(max_length=500)
+    group = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    sync = serializers.BooleanField(required=False, default=True)
+
+
+class HostUpdateSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=Host.State.choices, required=False)
+    group = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class SyncQueuedSerializer(serializers.Serializer):
+    task_id = serializers.CharField()
+    host = serializers.IntegerField()
+    detail = serializers.CharField()
+
+
+class StoragePoolSerializer(serializers.ModelSerializer):
+    hosts = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+
+    class Meta:
+        model = StoragePool
+        fields = [
+            "id",
+            "name",
+            "pool_type",
+            "shared",
+            "uuid",
+            "target_path",
+            "source",
+            "capacity_bytes",
+            "allocation_bytes",
+            "available_bytes",
+            "active",
+            "hosts",
+        ]
+        read_only_fields = fields
+
+
+class NetworkSerializer(serializers.ModelSerializer):
+    hosts = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+
+    class Meta:
+        model = Network
+        fields = ["id", "name", "bridge", "vlan", "forward_mode", "hosts"]
+        read_only_fields = fields
+
+
+class VirtualDiskSerializer(serializers.ModelSerializer):
+    pool_name = serializers.CharField(source="pool.name", read_only=True, default=None)
+
+    class Meta:
+        model = VirtualDisk
+        fields = [
+            "id",
+            "target",
+            "bus",
+            "device",
+            "source_type",
+            "source",
+            "pool",
+            "pool_name",
+            "volume",
+            "format",
+            "capacity_bytes",
+            "allocation_bytes",
+            "shareable",
+            "readonly",
+        ]
+        read_only_fields = fields
+
+
+class VirtualNICSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VirtualNIC
+        fields = ["id", "mac", "model", "source_type", "network", "network_name", "bridge", "vlan"]
+        read_only_fields = fields
+
+
+class VirtualMachineSerializer(serializers.ModelSerializer):
+    host_name = serializers.CharField(source="host.name", read_only=True, default=None)
+    disks = VirtualDiskSerializer(many=True, read_only=True)
+    nics = VirtualNICSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = VirtualMachine
+        fields = [
+            "id",
+            "uuid",
+            "name",
+            "host",
+            "host_name",
+            "state",
+            "missing",
+            "missing_since",
+            "vcpus",
+            "memory_mib",
+            "max_memory_mib",
+            "cpu_mode",
+            "cpu_model",
+            "cpu_features",
+            "machine_type",
+            "arch",
+            "domain_type",
+            "persistent",
+            "autostart",
+            "hostdevs",
+            "tags",
+            "owner",
+            "criticality",
+            "dirty_rate_mib_s",
+            "last_seen_at",
+            "disks",
+            "nics",
+        ]
+        read_only_fields = fields

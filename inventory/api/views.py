@@ -1,0 +1,128 @@
+"""Inventory API: thin views that read through querysets and write through services."""
+
+from django.db.models import Count
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from dashboard.api.permissions import action_permission
+from inventory.api import filters, serializers
+from inventory.models import Host, Network, StoragePool, VirtualMachine
+from inventory.services import InventoryError, host_add, host_update
+from inventory.tasks import host_sync_enqueue
+
+InventoryPermission = action_permission("inventory.view", "inventory.manage")
+
+
+class HostViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Hosts: list, register (POST name + uri), change state/group, queue a sync."""
+
+    permission_classes = [InventoryPermission]
+    filterset_class = filters.HostFilter
+    search_fields = ["name", "hostname", "uri", "cpu_model"]
+    ordering_fields = ["name", "state", "memory_free_mib", "last_sync_at"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return Host.objects.annotate(vm_count=Count("vms")).order_by("name")
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return serializers.HostCreateSerializer
+        if self.action == "partial_update":
+            return serializers.HostUpdateSerializer
+        if self.action == "retrieve":
+            return serializers.HostDetailSerializer
+        return serializers.HostSerializer
+
+    @extend_schema(responses={201: serializers.HostSerializer})
+    def create(self, request, *args, **kwargs):
+        data = self._validated(serializers.HostCreateSerializer, request.data)
+        try:
+            host = host_add(
+                name=data["name"], uri=data["uri"], group=data["group"], actor=request.user
+            )
+        except InventoryError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        task_id = host_sync_enqueue(host=host, user=request.user) if data["sync"] else ""
+        host = self.get_queryset().get(pk=host.pk)
+        body = serializers.HostSerializer(host).data
+        body["last_sync_task_id"] = task_id
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: serializers.HostSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        data = self._validated(serializers.HostUpdateSerializer, request.data)
+        try:
+            host = host_update(host=self.get_object(), actor=request.user, **data)
+        except InventoryError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(serializers.HostSerializer(self.get_queryset().get(pk=host.pk)).data)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={202: serializers.SyncQueuedSerializer})
+    @action(detail=True, methods=["post"])
+    def sync(self, request, pk=None):
+        """Queue a sync of this host; the answer carries the task id."""
+        host = self.get_object()
+        task_id = host_sync_enqueue(host=host, user=request.user)
+        return Response(
+            {"task_id": task_id, "host": host.pk, "detail": f"Sync of {host.name} queued."},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+    @staticmethod
+    def _validated(serializer_class, data):
+        unknown = set(getattr(data, "keys", lambda: [])()) - set(serializer_class().fields)
+        if unknown:
+            raise ValidationError({"detail": f"Unknown field(s): {', '.join(sorted(unknown))}."})
+        serializer = serializer_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+class StoragePoolViewSet(viewsets.ReadOnlyModelViewSet):
+    """Storage pools, one row per pool however many hosts reach it."""
+
+    permission_classes = [InventoryPermission]
+    serializer_class = serializers.StoragePoolSerializer
+    filterset_class = filters.StoragePoolFilter
+    search_fields = ["name", "source", "target_path"]
+    ordering_fields = ["name", "available_bytes", "capacity_bytes"]
+    queryset = StoragePool.objects.prefetch_related("hosts").order_by("name", "id")
+
+
+class NetworkViewSet(viewsets.ReadOnlyModelViewSet):
+    """Networks and the hosts that carry them."""
+
+    permission_classes = [InventoryPermission]
+    serializer_class = serializers.NetworkSerializer
+    filterset_class = filters.NetworkFilter
+    search_fields = ["name", "bridge"]
+    ordering_fields = ["name"]
+    queryset = Network.objects.prefetch_related("hosts").order_by("name")
+
+
+class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
+    """VMs with their disks and NICs."""
+
+    permission_classes = [InventoryPermission]
+    serializer_class = serializers.VirtualMachineSerializer
+    filterset_class = filters.VirtualMachineFilter
+    search_fields = ["name", "uuid", "owner"]
+    ordering_fields = ["name", "memory_mib", "vcpus", "state"]
+    queryset = (
+        VirtualMachine.objects.select_related("host")
+        .prefetch_related("disks__pool", "nics")
+        .order_by("name", "id")
+    )

@@ -1,0 +1,206 @@
+"""Inventory models: what Ferry knows about hosts, storage, networks and VMs."""
+
+from django.db import models
+
+
+class Host(models.Model):
+    """A libvirt host registered by its connection URI."""
+
+    class Transport(models.TextChoices):
+        TLS = "tls", "TLS"
+        SSH = "ssh", "SSH"
+        TCP = "tcp", "TCP (unencrypted)"
+        UNIX = "unix", "local unix socket"
+        TEST = "test", "libvirt test driver"
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "active"
+        MAINTENANCE = "maintenance", "maintenance"
+        UNREACHABLE = "unreachable", "unreachable"
+        DISABLED = "disabled", "disabled"
+
+    name = models.CharField(max_length=100, unique=True)
+    uri = models.CharField(max_length=500, unique=True)
+    transport = models.CharField(max_length=8, choices=Transport.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    group = models.CharField(max_length=100, blank=True, help_text="cluster or site")
+    hostname = models.CharField(max_length=255, blank=True)
+    host_uuid = models.CharField(max_length=64, blank=True)
+    hypervisor_type = models.CharField(max_length=32, blank=True)
+    hypervisor_version = models.BigIntegerField(null=True, blank=True)
+    libvirt_version = models.BigIntegerField(null=True, blank=True)
+    arch = models.CharField(max_length=32, blank=True)
+    cpu_vendor = models.CharField(max_length=64, blank=True)
+    cpu_model = models.CharField(max_length=128, blank=True)
+    cpu_features = models.JSONField(default=list, blank=True)
+    cpu_xml = models.TextField(blank=True)
+    cpu_sockets = models.PositiveIntegerField(null=True, blank=True)
+    cpu_cores = models.PositiveIntegerField(null=True, blank=True)
+    cpu_threads = models.PositiveIntegerField(null=True, blank=True)
+    cpus = models.PositiveIntegerField(null=True, blank=True, help_text="logical CPUs")
+    memory_total_mib = models.BigIntegerField(null=True, blank=True)
+    memory_free_mib = models.BigIntegerField(null=True, blank=True)
+    machine_types = models.JSONField(default=list, blank=True)
+    domain_types = models.JSONField(default=list, blank=True)
+    migration_address = models.CharField(max_length=255, blank=True)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_error = models.TextField(blank=True)
+    last_sync_task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def memory_used_mib(self) -> int | None:
+        if self.memory_total_mib is None or self.memory_free_mib is None:
+            return None
+        return self.memory_total_mib - self.memory_free_mib
+
+
+class StoragePool(models.Model):
+    """A storage pool; a shared pool seen from several hosts is one row (matched on source)."""
+
+    name = models.CharField(max_length=200)
+    pool_type = models.CharField(max_length=32)
+    identity = models.CharField(
+        max_length=600, unique=True, help_text="what makes two hosts' pools the same pool"
+    )
+    shared = models.BooleanField(default=False)
+    uuid = models.CharField(max_length=64, blank=True)
+    target_path = models.CharField(max_length=500, blank=True)
+    source = models.CharField(max_length=500, blank=True, help_text="source description")
+    capacity_bytes = models.BigIntegerField(null=True, blank=True)
+    allocation_bytes = models.BigIntegerField(null=True, blank=True)
+    available_bytes = models.BigIntegerField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    hosts = models.ManyToManyField(Host, related_name="storage_pools", blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self):
+        return self.name
+
+
+class Network(models.Model):
+    """A virtual network (or host bridge/VLAN) that guests attach to, by name."""
+
+    name = models.CharField(max_length=200, unique=True)
+    bridge = models.CharField(max_length=64, blank=True)
+    vlan = models.PositiveIntegerField(null=True, blank=True)
+    forward_mode = models.CharField(max_length=32, blank=True)
+    hosts = models.ManyToManyField(Host, related_name="networks", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class VirtualMachine(models.Model):
+    """A libvirt domain, identified by its UUID wherever it runs."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "running"
+        PAUSED = "paused", "paused"
+        SHUTOFF = "shutoff", "shut off"
+        CRASHED = "crashed", "crashed"
+        PMSUSPENDED = "pmsuspended", "suspended"
+        OTHER = "other", "other"
+
+    class Criticality(models.TextChoices):
+        LOW = "low", "low"
+        NORMAL = "normal", "normal"
+        HIGH = "high", "high"
+        CRITICAL = "critical", "critical"
+
+    uuid = models.UUIDField(unique=True)
+    name = models.CharField(max_length=200, db_index=True)
+    host = models.ForeignKey(
+        Host, related_name="vms", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OTHER)
+    missing = models.BooleanField(default=False, help_text="not seen on its host at last sync")
+    missing_since = models.DateTimeField(null=True, blank=True)
+    vcpus = models.PositiveIntegerField(default=1)
+    memory_mib = models.BigIntegerField(default=0)
+    max_memory_mib = models.BigIntegerField(default=0)
+    cpu_mode = models.CharField(max_length=32, blank=True)
+    cpu_model = models.CharField(max_length=128, blank=True)
+    cpu_features = models.JSONField(default=list, blank=True)
+    machine_type = models.CharField(max_length=64, blank=True)
+    arch = models.CharField(max_length=32, blank=True)
+    domain_type = models.CharField(max_length=16, blank=True)
+    persistent = models.BooleanField(default=True)
+    autostart = models.BooleanField(default=False)
+    hostdevs = models.JSONField(default=list, blank=True, help_text="passthrough devices")
+    tags = models.JSONField(default=list, blank=True)
+    owner = models.CharField(max_length=150, blank=True)
+    criticality = models.CharField(
+        max_length=16, choices=Criticality.choices, default=Criticality.NORMAL
+    )
+    dirty_rate_mib_s = models.FloatField(
+        null=True, blank=True, help_text="measured memory dirty rate, when known"
+    )
+    xml = models.TextField(blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self):
+        return self.name
+
+
+class VirtualDisk(models.Model):
+    """One disk (or CD-ROM) of a VM."""
+
+    vm = models.ForeignKey(VirtualMachine, related_name="disks", on_delete=models.CASCADE)
+    target = models.CharField(max_length=32)
+    bus = models.CharField(max_length=16, blank=True)
+    device = models.CharField(max_length=16, default="disk")
+    source_type = models.CharField(max_length=16, blank=True)
+    source = models.CharField(max_length=500, blank=True, help_text="path, device or volume")
+    pool = models.ForeignKey(
+        StoragePool, related_name="disks", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    volume = models.CharField(max_length=255, blank=True)
+    format = models.CharField(max_length=16, blank=True)
+    capacity_bytes = models.BigIntegerField(null=True, blank=True)
+    allocation_bytes = models.BigIntegerField(null=True, blank=True)
+    shareable = models.BooleanField(default=False)
+    readonly = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["target"]
+        constraints = [models.UniqueConstraint(fields=["vm", "target"], name="disk_target_per_vm")]
+
+    def __str__(self):
+        return f"{self.vm.name}:{self.target}"
+
+
+class VirtualNIC(models.Model):
+    """One network interface of a VM."""
+
+    vm = models.ForeignKey(VirtualMachine, related_name="nics", on_delete=models.CASCADE)
+    mac = models.CharField(max_length=17)
+    model = models.CharField(max_length=32, blank=True)
+    source_type = models.CharField(max_length=16, blank=True)
+    network = models.ForeignKey(
+        Network, related_name="nics", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    network_name = models.CharField(max_length=200, blank=True)
+    bridge = models.CharField(max_length=64, blank=True)
+    vlan = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["mac"]
+        constraints = [models.UniqueConstraint(fields=["vm", "mac"], name="nic_mac_per_vm")]
+
+    def __str__(self):
+        return f"{self.vm.name}:{self.mac}"

@@ -1,0 +1,57 @@
+"""Inventory pages: hosts list, host detail with a Sync button, VM detail."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from dashboard.permissions import can
+from inventory.models import Host, VirtualMachine
+from inventory.tasks import host_sync_enqueue
+
+
+def _require(request, action):
+    if not can(request.user, action):
+        raise PermissionDenied("Your role does not allow this.")
+
+
+@login_required
+def host_list(request):
+    _require(request, "inventory.view")
+    hosts = Host.objects.annotate(vm_count=Count("vms")).order_by("name")
+    return render(request, "inventory/host_list.html", {"hosts": hosts})
+
+
+@login_required
+def host_detail(request, pk):
+    _require(request, "inventory.view")
+    host = get_object_or_404(Host, pk=pk)
+    context = {
+        "host": host,
+        "vms": host.vms.order_by("name"),
+        "pools": host.storage_pools.prefetch_related("hosts").order_by("name"),
+        "networks": host.networks.order_by("name"),
+        "can_manage": can(request.user, "inventory.manage"),
+    }
+    return render(request, "inventory/host_detail.html", context)
+
+
+@login_required
+@require_POST
+def host_sync_view(request, pk):
+    _require(request, "inventory.manage")
+    host = get_object_or_404(Host, pk=pk)
+    task_id = host_sync_enqueue(host=host, user=request.user)
+    messages.info(request, f"Sync of {host.name} queued (task {task_id}).")
+    return redirect("host-detail", pk=host.pk)
+
+
+@login_required
+def vm_detail(request, pk):
+    _require(request, "inventory.view")
+    vm = get_object_or_404(
+        VirtualMachine.objects.select_related("host").prefetch_related("disks__pool", "nics"), pk=pk
+    )
+    return render(request, "inventory/vm_detail.html", {"vm": vm})
