@@ -1,0 +1,6 @@
+"""Models of migration plans: plans and items, validation runs with check results,
+approvals, status links, and (execution) runs, attempts and progress samples."""
+
+from migrations_app.models.approval import Approval  # noqa: F401
+from migrations_app.models.plan import MigrationPlan, PlanItem  # noqa: F401
+from migrations_app.models.validation import CheckResult, ValidationRun  # noqa: F401

@@ -1,0 +1,138 @@
+"""Migration policy: how items of a plan move (encryption, bandwidth, downtime, what to do
+when pre-copy does not converge, timeouts, concurrency). Stored as JSON on the plan and,
+as overrides, on items; always read through `Policy`, which validates every field."""
+
+from dataclasses import asdict, dataclass, field, fields
+
+NON_CONVERGENCE_ACTIONS = ("raise_downtime", "auto_converge", "postcopy", "abort")
+PLACEMENT_STRATEGIES = ("spread", "pack")
+
+
+class PolicyError(ValueError):
+    """A policy value that is unknown or out of range; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Every knob of a migration; defaults are what a careful operator would pick."""
+
+    require_tls: bool = True
+    bandwidth_mib_s: int | None = None  # None: no cap
+    max_downtime_ms: int = 300
+    on_no_convergence: str = "auto_converge"
+    downtime_steps_ms: tuple[int, ...] = (500, 1000, 2000)
+    completion_timeout_s_per_gib: int = 120
+    max_concurrent: int = 2
+    max_outbound_per_host: int = 1
+    max_inbound_per_host: int = 1
+    verify_seconds: int = 10
+    remove_source_disks: bool = False
+    placement_strategy: str = "spread"
+    memory_reserve_mib: int = 1024
+    cpu_allocation_ratio: float = 4.0
+    assumed_dirty_rate_mib_s: float = 20.0
+    assumed_bandwidth_mib_s: float = 110.0
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "extra"]
+
+    @classmethod
+    def from_dict(cls, data: dict | None, base: "Policy | None" = None) -> "Policy":
+        """Validate a dict of policy values (unknown keys and bad values are errors)."""
+        data = dict(data or {})
+        unknown = set(data) - set(cls.names())
+        if unknown:
+            raise PolicyError(
+                f"Unknown policy field(s): {', '.join(sorted(unknown))}. "
+                f"Known: {', '.join(cls.names())}."
+            )
+        values = asdict(base) if base is not None else {}
+        values.pop("extra", None)
+        values.update(data)
+        policy = cls(**values)
+        return policy._validated()
+
+    def with_overrides(self, overrides: dict | None) -> "Policy":
+        """This policy with an item's overrides applied."""
+        return Policy.from_dict(overrides, base=self)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("extra", None)
+        data["downtime_steps_ms"] = list(self.downtime_steps_ms)
+        return data
+
+    def _validated(self) -> "Policy":
+        def need(cond, name, message):
+            if not cond:
+                raise PolicyError(f"policy.{name}: {message}")
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("require_tls", "remove_source_disks"):
+            need(isinstance(getattr(self, name), bool), name, "must be true or false")
+        need(
+            self.bandwidth_mib_s is None
+            or (is_int(self.bandwidth_mib_s) and 1 <= self.bandwidth_mib_s <= 100_000),
+            "bandwidth_mib_s",
+            "must be empty (no cap) or a whole number of MiB/s between 1 and 100000",
+        )
+        need(
+            is_int(self.max_downtime_ms) and 10 <= self.max_downtime_ms <= 60_000,
+            "max_downtime_ms",
+            "must be 10–60000 ms",
+        )
+        need(
+            self.on_no_convergence in NON_CONVERGENCE_ACTIONS,
+            "on_no_convergence",
+            f"'{self.on_no_convergence}' is not one of {', '.join(NON_CONVERGENCE_ACTIONS)}",
+        )
+        steps = self.downtime_steps_ms
+        need(
+            isinstance(steps, list | tuple)
+            and len(steps) <= 10
+            and all(is_int(s) and 10 <= s <= 60_000 for s in steps),
+            "downtime_steps_ms",
+            "must be a list of up to 10 values of 10–60000 ms",
+        )
+        object.__setattr__(self, "downtime_steps_ms", tuple(sorted(steps)))
+        need(
+            is_int(self.completion_timeout_s_per_gib)
+            and 5 <= self.completion_timeout_s_per_gib <= 3600,
+            "completion_timeout_s_per_gib",
+            "must be 5–3600 seconds per GiB",
+        )
+        for name in ("max_concurrent", "max_outbound_per_host", "max_inbound_per_host"):
+            need(
+                is_int(getattr(self, name)) and 1 <= getattr(self, name) <= 100,
+                name,
+                "must be 1–100",
+            )
+        need(
+            is_int(self.verify_seconds) and 0 <= self.verify_seconds <= 600,
+            "verify_seconds",
+            "must be 0–600",
+        )
+        need(
+            self.placement_strategy in PLACEMENT_STRATEGIES,
+            "placement_strategy",
+            f"'{self.placement_strategy}' is not one of {', '.join(PLACEMENT_STRATEGIES)}",
+        )
+        need(
+            is_int(self.memory_reserve_mib) and 0 <= self.memory_reserve_mib <= 1_048_576,
+            "memory_reserve_mib",
+            "must be 0–1048576",
+        )
+        for name in ("cpu_allocation_ratio", "assumed_dirty_rate_mib_s", "assumed_bandwidth_mib_s"):
+            value = getattr(self, name)
+            need(
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and 0 < value <= 100_000,
+                name,
+                "must be a positive number",
+            )
+        return self
