@@ -6,15 +6,18 @@ from rest_framework.routers import DefaultRouter
 
 from dashboard import views
 from inventory.api.urls import router as inventory_router
+from migrations_app.api.urls import router as plans_router
 
 api_router = DefaultRouter()
 api_router.registry.extend(inventory_router.registry)
+api_router.registry.extend(plans_router.registry)
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("inventory/", include("inventory.urls")),
+    path("plans/", include("migrations_app.urls")),
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

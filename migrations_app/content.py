@@ -1,0 +1,39 @@
+"""The content hash of a plan: what an approval is bound to.
+
+It covers the items (VM, source, destination, mode, mappings, overrides), the policy and
+the maintenance window; any edit to those changes the hash and so voids approvals.
+"""
+
+import hashlib
+import json
+
+from migrations_app.models import MigrationPlan
+
+
+def plan_content(plan: MigrationPlan) -> dict:
+    """The canonical content of a plan, as a dict of JSON values."""
+    items = [
+        {
+            "vm": str(item.vm.uuid),
+            "source_host": item.source_host_id,
+            "destination_host": item.destination_host_id,
+            "mode": item.mode,
+            "storage_map": item.storage_map,
+            "network_map": item.network_map,
+            "policy_overrides": item.policy_overrides,
+        }
+        for item in plan.items.select_related("vm").order_by("vm__uuid")
+    ]
+    return {
+        "plan": plan.pk,
+        "policy": plan.get_policy().to_dict(),
+        "window_start": plan.window_start.isoformat() if plan.window_start else None,
+        "window_end": plan.window_end.isoformat() if plan.window_end else None,
+        "items": items,
+    }
+
+
+def plan_content_hash(plan: MigrationPlan) -> str:
+    """SHA-256 over the canonical JSON of the plan's content."""
+    encoded = json.dumps(plan_content(plan), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()

@@ -1,0 +1,3 @@
+"""Page routes of plans (mounted at /plans/)."""
+
+urlpatterns: list = []
