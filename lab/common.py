@@ -77,7 +77,9 @@ def hosts(n: int | None = None, base: Path | None = None) -> list[Host]:
         hdir = base / "hosts" / key
         sock = hdir / "sock" / "libvirt-sock"
         if len(str(sock)) >= SOCKET_MAX:
-            raise ValueError(f"LAB_DIR is too long: socket path {sock} must stay under {SOCKET_MAX} chars")
+            raise ValueError(
+                f"LAB_DIR is too long: socket path {sock} must stay under {SOCKET_MAX} chars"
+            )
         out.append(
             Host(
                 key=key,
@@ -135,11 +137,15 @@ def write_state(state: dict) -> None:
     os.replace(tmp, p)
 
 
-def run(cmd: list[str], check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], check: bool = True, timeout: float = 60, **kw
+) -> subprocess.CompletedProcess:
     """Run a command, capturing output; a failure raises with stderr in the message."""
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}"
+        )
     return p
 
 

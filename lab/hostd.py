@@ -17,7 +17,6 @@ with the private mount namespace: nothing is mounted in the root namespace.
 from __future__ import annotations
 
 import grp
-import os
 import pwd
 import shlex
 import socket
@@ -27,8 +26,16 @@ from pathlib import Path
 
 from lab import pki
 from lab.common import (
-    HOST_BRIDGE, NETWORK_NAME, SWITCH_IP, SWITCH_NS, Host, host_local_dir,
-    lab_dir, local_pool_path, run, shared_pool_path, virsh,
+    HOST_BRIDGE,
+    NETWORK_NAME,
+    SWITCH_IP,
+    SWITCH_NS,
+    Host,
+    lab_dir,
+    local_pool_path,
+    run,
+    shared_pool_path,
+    virsh,
 )
 
 MIGRATION_PORTS = (49152, 49215)
@@ -125,15 +132,27 @@ def _passwd_group(etc: Path) -> None:
 def prepare_host_dirs(h: Host, all_hosts: list[Host]) -> None:
     """Write config, certs and the inner start script for one host."""
     hd = Path(h.dir)
-    for sub in ("ovl/etc/upper", "ovl/etc/work", "ovl/run/upper", "ovl/run/work",
-                "ovl/var/upper", "ovl/var/work", "sock", "local", "pki-qemu",
-                "etc-libvirt/qemu/networks", "etc-libvirt/storage"):
+    for sub in (
+        "ovl/etc/upper",
+        "ovl/etc/work",
+        "ovl/run/upper",
+        "ovl/run/work",
+        "ovl/var/upper",
+        "ovl/var/work",
+        "sock",
+        "local",
+        "pki-qemu",
+        "etc-libvirt/qemu/networks",
+        "etc-libvirt/storage",
+    ):
         (hd / sub).mkdir(parents=True, exist_ok=True)
     etc = hd / "ovl/etc/upper"
     (etc / "libvirt").mkdir(exist_ok=True)  # mount point when the host has no /etc/libvirt
     (etc / "hostname").write_text(h.name + "\n")
     names = "".join(f"{o.ip}\t{o.name}\n" for o in all_hosts)
-    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n{h.ip}\t{h.name}\n{names}{SWITCH_IP}\tlab-switch\n")
+    (etc / "hosts").write_text(
+        f"127.0.0.1\tlocalhost\n{h.ip}\t{h.name}\n{names}{SWITCH_IP}\tlab-switch\n"
+    )
     _passwd_group(etc)
     pki.install_host_pki(h, etc, hd / "pki-qemu")
     conf = hd / "etc-libvirt"
@@ -158,7 +177,7 @@ mount -t overlay ferrylab-var -o lowerdir=/var,upperdir={q(str(o))}/var/upper,wo
 # fd path through the overlay
 mount --no-canonicalize --bind /proc/self/fd/3 {real}
 exec 3<&-
-mount --bind {q(str(hd / 'local'))} {q(str(local_pool_path()))}
+mount --bind {q(str(hd / "local"))} {q(str(local_pool_path()))}
 mount --bind {q(str(conf))} /etc/libvirt
 hostname {q(h.name)}
 exec /usr/sbin/libvirtd --listen
@@ -175,10 +194,24 @@ def spawn_libvirtd(h: Host) -> int:
     hd = Path(h.dir)
     out = open(hd / "libvirtd.out", "ab")
     p = subprocess.Popen(
-        ["ip", "netns", "exec", h.ns, "unshare", "--mount", "--uts", "--propagation", "private",
-         "sh", str(hd / "inner.sh")],
-        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        start_new_session=True, close_fds=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            h.ns,
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "sh",
+            str(hd / "inner.sh"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
     )
     out.close()
     return p.pid  # ip, unshare and sh all exec: this is libvirtd's PID
@@ -224,7 +257,9 @@ def tail(h: Host, n: int = 20) -> str:
     for name in ("libvirtd.out", "libvirtd.log"):
         p = Path(h.dir) / name
         if p.exists():
-            lines += [f"[{name}] {line}" for line in p.read_text(errors="replace").splitlines()[-n:]]
+            lines += [
+                f"[{name}] {line}" for line in p.read_text(errors="replace").splitlines()[-n:]
+            ]
     return "\n".join(lines) or "(no daemon output)"
 
 

@@ -29,14 +29,35 @@ if __package__ in (None, ""):  # run as a script: make `lab` importable
 
 from lab import hostd, pki  # noqa: E402
 from lab.common import (  # noqa: E402
-    NETWORK_NAME, NS_PREFIX, SWITCH_IP, SWITCH_NS, console_dir, host_count, hosts,
-    lab_dir, local_pool_path, read_state, run, shared_dir, shared_pool_path,
-    state_path, write_state,
+    NETWORK_NAME,
+    NS_PREFIX,
+    SWITCH_IP,
+    SWITCH_NS,
+    console_dir,
+    host_count,
+    hosts,
+    lab_dir,
+    local_pool_path,
+    read_state,
+    run,
+    shared_dir,
+    shared_pool_path,
+    state_path,
+    write_state,
 )
 
 REPO = Path(__file__).resolve().parent.parent
-REQUIRED_BINARIES = ["ip", "unshare", "mount", "openssl", "virsh", "/usr/sbin/libvirtd",
-                     "qemu-system-x86_64", "qemu-img", "gcc"]
+REQUIRED_BINARIES = [
+    "ip",
+    "unshare",
+    "mount",
+    "openssl",
+    "virsh",
+    "/usr/sbin/libvirtd",
+    "qemu-system-x86_64",
+    "qemu-img",
+    "gcc",
+]
 DRIVER_DIR = Path("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver")
 
 
@@ -118,8 +139,12 @@ def status() -> dict:
     if st.get("status") != "up":
         problems.append(f"state is {st.get('status')!r}")
     e = env()
-    return {"up": not problems, "problems": problems, "hosts": e["hosts"],
-            "startup_seconds": st.get("startup_seconds")}
+    return {
+        "up": not problems,
+        "problems": problems,
+        "hosts": e["hosts"],
+        "startup_seconds": st.get("startup_seconds"),
+    }
 
 
 def is_up() -> bool:
@@ -144,13 +169,19 @@ def up(register: bool = True, build_guest: bool = True) -> dict:
         down()
     n = host_count()
     hs = hosts(n)
-    state = {"status": "starting", "host_count": n, "lab_dir": str(lab_dir()),
-             "namespaces": [SWITCH_NS] + [h.ns for h in hs], "pids": {},
-             "started_at": time.time()}
+    state = {
+        "status": "starting",
+        "host_count": n,
+        "lab_dir": str(lab_dir()),
+        "namespaces": [SWITCH_NS] + [h.ns for h in hs],
+        "pids": {},
+        "started_at": time.time(),
+    }
     write_state(state)  # before creating anything, so down() can always clean
     try:
         if build_guest:
             from lab.guest import build
+
             log("guest image: " + build.build_guest()["initrd"])
         certs = pki.ensure_pki(hs)
         for d in (shared_pool_path(), console_dir(), shared_dir() / "boot"):
@@ -220,7 +251,13 @@ def down(purge: bool = False) -> None:
             run(["ip", "netns", "del", ns], check=False)
     _unmount_under(lab_dir())
     base = lab_dir()
-    for p in (base / "hosts", shared_pool_path(), console_dir(), shared_dir() / "boot", local_pool_path()):
+    for p in (
+        base / "hosts",
+        shared_pool_path(),
+        console_dir(),
+        shared_dir() / "boot",
+        local_pool_path(),
+    ):
         shutil.rmtree(p, ignore_errors=True)
     if purge:
         shutil.rmtree(base / "pki", ignore_errors=True)
@@ -229,18 +266,19 @@ def down(purge: bool = False) -> None:
 
 
 def _is_lab_process(pid: int, namespaces: set[str]) -> bool:
+    """True for a process inside one of our namespaces, or a recorded libvirtd."""
     try:
-        net = os.readlink(f"/proc/{pid}/ns/net")
+        net = os.stat(f"/proc/{pid}/ns/net").st_ino
     except OSError:
         return False
     for ns in namespaces:
         try:
-            if os.stat(f"/run/netns/{ns}").st_ino == os.stat(f"/proc/{pid}/ns/net").st_ino:
+            if os.stat(f"/run/netns/{ns}").st_ino == net:
                 return True
         except OSError:
             continue
     try:  # a recorded libvirtd whose namespace is already gone
-        return "libvirtd" in Path(f"/proc/{pid}/cmdline").read_text() and bool(net)
+        return "libvirtd" in Path(f"/proc/{pid}/cmdline").read_text()
     except OSError:
         return False
 
@@ -276,7 +314,9 @@ def register_in_ferry(hs) -> None:
             if ok:
                 log(f"ferry: {' '.join(cmd[:1])} {h.name} ok")
             else:
-                log(f"WARNING: ferry {' '.join(cmd)} failed: {msg.splitlines()[-1] if msg else '?'}")
+                log(
+                    f"WARNING: ferry {' '.join(cmd)} failed: {msg.splitlines()[-1] if msg else '?'}"
+                )
                 break
 
 
@@ -322,22 +362,38 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(env(), indent=1))
     elif a.cmd == "build-guest":
         from lab.guest import build
+
         print(json.dumps(build.build_guest(), indent=1))
     elif a.cmd == "guest":
         from lab.guest import vm
+
         if a.gcmd == "start":
-            info = vm.guest_start(a.name, host=a.host, memory_mib=a.memory, dirty_ws=a.dirty_ws,
-                                  dirty_rate=a.dirty_rate, pool=a.pool, disk_mib=a.disk)
+            info = vm.guest_start(
+                a.name,
+                host=a.host,
+                memory_mib=a.memory,
+                dirty_ws=a.dirty_ws,
+                dirty_rate=a.dirty_rate,
+                pool=a.pool,
+                disk_mib=a.disk,
+            )
             if a.wait:
                 info["first_heartbeat"] = vm.wait_heartbeat(a.name)
             print(json.dumps(info, indent=1))
         elif a.gcmd == "destroy":
             vm.guest_destroy(a.name)
         elif a.gcmd == "heartbeat":
-            print(json.dumps({"console": vm.last_console_heartbeat(a.name),
-                              "disk": vm.disk_heartbeat(a.name),
-                              "problems": vm.console_problems(a.name),
-                              "running_on": vm.where_running(a.name)}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        "console": vm.last_console_heartbeat(a.name),
+                        "disk": vm.disk_heartbeat(a.name),
+                        "problems": vm.console_problems(a.name),
+                        "running_on": vm.where_running(a.name),
+                    },
+                    indent=1,
+                )
+            )
         elif a.gcmd == "list":
             print(json.dumps(vm.guest_list(), indent=1))
     return 0

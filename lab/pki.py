@@ -25,7 +25,18 @@ def pki_dir() -> Path:
 
 
 def _key(path: Path) -> None:
-    run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(path)])
+    run(
+        [
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            str(path),
+        ]
+    )
     os.chmod(path, 0o600)
 
 
@@ -34,11 +45,39 @@ def _sign(d: Path, cn: str, ext: str, key: Path, cert: Path) -> None:
         csr = Path(tmp) / "req.csr"
         extf = Path(tmp) / "ext.cnf"
         extf.write_text(ext)
-        run(["openssl", "req", "-new", "-key", str(key), "-subj", f"/O=Ferry lab/CN={cn}", "-out", str(csr)])
         run(
-            ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(d / "ca-cert.pem"),
-             "-CAkey", str(d / "ca-key.pem"), "-CAcreateserial", "-days", DAYS,
-             "-sha256", "-extfile", str(extf), "-out", str(cert)]
+            [
+                "openssl",
+                "req",
+                "-new",
+                "-key",
+                str(key),
+                "-subj",
+                f"/O=Ferry lab/CN={cn}",
+                "-out",
+                str(csr),
+            ]
+        )
+        run(
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(d / "ca-cert.pem"),
+                "-CAkey",
+                str(d / "ca-key.pem"),
+                "-CAcreateserial",
+                "-days",
+                DAYS,
+                "-sha256",
+                "-extfile",
+                str(extf),
+                "-out",
+                str(cert),
+            ]
         )
 
 
@@ -63,11 +102,25 @@ def ensure_pki(hosts: list[Host]) -> dict:
     if not (d / "ca-cert.pem").exists():
         _key(d / "ca-key.pem")
         run(
-            ["openssl", "req", "-x509", "-new", "-key", str(d / "ca-key.pem"), "-days", DAYS, "-sha256",
-             "-subj", "/O=Ferry lab/CN=Ferry lab CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             "-out", str(d / "ca-cert.pem")]
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                str(d / "ca-key.pem"),
+                "-days",
+                DAYS,
+                "-sha256",
+                "-subj",
+                "/O=Ferry lab/CN=Ferry lab CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-out",
+                str(d / "ca-cert.pem"),
+            ]
         )
     for h in hosts:
         sans = [f"DNS:{h.name}", f"IP:{h.ip}"]
@@ -80,7 +133,13 @@ def ensure_pki(hosts: list[Host]) -> dict:
     if not (client / "clientcert.pem").exists():
         client.mkdir(exist_ok=True)
         _key(client / "clientkey.pem")
-        _sign(d, "ferry", _leaf_ext("clientAuth", ["DNS:ferry"]), client / "clientkey.pem", client / "clientcert.pem")
+        _sign(
+            d,
+            "ferry",
+            _leaf_ext("clientAuth", ["DNS:ferry"]),
+            client / "clientkey.pem",
+            client / "clientcert.pem",
+        )
         shutil.copy2(d / "ca-cert.pem", client / "cacert.pem")
     marker.write_text(json.dumps(wanted))
     return {

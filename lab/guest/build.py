@@ -126,8 +126,7 @@ class _Cpio:
     def _entry(self, name: str, mode: int, data: bytes = b"") -> None:
         nameb = name.encode() + b"\0"
         hdr = "070701" + "".join(
-            f"{v:08x}"
-            for v in (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nameb), 0)
+            f"{v:08x}" for v in (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nameb), 0)
         )
         self.ino += 1
         self.buf.write(hdr.encode() + nameb)

@@ -16,8 +16,16 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from lab.common import (
-    NETWORK_NAME, accel, console_dir, host_local_dir, hosts, local_pool_path, read_state,
-    shared_dir, shared_pool_path, virsh,
+    NETWORK_NAME,
+    accel,
+    console_dir,
+    host_local_dir,
+    hosts,
+    local_pool_path,
+    read_state,
+    shared_dir,
+    shared_pool_path,
+    virsh,
 )
 
 HB_RE = re.compile(r"^HB (\d+)\s*$", re.M)
@@ -67,11 +75,21 @@ def disk_path(name: str, pool: str = "shared", host: str | None = None) -> Path:
     return host_local_dir(_host(host).key) / f"{name}.qcow2"
 
 
-def guest_xml(name: str, memory_mib: int, dirty_ws: int, dirty_rate: int, disk: str,
-              console: str, boot: dict, vcpus: int = 1) -> str:
+def guest_xml(
+    name: str,
+    memory_mib: int,
+    dirty_ws: int,
+    dirty_rate: int,
+    disk: str,
+    console: str,
+    boot: dict,
+    vcpus: int = 1,
+) -> str:
     kvm = accel() == "kvm"
-    cmdline = (f"console=ttyS0 loglevel=4 panic=1 dirty_ws={dirty_ws} "
-               f"dirty_rate={dirty_rate} ferry_name={name}")
+    cmdline = (
+        f"console=ttyS0 loglevel=4 panic=1 dirty_ws={dirty_ws} "
+        f"dirty_rate={dirty_rate} ferry_name={name}"
+    )
     cpu = "<cpu mode='host-passthrough' migratable='on'/>" if kvm else ""
     return f"""<domain type='{"kvm" if kvm else "qemu"}'>
   <name>{escape(name)}</name>
@@ -79,8 +97,8 @@ def guest_xml(name: str, memory_mib: int, dirty_ws: int, dirty_rate: int, disk: 
   <vcpu>{vcpus}</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{boot['kernel']}</kernel>
-    <initrd>{boot['initrd']}</initrd>
+    <kernel>{boot["kernel"]}</kernel>
+    <initrd>{boot["initrd"]}</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
   {cpu}
@@ -108,9 +126,16 @@ def guest_xml(name: str, memory_mib: int, dirty_ws: int, dirty_rate: int, disk: 
 """
 
 
-def guest_start(name: str, host: str = "lab-a", memory_mib: int = 256, dirty_ws: int = 0,
-                dirty_rate: int = 0, pool: str = "shared", disk_mib: int = 64,
-                vcpus: int = 1) -> dict:
+def guest_start(
+    name: str,
+    host: str = "lab-a",
+    memory_mib: int = 256,
+    dirty_ws: int = 0,
+    dirty_rate: int = 0,
+    pool: str = "shared",
+    disk_mib: int = 64,
+    vcpus: int = 1,
+) -> dict:
     """Create the disk, define and start `name` on `host`; returns its facts."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
         raise ValueError(f"bad guest name {name!r}")
@@ -123,16 +148,34 @@ def guest_start(name: str, host: str = "lab-a", memory_mib: int = 256, dirty_ws:
     # qcow2 with preallocated metadata: sector 0 maps to a fixed file offset
     # from the start, so the host can read the disk heartbeat while QEMU runs
     virsh(h.uri, "pool-refresh", pool)
-    virsh(h.uri, "vol-create-as", pool, vol, f"{disk_mib}M", "--format", "qcow2", "--prealloc-metadata")
+    virsh(
+        h.uri,
+        "vol-create-as",
+        pool,
+        vol,
+        f"{disk_mib}M",
+        "--format",
+        "qcow2",
+        "--prealloc-metadata",
+    )
     path = virsh(h.uri, "vol-path", "--pool", pool, vol).strip()
     xml = guest_xml(name, memory_mib, dirty_ws, dirty_rate, path, str(console), boot, vcpus)
     xf = shared_dir() / "boot" / f"{name}.xml"
     xf.write_text(xml)
     virsh(h.uri, "define", str(xf))
     virsh(h.uri, "start", name)
-    return {"name": name, "host": h.name, "uri": h.uri, "pool": pool, "disk": path,
-            "disk_on_host_fs": str(disk_path(name, pool, h.name)), "console_log": str(console),
-            "memory_mib": memory_mib, "dirty_ws": dirty_ws, "dirty_rate": dirty_rate}
+    return {
+        "name": name,
+        "host": h.name,
+        "uri": h.uri,
+        "pool": pool,
+        "disk": path,
+        "disk_on_host_fs": str(disk_path(name, pool, h.name)),
+        "console_log": str(console),
+        "memory_mib": memory_mib,
+        "dirty_ws": dirty_ws,
+        "dirty_rate": dirty_rate,
+    }
 
 
 def guest_destroy(name: str) -> None:
@@ -161,8 +204,10 @@ def where_running(name: str) -> list[str]:
 
 def guest_list() -> dict:
     st = read_state() or {}
-    return {h.name: virsh(h.uri, "list", "--all", "--name", check=False).split()
-            for h in hosts(st.get("host_count"))}
+    return {
+        h.name: virsh(h.uri, "list", "--all", "--name", check=False).split()
+        for h in hosts(st.get("host_count"))
+    }
 
 
 # ---------------------------------------------------------------- heartbeats
@@ -202,8 +247,10 @@ def wait_heartbeat(name: str, timeout: float = 60, after: int | None = None) -> 
             raise RuntimeError(f"guest {name} shows problems: {probs[:3]}")
         if time.monotonic() > deadline:
             tail = console_text(name)[-600:]
-            raise TimeoutError(f"no heartbeat{f' > {after}' if after is not None else ''} "
-                               f"from {name} in {timeout}s; console tail:\n{tail}")
+            raise TimeoutError(
+                f"no heartbeat{f' > {after}' if after is not None else ''} "
+                f"from {name} in {timeout}s; console tail:\n{tail}"
+            )
         time.sleep(0.25)
 
 
@@ -245,9 +292,15 @@ def disk_heartbeat(name: str, path: str | Path | None = None) -> dict | None:
     Without `path`, looks at the shared pool, then every host's local pool
     (newest heartbeat wins, e.g. after a non-shared-disk migration).
     """
-    paths = [Path(path)] if path else [shared_pool_path() / f"{name}.qcow2"] + [
-        host_local_dir(h.key) / f"{name}.qcow2" for h in hosts((read_state() or {}).get("host_count"))
-    ]
+    paths = (
+        [Path(path)]
+        if path
+        else [shared_pool_path() / f"{name}.qcow2"]
+        + [
+            host_local_dir(h.key) / f"{name}.qcow2"
+            for h in hosts((read_state() or {}).get("host_count"))
+        ]
+    )
     best = None
     for p in paths:
         if not p.exists():
@@ -255,15 +308,31 @@ def disk_heartbeat(name: str, path: str | Path | None = None) -> dict | None:
         raw = read_guest_bytes(p, 0, 512)
         m = re.match(rb"FERRYHB (\d+) (\d+) (\S+)\n", raw)
         if m:
-            hb = {"counter": int(m.group(1)), "epoch": int(m.group(2)),
-                  "name": m.group(3).decode(), "path": str(p)}
+            hb = {
+                "counter": int(m.group(1)),
+                "epoch": int(m.group(2)),
+                "name": m.group(3).decode(),
+                "path": str(p),
+            }
             if best is None or hb["counter"] > best["counter"]:
                 best = hb
     return best
 
 
 __all__ = [
-    "boot_files", "console_heartbeats", "console_log_path", "console_problems", "disk_heartbeat",
-    "disk_path", "guest_destroy", "guest_list", "guest_start", "guest_xml", "last_console_heartbeat",
-    "local_pool_path", "read_guest_bytes", "wait_heartbeat", "where_running",
+    "boot_files",
+    "console_heartbeats",
+    "console_log_path",
+    "console_problems",
+    "disk_heartbeat",
+    "disk_path",
+    "guest_destroy",
+    "guest_list",
+    "guest_start",
+    "guest_xml",
+    "last_console_heartbeat",
+    "local_pool_path",
+    "read_guest_bytes",
+    "wait_heartbeat",
+    "where_running",
 ]
