@@ -3,4 +3,5 @@ approvals, status links, and (execution) runs, attempts and progress samples."""
 
 from migrations_app.models.approval import Approval  # noqa: F401
 from migrations_app.models.plan import MigrationPlan, PlanItem  # noqa: F401
+from migrations_app.models.run import ItemAttempt, PlanRun, ProgressSample, RunEvent  # noqa: F401
 from migrations_app.models.validation import CheckResult, ValidationRun  # noqa: F401
