@@ -5,10 +5,12 @@ Stdlib only: labctl runs with the system python3, before any venv exists.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -151,3 +153,48 @@ def run(
 
 def virsh(uri: str, *args: str, check: bool = True, timeout: float = 60) -> str:
     return run(["virsh", "-q", "-c", uri, *args], check=check, timeout=timeout).stdout
+
+
+# ---------------------------------------------------------------- locking
+#
+# Namespace names are global, so there is one lab per machine. Two locks keep
+# concurrent users (a developer's `make lab-up`, several pytest sessions) from
+# tearing the lab down under each other:
+#   .lock   exclusive, held while up() or down() changes anything;
+#   .users  shared, held by every test session using the lab; down() refuses
+#           (unless forced) while anybody holds it.
+
+
+def _lock_file(name: str):
+    d = lab_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    return open(d / name, "a+")
+
+
+@contextmanager
+def op_lock():
+    f = _lock_file(".lock")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+    finally:
+        f.close()
+
+
+def use_lab():
+    """Mark this process as a user of the lab until the returned file is closed."""
+    f = _lock_file(".users")
+    fcntl.flock(f, fcntl.LOCK_SH)
+    return f
+
+
+def lab_in_use() -> bool:
+    """True while some session holds the users lock."""
+    f = _lock_file(".users")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        f.close()

@@ -37,7 +37,9 @@ from lab.common import (  # noqa: E402
     host_count,
     hosts,
     lab_dir,
+    lab_in_use,
     local_pool_path,
+    op_lock,
     read_state,
     run,
     shared_dir,
@@ -143,6 +145,8 @@ def status() -> dict:
         "up": not problems,
         "problems": problems,
         "hosts": e["hosts"],
+        "owner": st.get("owner"),
+        "in_use_by_tests": lab_in_use(),
         "startup_seconds": st.get("startup_seconds"),
     }
 
@@ -154,23 +158,30 @@ def is_up() -> bool:
 # ---------------------------------------------------------------- up / down
 
 
-def up(register: bool = True, build_guest: bool = True) -> dict:
-    """Bring the lab up (idempotent: an already healthy lab is only verified)."""
+def up(register: bool = True, build_guest: bool = True, owner: str = "cli") -> dict:
+    """Bring the lab up (idempotent: an already healthy lab is only verified); returns env()."""
     problem = preflight()
     if problem:
         raise RuntimeError(problem)
+    with op_lock():  # a concurrent up or down waits for this one
+        return _up(register, build_guest, owner)
+
+
+def _up(register: bool, build_guest: bool, owner: str) -> dict:
     t0 = time.monotonic()
     st = status()
     if st["up"]:
         log(f"already up ({time.monotonic() - t0:.2f}s check)")
         return env()
     if read_state() or any(ns.startswith(NS_PREFIX) for ns in hostd.netns_list()):
-        log("cleaning a partial or stale lab first")
-        down()
+        # broken anyway (a daemon died or an earlier up was interrupted)
+        log("cleaning a partial or stale lab first: " + "; ".join(st["problems"]))
+        _down()
     n = host_count()
     hs = hosts(n)
     state = {
         "status": "starting",
+        "owner": owner,  # "pytest" labs are taken down by the last test session
         "host_count": n,
         "lab_dir": str(lab_dir()),
         "namespaces": [SWITCH_NS] + [h.ns for h in hs],
@@ -201,7 +212,7 @@ def up(register: bool = True, build_guest: bool = True) -> dict:
     except BaseException:
         log("up failed; tearing down what was made")
         try:
-            down()
+            _down()
         except Exception as e:  # report the original failure, not the cleanup's
             log(f"cleanup after failed up also failed: {e}")
         raise
@@ -232,8 +243,20 @@ def _kill(pids: set[int], grace: float = 5.0) -> None:
             return
 
 
-def down(purge: bool = False) -> None:
-    """Stop every process in the lab's namespaces, delete them, remove runtime files."""
+def down(purge: bool = False, force: bool = False) -> None:
+    """Stop every process in the lab's namespaces, delete them, remove runtime files.
+
+    Refuses while a test session is using the lab, unless force.
+    """
+    with op_lock():
+        if lab_in_use() and not force:
+            raise RuntimeError(
+                "the lab is in use by a running test session (use --force to take it down anyway)"
+            )
+        _down(purge)
+
+
+def _down(purge: bool = False) -> None:
     st = read_state() or {}
     namespaces = set(st.get("namespaces", []))
     namespaces |= {ns for ns in hostd.netns_list() if ns.startswith(NS_PREFIX)}
@@ -331,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--no-guest-build", action="store_true", help="skip building the guest image")
     d = sub.add_parser("down")
     d.add_argument("--purge", action="store_true", help="also delete the lab CA and certificates")
+    d.add_argument("--force", action="store_true", help="even while a test session uses the lab")
     sub.add_parser("status")
     sub.add_parser("env")
     sub.add_parser("build-guest")
@@ -353,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "up":
         up(register=not a.no_register, build_guest=not a.no_guest_build)
     elif a.cmd == "down":
-        down(purge=a.purge)
+        down(purge=a.purge, force=a.force)
     elif a.cmd == "status":
         st = status()
         print(json.dumps(st, indent=1))

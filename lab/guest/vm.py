@@ -120,6 +120,7 @@ def guest_xml(
       <source path='{console}' append='on'/>
       <target port='0'/>
     </serial>
+    <controller type='usb' model='none'/>
     <memballoon model='none'/>
   </devices>
 </domain>

@@ -44,16 +44,26 @@ def lab_env():
         import libvirt  # noqa: F401
     except ImportError:
         _unavailable("libvirt-python is not installed in this Python")
+    from lab.common import lab_in_use, op_lock, read_state, use_lab
+
+    # hold the shared "users" lock for the whole session, so that neither a
+    # concurrent session nor `labctl down` (without --force) pulls the lab away
+    users = use_lab()
     was_up = labctl.is_up()
     t0 = time.monotonic()
     try:
-        env = labctl.up(register=False)
+        env = labctl.up(register=False, owner="pytest")
     except Exception as e:  # any reason at all: report it, do not hide it
+        users.close()
         _unavailable(f"labctl up failed: {e}")
     print(f"\n[lab] {'reused' if was_up else 'started'} in {time.monotonic() - t0:.1f}s")
     yield env
-    if not was_up:
-        labctl.down()
+    users.close()
+    # the last session out takes down a lab that a test session started;
+    # a lab started by hand (make lab-up) stays up
+    with op_lock():
+        if not lab_in_use() and (read_state() or {}).get("owner") == "pytest":
+            labctl._down()
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +71,7 @@ def conns(lab_env):
     """{host name: libvirt connection} through each host's unix socket."""
     import libvirt
 
+    libvirt.registerErrorHandler(lambda *_: None, None)  # errors are raised; do not also print them
     out = {name: libvirt.open(h["uri"]) for name, h in lab_env["hosts"].items()}
     yield out
     for c in out.values():
@@ -103,8 +114,10 @@ def record(lab_env, request):
             "wall_s": round(wall_s, 3),
             **extra,
         }
-        print(f"\n[lab] {case}: total {row['total_ms']} ms, downtime {row['downtime_ms']} ms, "
-              f"wall {row['wall_s']} s, iterations {row['iterations']}")
+        print(
+            f"\n[lab] {case}: total {row['total_ms']} ms, downtime {row['downtime_ms']} ms, "
+            f"wall {row['wall_s']} s, iterations {row['iterations']}"
+        )
         with open(lab_env["measurements"], "a") as f:
             f.write(json.dumps(row) + "\n")
         return row

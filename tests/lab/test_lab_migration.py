@@ -18,8 +18,12 @@ from lab.guest import vm  # noqa: E402
 
 pytestmark = pytest.mark.lab
 
-BASE = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
-        | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+BASE = (
+    libvirt.VIR_MIGRATE_LIVE
+    | libvirt.VIR_MIGRATE_PEER2PEER
+    | libvirt.VIR_MIGRATE_PERSIST_DEST
+    | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+)
 # the shared pool is a plain directory both hosts see: libvirt does not
 # know it is shared, so migrating a guest with a disk there needs UNSAFE
 SHARED = BASE | libvirt.VIR_MIGRATE_UNSAFE
@@ -55,8 +59,9 @@ def assert_alive_only_on(conns, name, host, last_before, beats=3):
 def test_it_live_migrates_a_dirtying_guest_over_tls(conns, lab_env, guest, record):
     name = guest("lab-a", memory_mib=256, dirty_ws=64, dirty_rate=20)
     before = vm.wait_heartbeat(name, timeout=60, after=1)
-    stats, wall = migrate(conns, lab_env, name, "lab-a", "lab-b",
-                          SHARED | libvirt.VIR_MIGRATE_TLS, via="tls_uri")
+    stats, wall = migrate(
+        conns, lab_env, name, "lab-a", "lab-b", SHARED | libvirt.VIR_MIGRATE_TLS, via="tls_uri"
+    )
     assert_alive_only_on(conns, name, "lab-b", before)
     row = record("tls-p2p-shared-256MiB-20MBps", stats, wall, memory_mib=256, dirty_rate=20)
     assert row["total_ms"] and row["downtime_ms"] is not None
@@ -70,7 +75,9 @@ def test_it_survives_repeated_migrations_while_dirtying_memory(conns, lab_env, g
     for i in range(4):
         stats, wall = migrate(conns, lab_env, name, src, dst, SHARED)
         last = assert_alive_only_on(conns, name, dst, last, beats=2)
-        record(f"pingpong-{i + 1}-{src}-to-{dst}-100MBps", stats, wall, memory_mib=256, dirty_rate=100)
+        record(
+            f"pingpong-{i + 1}-{src}-to-{dst}-100MBps", stats, wall, memory_mib=256, dirty_rate=100
+        )
         src, dst = dst, src
 
 
@@ -80,8 +87,9 @@ def test_it_copies_a_local_disk_with_non_shared_disk(conns, lab_env, guest, reco
     src_disk = vm.disk_path(name, "local", "lab-a")
     dst_disk = vm.disk_path(name, "local", "lab-b")
     assert not dst_disk.exists()
-    stats, wall = migrate(conns, lab_env, name, "lab-a", "lab-b",
-                          BASE | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+    stats, wall = migrate(
+        conns, lab_env, name, "lab-a", "lab-b", BASE | libvirt.VIR_MIGRATE_NON_SHARED_DISK
+    )
     frozen = vm.disk_heartbeat(name, src_disk)["counter"]
     assert_alive_only_on(conns, name, "lab-b", before)
     on_dst = vm.disk_heartbeat(name, dst_disk)
