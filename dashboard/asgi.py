@@ -11,7 +11,10 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
+from dashboard.embedded import start_embedded_workers  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+
+start_embedded_workers()
 
 application = ProtocolTypeRouter(
     {

@@ -1,3 +1,5 @@
-"""Websocket routes (consumers are added by the live-progress work)."""
+"""Websocket routes of the whole project."""
 
-websocket_urlpatterns: list = []
+from migrations_app.routing import websocket_urlpatterns as plan_routes
+
+websocket_urlpatterns = [*plan_routes]

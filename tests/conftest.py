@@ -29,7 +29,7 @@ def make_user(db):
         else:
             user = User.objects.create_user(username, "", "pw-" + username)
         for role in roles:
-            user.groups.add(Group.objects.get(name=role))
+            user.groups.add(Group.objects.get_or_create(name=role)[0])
         return user
 
     return _make

@@ -14,7 +14,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--workers", type=int, default=1, help="background workers to start")
+        parser.add_argument("--workers", type=int, default=4, help="background workers to start")
 
     def handle(self, *args, host, port, workers, **options):
         python = sys.executable
@@ -23,10 +23,19 @@ class Command(BaseCommand):
         commands = [
             [python, "-m", "daphne", "-b", host, "-p", str(port), "dashboard.asgi:application"]
         ]
-        for _ in range(workers):
-            commands.append([python, manage, "ferry_worker"])
+        if settings.REDIS_URL or settings.TASK_BACKEND == "rq":
+            # Events cross processes through Redis: workers run as their own processes.
+            for _ in range(workers):
+                commands.append([python, manage, "ferry_worker"])
+            where = "separate processes"
+        else:
+            # In-process channel layer: workers must share Daphne's process to reach it.
+            env["FERRY_EMBEDDED_WORKERS"] = str(workers)
+            where = "threads inside the web process"
         children = [subprocess.Popen(cmd, env=env) for cmd in commands]
-        self.stdout.write(f"Ferry is serving on http://{host}:{port}/ with {workers} worker(s).")
+        self.stdout.write(
+            f"Ferry is serving on http://{host}:{port}/ with {workers} worker(s) as {where}."
+        )
 
         def stop(*_):
             for child in children:

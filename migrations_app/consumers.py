@@ -1,0 +1,122 @@
+"""Websocket consumers: read-only subscribers. Commands go through the REST API.
+
+A subscriber is authorized with the same permission function the API uses, receives a
+snapshot first, then numbered events; a heartbeat every ~15 s lets the page tell "live"
+from "stalled".
+"""
+
+import asyncio
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from dashboard.permissions import can
+from migrations_app.events import DASHBOARD_GROUP, plan_group
+from migrations_app.models import MigrationPlan
+from migrations_app.selectors.live import dashboard_snapshot, plan_snapshot
+
+HEARTBEAT_SECONDS = 15
+MAX_CLIENT_FRAME = 4096  # clients only send pings; anything larger is hostile
+CLOSE_FORBIDDEN = 4403
+CLOSE_GONE = 4410
+CLOSE_TOO_BIG = 1009
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    """Common behaviour: snapshot, events, heartbeat, tolerant of junk input."""
+
+    groups_to_join: list[str]
+
+    async def connect(self):
+        snapshot = await self.authorize_and_snapshot()
+        if snapshot is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.accept()
+        # Join before sending the snapshot so nothing falls between them; the client
+        # drops events whose seq is not above the snapshot's last_seq.
+        for group in self.groups_to_join:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.send_json({"type": "snapshot", **snapshot})
+        self.heartbeat = asyncio.ensure_future(self._heartbeat())
+
+    async def disconnect(self, code):
+        task = getattr(self, "heartbeat", None)
+        if task:
+            task.cancel()
+        for group in getattr(self, "groups_to_join", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        raw = text_data if text_data is not None else (bytes_data or b"")
+        if len(raw) > MAX_CLIENT_FRAME:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        try:
+            message = json.loads(raw)
+        except (ValueError, TypeError):
+            await self.send_json({"type": "error", "detail": "Messages must be JSON."})
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "snapshot":
+            snapshot = await self.authorize_and_snapshot()
+            if snapshot is None:
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+            await self.send_json({"type": "snapshot", **snapshot})
+        else:
+            await self.send_json(
+                {"type": "error", "detail": "Unknown message type; this stream is read-only."}
+            )
+
+    async def live_event(self, message):
+        await self.send_json({"type": "event", **message["event"]})
+
+    async def live_close(self, message):
+        """Sent when the subscriber's authorization ends (revoked link, logged out)."""
+        await self.send_json({"type": "closed", "detail": message.get("detail", "")})
+        await self.close(code=CLOSE_GONE)
+
+    async def send_json(self, data):
+        await self.send(text_data=json.dumps(data, default=str))
+
+    async def _heartbeat(self):
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await self.send_json({"type": "heartbeat"})
+
+    async def authorize_and_snapshot(self) -> dict | None:
+        raise NotImplementedError
+
+
+class PlanConsumer(LiveConsumer):
+    """/ws/plans/<id>/ for signed-in users who may view plans."""
+
+    async def authorize_and_snapshot(self):
+        plan_id = self.scope["url_route"]["kwargs"]["plan_id"]
+        self.groups_to_join = [plan_group(plan_id)]
+        return await database_sync_to_async(self._snapshot)(self.scope.get("user"), plan_id)
+
+    @staticmethod
+    def _snapshot(user, plan_id):
+        if user is None or not can(user, "plan.view"):
+            return None
+        plan = MigrationPlan.objects.filter(pk=plan_id).first()
+        return plan_snapshot(plan) if plan else None
+
+
+class DashboardConsumer(LiveConsumer):
+    """/ws/dashboard/ for signed-in users who may view plans."""
+
+    async def authorize_and_snapshot(self):
+        self.groups_to_join = [DASHBOARD_GROUP]
+        return await database_sync_to_async(self._snapshot)(self.scope.get("user"))
+
+    @staticmethod
+    def _snapshot(user):
+        if user is None or not can(user, "plan.view"):
+            return None
+        return dashboard_snapshot()

@@ -1,0 +1,89 @@
+"""Emit helpers: the one place that numbers run events and publishes them live.
+
+Events are stored (RunEvent) in the caller's transaction and sent to channel-layer groups
+only after commit, so a browser never sees something that was rolled back, and a client
+that missed events fetches the range by sequence number over REST.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from migrations_app.models import PlanRun, RunEvent
+
+logger = logging.getLogger("ferry.events")
+
+DASHBOARD_GROUP = "dashboard"
+
+
+def plan_group(plan_id: int) -> str:
+    """Channel-layer group of one plan's subscribers."""
+    return f"plan.{plan_id}"
+
+
+def item_group(item_id: int) -> str:
+    """Channel-layer group of one item's subscribers."""
+    return f"item.{item_id}"
+
+
+def event_message(event: RunEvent, plan_id: int) -> dict:
+    """The wire form of an event (also what the REST range endpoint returns)."""
+    return {
+        "run": event.run_id,
+        "plan": plan_id,
+        "seq": event.seq,
+        "kind": event.kind,
+        "item": event.item_id,
+        "at": event.created_at.isoformat(),
+        "payload": event.payload,
+    }
+
+
+def run_event(*, run: PlanRun, kind: str, payload: dict, item=None) -> RunEvent:
+    """Store the next numbered event of a run and publish it after commit."""
+    with transaction.atomic():
+        # The UPDATE locks the run row until commit, so concurrent emitters of one run get
+        # consecutive numbers in commit order and a rollback leaves no gap.
+        PlanRun.objects.filter(pk=run.pk).update(event_seq=F("event_seq") + 1)
+        seq = PlanRun.objects.filter(pk=run.pk).values_list("event_seq", flat=True).get()
+        event = RunEvent.objects.create(
+            run_id=run.pk, seq=seq, kind=kind, item=item, payload=payload
+        )
+        if event.created_at is None:  # pragma: no cover - auto_now_add sets it
+            event.created_at = timezone.now()
+        message = event_message(event, run.plan_id)
+        groups = [plan_group(run.plan_id), DASHBOARD_GROUP]
+        if item is not None:
+            groups.append(item_group(item.pk))
+        transaction.on_commit(lambda: publish(groups, message))
+    return event
+
+
+def plan_changed(plan, *, reason: str = "") -> None:
+    """Tell subscribers a plan's state changed outside a run event (they re-snapshot)."""
+    message = {
+        "run": None,
+        "plan": plan.pk,
+        "seq": None,
+        "kind": "plan.changed",
+        "item": None,
+        "at": timezone.now().isoformat(),
+        "payload": {"status": plan.status, "reason": reason},
+    }
+    transaction.on_commit(lambda: publish([plan_group(plan.pk), DASHBOARD_GROUP], message))
+
+
+def publish(groups: list[str], message: dict) -> None:
+    """Send to channel-layer groups; a broken layer is logged, never fatal to the caller."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, {"type": "live.event", "event": message})
+        except Exception:  # the layer (Redis) may be down; stored events let clients catch up
+            logger.warning("could not publish %s to %s", message.get("kind"), group, exc_info=True)

@@ -1,0 +1,10 @@
+"""Websocket routes of plans."""
+
+from django.urls import path
+
+from migrations_app.consumers import DashboardConsumer, PlanConsumer
+
+websocket_urlpatterns = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+    path("ws/plans/<int:plan_id>/", PlanConsumer.as_asgi()),
+]
