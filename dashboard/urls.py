@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from dashboard import views
 from inventory.api.urls import router as inventory_router
+from migrations_app.api import live as live_api
 from migrations_app.api.urls import router as plans_router
 
 api_router = DefaultRouter()
@@ -18,6 +19,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("inventory/", include("inventory.urls")),
     path("plans/", include("migrations_app.urls")),
+    path("api/v1/live/plans/<int:plan_id>/", live_api.plan_live_snapshot, name="live-plan"),
+    path("api/v1/live/dashboard/", live_api.dashboard_live_snapshot, name="live-dashboard"),
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
