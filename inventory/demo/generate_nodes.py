@@ -14,11 +14,11 @@ NS = uuid.UUID("6f0d1c2e-9a51-4f4b-8a53-0c6f2f1d7e11")
 
 HOSTS = [
     # name, group, cpu model, logical cpus, memory GiB, networks, shared pool
-    ("kvm-a1", "site-a", "Skylake-Server", 32, 128, ["prod", "backup"], "nfs"),
-    ("kvm-a2", "site-a", "Skylake-Server", 32, 128, ["prod", "backup"], "nfs"),
-    ("kvm-a3", "site-a", "Cascadelake-Server", 48, 192, ["prod", "backup"], "nfs"),
-    ("kvm-b1", "site-b", "EPYC-Milan", 64, 256, ["prod", "dmz"], "rbd"),
-    ("kvm-b2", "site-b", "EPYC-Milan", 64, 256, ["prod"], "rbd"),
+    ("kvm-a1", "site-a", "Skylake-Server", 32, 256, ["prod", "backup"], "nfs"),
+    ("kvm-a2", "site-a", "Skylake-Server", 32, 256, ["prod", "backup"], "nfs"),
+    ("kvm-a3", "site-a", "Cascadelake-Server", 48, 384, ["prod", "backup"], "nfs"),
+    ("kvm-b1", "site-b", "EPYC-Milan", 64, 512, ["prod", "dmz"], "rbd"),
+    ("kvm-b2", "site-b", "EPYC-Milan", 64, 512, ["prod"], "rbd"),
 ]
 NETWORKS = {
     "prod": ("br-prod", 120, "bridge"),
