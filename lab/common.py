@@ -157,23 +157,25 @@ def virsh(uri: str, *args: str, check: bool = True, timeout: float = 60) -> str:
 
 # ---------------------------------------------------------------- locking
 #
-# Namespace names are global, so there is one lab per machine. Two locks keep
-# concurrent users (a developer's `make lab-up`, several pytest sessions) from
-# tearing the lab down under each other:
-#   .lock   exclusive, held while up() or down() changes anything;
-#   .users  shared, held by every test session using the lab; down() refuses
-#           (unless forced) while anybody holds it.
+# Namespace names are global, so there is one lab per machine, whatever
+# LAB_DIR says. Coordination therefore lives in one fixed place, RUN_DIR:
+#   lock     exclusive, held while up() or down() changes anything;
+#   users    shared, held by every test session using the lab; down() refuses
+#            (unless forced) while anybody holds it;
+#   current  the LAB_DIR of the lab that owns the ferrylab-* namespaces, so a
+#            second lab (another LAB_DIR) refuses to start or to tear it down.
+
+RUN_DIR = Path(os.environ.get("LAB_RUN_DIR", "/run/ferry-lab"))
 
 
 def _lock_file(name: str):
-    d = lab_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    return open(d / name, "a+")
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    return open(RUN_DIR / name, "a+")
 
 
 @contextmanager
 def op_lock():
-    f = _lock_file(".lock")
+    f = _lock_file("lock")
     try:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
@@ -183,14 +185,14 @@ def op_lock():
 
 def use_lab():
     """Mark this process as a user of the lab until the returned file is closed."""
-    f = _lock_file(".users")
+    f = _lock_file("users")
     fcntl.flock(f, fcntl.LOCK_SH)
     return f
 
 
 def lab_in_use() -> bool:
     """True while some session holds the users lock."""
-    f = _lock_file(".users")
+    f = _lock_file("users")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False
@@ -198,3 +200,19 @@ def lab_in_use() -> bool:
         return True
     finally:
         f.close()
+
+
+def current_lab_dir() -> str | None:
+    """LAB_DIR of the lab that owns the namespaces, if one is (or was last) up."""
+    try:
+        return (RUN_DIR / "current").read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def set_current_lab_dir(value: str | None) -> None:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    if value is None:
+        (RUN_DIR / "current").unlink(missing_ok=True)
+    else:
+        (RUN_DIR / "current").write_text(value + "\n")

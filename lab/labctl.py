@@ -34,6 +34,7 @@ from lab.common import (  # noqa: E402
     SWITCH_IP,
     SWITCH_NS,
     console_dir,
+    current_lab_dir,
     host_count,
     hosts,
     lab_dir,
@@ -42,6 +43,7 @@ from lab.common import (  # noqa: E402
     op_lock,
     read_state,
     run,
+    set_current_lab_dir,
     shared_dir,
     shared_pool_path,
     state_path,
@@ -167,8 +169,22 @@ def up(register: bool = True, build_guest: bool = True, owner: str = "cli") -> d
         return _up(register, build_guest, owner)
 
 
+def _other_lab() -> str | None:
+    """LAB_DIR of a different lab that still owns ferrylab-* namespaces, if any."""
+    cur = current_lab_dir()
+    if cur and cur != str(lab_dir()) and any(ns.startswith(NS_PREFIX) for ns in hostd.netns_list()):
+        return cur
+    return None
+
+
 def _up(register: bool, build_guest: bool, owner: str) -> dict:
     t0 = time.monotonic()
+    other = _other_lab()
+    if other:
+        raise RuntimeError(
+            f"another lab (LAB_DIR={other}) owns the {NS_PREFIX}* namespaces: "
+            f"take it down first (LAB_DIR={other} python3 lab/labctl.py down)"
+        )
     st = status()
     if st["up"]:
         log(f"already up ({time.monotonic() - t0:.2f}s check)")
@@ -189,6 +205,7 @@ def _up(register: bool, build_guest: bool, owner: str) -> dict:
         "started_at": time.time(),
     }
     write_state(state)  # before creating anything, so down() can always clean
+    set_current_lab_dir(str(lab_dir()))
     try:
         if build_guest:
             from lab.guest import build
@@ -249,6 +266,9 @@ def down(purge: bool = False, force: bool = False) -> None:
     Refuses while a test session is using the lab, unless force.
     """
     with op_lock():
+        other = _other_lab()
+        if other and not force:
+            raise RuntimeError(f"the {NS_PREFIX}* namespaces belong to the lab at LAB_DIR={other}")
         if lab_in_use() and not force:
             raise RuntimeError(
                 "the lab is in use by a running test session (use --force to take it down anyway)"
@@ -285,6 +305,10 @@ def _down(purge: bool = False) -> None:
     if purge:
         shutil.rmtree(base / "pki", ignore_errors=True)
     state_path().unlink(missing_ok=True)
+    if current_lab_dir() in (None, str(lab_dir())) or not any(
+        ns.startswith(NS_PREFIX) for ns in hostd.netns_list()
+    ):
+        set_current_lab_dir(None)
     log("down")
 
 
