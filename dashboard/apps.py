@@ -6,3 +6,7 @@ class DashboardConfig(AppConfig):
 
     name = "dashboard"
     verbose_name = "Ferry dashboard"
+
+    def ready(self):
+        # Login success/failure go to the audit trail and the lockout counter.
+        from dashboard import auth_signals  # noqa: F401

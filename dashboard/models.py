@@ -38,3 +38,13 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"#{self.sequence} {self.actor_name} {self.action} {self.object_repr}"
+
+
+# Models kept in their own modules (one topic each), imported so Django registers them.
+from dashboard.models_auth import LoginThrottle  # noqa: E402, F401
+from dashboard.models_notify import (  # noqa: E402, F401
+    DeliveryAttempt,
+    NotificationDelivery,
+    NotificationSubscription,
+)
+from dashboard.models_sharelink import ShareLink  # noqa: E402, F401

@@ -1,6 +1,7 @@
 """Ferry settings: everything that differs between a laptop and production comes from the
 environment (see .env.example and the table in README)."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -97,6 +98,10 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
             },
+            # A file, not pytest's default in-memory database, so the test suite's real
+            # servers and workers (separate processes) see the same data.
+            # Named per process so concurrent test sessions never share one file.
+            "TEST": {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -183,3 +188,28 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("FERRY_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# Approvals: distinct approvers a plan needs, and hours an approval stays valid (0: forever).
+FERRY_APPROVALS_REQUIRED = env_int("FERRY_APPROVALS_REQUIRED", 1, minimum=1)
+FERRY_APPROVAL_TTL_HOURS = env_int("FERRY_APPROVAL_TTL_HOURS", 0, minimum=0)
+# Public base URL for links in notifications and status links (empty: relative links).
+FERRY_BASE_URL = env_str("FERRY_BASE_URL", "")
+
+# Login lockout per account (never per address), and the backend that enforces it.
+FERRY_LOGIN_MAX_FAILURES = env_int("FERRY_LOGIN_MAX_FAILURES", 5, minimum=1)
+FERRY_LOGIN_LOCKOUT_SECONDS = env_int("FERRY_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+AUTHENTICATION_BACKENDS = ["dashboard.auth_backend.LockoutModelBackend"]
+
+# Notifications: webhook timeout, attempts before a delivery is given up, and email.
+FERRY_WEBHOOK_TIMEOUT = env_int("FERRY_WEBHOOK_TIMEOUT", 10, minimum=1)
+FERRY_NOTIFY_MAX_ATTEMPTS = env_int("FERRY_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
+EMAIL_HOST = env_str("FERRY_EMAIL_HOST", "")
+EMAIL_PORT = env_int("FERRY_EMAIL_PORT", 25, minimum=1)
+EMAIL_USE_TLS = env_bool("FERRY_EMAIL_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("FERRY_EMAIL_FROM", "ferry@localhost")
+# Without a mail host, email notifications are written to the log instead of sent.
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)

@@ -55,3 +55,32 @@ def demo_uri():
         return f"test://{DEMO_NODES / (name + '.xml')}"
 
     return _uri
+
+
+def _allow_audit_truncate_in_test_flushes():
+    """The test suite's escape hatch through the audit trail's append-only trigger.
+
+    Transactional tests end with a flush, which on PostgreSQL is one TRUNCATE of every
+    table; the trigger (dashboard migration 0004) refuses TRUNCATE of the audit table unless
+    the transaction set ferry.audit_maintenance. Only flushes get the setting, and only
+    for their own transaction (SET LOCAL), so tests of the trigger still see it refuse.
+    """
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+    if getattr(original, "ferry_patched", False):
+        return
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        statements = original(
+            self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
+        )
+        if statements:
+            statements = ["SET LOCAL ferry.audit_maintenance = 'on'", *statements]
+        return statements
+
+    sql_flush.ferry_patched = True
+    DatabaseOperations.sql_flush = sql_flush
+
+
+_allow_audit_truncate_in_test_flushes()
