@@ -2,6 +2,8 @@ from django.urls import path
 
 from inventory import views
 
+app_name = "inventory"
+
 urlpatterns = [
     path("hosts/", views.host_list, name="host-list"),
     path("hosts/<int:pk>/", views.host_detail, name="host-detail"),

@@ -45,7 +45,7 @@ def host_sync_view(request, pk):
     host = get_object_or_404(Host, pk=pk)
     task_id = host_sync_enqueue(host=host, user=request.user)
     messages.info(request, f"Sync of {host.name} queued (task {task_id}).")
-    return redirect("host-detail", pk=host.pk)
+    return redirect("inventory:host-detail", pk=host.pk)
 
 
 @login_required

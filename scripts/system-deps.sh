@@ -31,6 +31,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ "${1:-}" = "--test" ] && [ -x "$here/lab/install-deps.sh" ]; then
-  "$here/lab/install-deps.sh"
+if [ "${1:-}" = "--test" ] && [ -f "$here/lab/install-deps.sh" ]; then
+  bash "$here/lab/install-deps.sh"
 fi

@@ -52,6 +52,8 @@ def test_it_caps_the_page_size(api_as, demo):
     assert len(response.json()["results"]) <= 500
 
 
+# The database worker closes connections between tasks, which needs a transactional test.
+@pytest.mark.django_db(transaction=True)
 def test_it_registers_a_host_and_queues_its_sync(api_as):
     client = api_as("planner")
     response = client.post(
@@ -67,6 +69,7 @@ def test_it_registers_a_host_and_queues_its_sync(api_as):
     assert host.last_sync_at is not None and host.vms.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_it_queues_a_sync_and_answers_202(api_as):
     host = host_add(name="t1", uri="test:///default", actor=None)
     response = api_as("planner").post(f"/api/v1/hosts/{host.pk}/sync/")
