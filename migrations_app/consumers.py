@@ -17,6 +17,9 @@ from migrations_app.models import MigrationPlan
 from migrations_app.selectors.live import dashboard_snapshot, plan_snapshot
 
 HEARTBEAT_SECONDS = 15
+# How often an open stream re-checks that its subscriber may still read it (a logged-out
+# session, an expired link); revocations also close streams at once through the layer.
+REAUTHORIZE_SECONDS = 3
 MAX_CLIENT_FRAME = 4096  # clients only send pings; anything larger is hostile
 CLOSE_FORBIDDEN = 4403
 CLOSE_GONE = 4410
@@ -84,12 +87,32 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(data, default=str))
 
     async def _heartbeat(self):
+        elapsed = 0.0
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            await self.send_json({"type": "heartbeat"})
+            await asyncio.sleep(REAUTHORIZE_SECONDS)
+            elapsed += REAUTHORIZE_SECONDS
+            if not await database_sync_to_async(self.still_authorized)():
+                await self.send_json({"type": "closed", "detail": "Access to this stream ended."})
+                await self.close(code=CLOSE_GONE)
+                return
+            if elapsed >= HEARTBEAT_SECONDS:
+                elapsed = 0.0
+                await self.send_json({"type": "heartbeat"})
 
     async def authorize_and_snapshot(self) -> dict | None:
         raise NotImplementedError
+
+    def still_authorized(self) -> bool:
+        """Whether the signed-in session behind this stream is still valid."""
+        session = self.scope.get("session")
+        user = self.scope.get("user")
+        if session is None or not getattr(session, "session_key", None):
+            # Streams opened without a session (tests, token auth) keep their user check.
+            return user is not None and can(user, "plan.view")
+        from django.contrib.sessions.backends.base import SessionBase
+
+        store: SessionBase = session.__class__(session_key=session.session_key)
+        return store.exists(session.session_key) and can(user, "plan.view")
 
 
 class PlanConsumer(LiveConsumer):
@@ -106,6 +129,30 @@ class PlanConsumer(LiveConsumer):
             return None
         plan = MigrationPlan.objects.filter(pk=plan_id).first()
         return plan_snapshot(plan) if plan else None
+
+
+class StatusConsumer(LiveConsumer):
+    """/ws/status/<token>/ for stakeholders holding a valid status link (no login)."""
+
+    async def authorize_and_snapshot(self):
+        token = self.scope["url_route"]["kwargs"]["token"]
+        return await database_sync_to_async(self._snapshot)(token)
+
+    def _snapshot(self, token):
+        from dashboard.sharelinks import share_link_group, share_link_lookup
+
+        link = share_link_lookup(token)
+        if link is None or link.state() != "active":
+            return None
+        self.link_id = link.pk
+        self.groups_to_join = [plan_group(link.plan_id), share_link_group(link.pk)]
+        return plan_snapshot(link.plan, redact_hosts=not link.show_host_names)
+
+    def still_authorized(self) -> bool:
+        from dashboard.models_sharelink import ShareLink
+
+        link = ShareLink.objects.filter(pk=getattr(self, "link_id", None)).first()
+        return link is not None and link.state() == "active"
 
 
 class DashboardConsumer(LiveConsumer):

@@ -32,7 +32,9 @@ def redis_layer():
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except Exception as exc:
         skip_or_fail(f"Redis at {url} is not reachable: {exc}")
-    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
+    return {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+    }
 
 
 @pytest.fixture(params=["inprocess", "redis"])
@@ -88,7 +90,9 @@ async def test_it_refuses_anonymous_and_roleless_subscribers(make_user):
 
 
 async def test_it_refuses_a_foreign_origin(make_user):
-    comm = WebsocketCommunicator(application, "/ws/dashboard/", headers=[(b"origin", b"http://evil.example")])
+    comm = WebsocketCommunicator(
+        application, "/ws/dashboard/", headers=[(b"origin", b"http://evil.example")]
+    )
     connected, _ = await comm.connect()
     assert not connected
 
@@ -108,3 +112,68 @@ async def test_it_answers_junk_and_keeps_the_connection_but_closes_on_huge_frame
     await comm.send_to(text_data="x" * 100_000)
     output = await comm.receive_output(timeout=5)
     assert output["type"] == "websocket.close" and output["code"] == 1009
+
+
+def make_link(user, **kwargs):
+    from dashboard.sharelinks import share_link_create
+
+    plan, run = make_plan_and_run(user)
+    link, token = share_link_create(plan=plan, actor=user, **kwargs)
+    return plan, run, link, token
+
+
+async def test_it_streams_a_status_link_redacted_and_closes_it_when_revoked(make_user):
+    import asyncio
+
+    from dashboard.sharelinks import share_link_revoke
+
+    user = await sync_to_async(make_user)("op", "operator")
+    plan, run, link, token = await sync_to_async(make_link)(user)
+    comm = communicator(f"/ws/status/{token}/", AnonymousUser())
+    assert (await comm.connect())[0]
+    snapshot = await comm.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot" and snapshot["plan"]["id"] == plan.pk
+    await sync_to_async(run_event)(run=run, kind="item.phase", payload={"phase": "transfer"})
+    assert (await comm.receive_json_from(timeout=5))["seq"] == 1
+    started = asyncio.get_running_loop().time()
+    await sync_to_async(share_link_revoke)(link=link, actor=user)
+    closed = await comm.receive_json_from(timeout=5)
+    assert closed["type"] == "closed"
+    output = await comm.receive_output(timeout=5)
+    assert output["type"] == "websocket.close"
+    assert asyncio.get_running_loop().time() - started < 5
+    # a revoked token cannot subscribe again
+    again = communicator(f"/ws/status/{token}/", AnonymousUser())
+    assert not (await again.connect())[0]
+
+
+async def test_it_refuses_unknown_and_expired_status_tokens(make_user):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    user = await sync_to_async(make_user)("op", "operator")
+    past = timezone.now() - dt.timedelta(minutes=1)
+    _, _, _, token = await sync_to_async(make_link)(user, expires_at=past)
+    for candidate in (token, "not-a-token"):
+        comm = communicator(f"/ws/status/{candidate}/", AnonymousUser())
+        connected, code = await comm.connect()
+        assert not connected and code == 4403
+
+
+async def test_it_closes_a_stream_whose_link_expires_while_open(make_user):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from dashboard.models_sharelink import ShareLink
+
+    user = await sync_to_async(make_user)("op", "operator")
+    _, _, link, token = await sync_to_async(make_link)(user)
+    comm = communicator(f"/ws/status/{token}/", AnonymousUser())
+    assert (await comm.connect())[0]
+    await comm.receive_json_from(timeout=5)
+    await sync_to_async(ShareLink.objects.filter(pk=link.pk).update)(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert (await comm.receive_json_from(timeout=5))["type"] == "closed"
