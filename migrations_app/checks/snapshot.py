@@ -1,0 +1,368 @@
+"""An in-memory snapshot of everything the checks, placement and estimate read.
+
+It is loaded in a constant number of queries (whatever the plan's size), so checks are
+pure functions over plain objects and never touch the database: validating 10,000 items
+against 1,000 hosts costs the same ten queries as validating one.
+"""
+
+from dataclasses import dataclass, field
+
+from inventory.models import Host, Network, StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
+from migrations_app.checks.cpu_models import GuestCpu, HostCpu, guest_cpu, host_cpu
+from migrations_app.models import MigrationPlan, PlanItem
+from migrations_app.policy import Policy
+
+ANTI_PREFIX = "anti:"
+LIVE_STATES = ("running", "paused")
+
+
+@dataclass(slots=True, eq=False)
+class HostInfo:
+    id: int
+    name: str
+    state: str
+    group: str
+    transport: str
+    hypervisor_type: str
+    hypervisor_version: int | None
+    libvirt_version: int | None
+    arch: str
+    cpu: HostCpu
+    cpus: int | None
+    memory_total_mib: int | None
+    memory_free_mib: int | None
+    machine_types: frozenset
+    domain_types: frozenset
+    migration_address: str
+    pool_ids: set = field(default_factory=set)
+    network_names: set = field(default_factory=set)
+    vcpus_allocated: int = 0
+    # anti-affinity group -> {vm id: name} of the VMs of that group living here now
+    anti_members: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class PoolInfo:
+    id: int
+    name: str
+    pool_type: str
+    shared: bool
+    active: bool
+    available_bytes: int | None
+    host_ids: set = field(default_factory=set)
+
+
+@dataclass(slots=True, eq=False)
+class NetworkInfo:
+    id: int
+    name: str
+    bridge: str
+    vlan: int | None
+    host_ids: set = field(default_factory=set)
+
+
+@dataclass(slots=True, eq=False)
+class DiskInfo:
+    target: str
+    device: str
+    source_type: str
+    source: str
+    pool_id: int | None
+    capacity_bytes: int | None
+    allocation_bytes: int | None
+    shareable: bool
+    readonly: bool
+
+    @property
+    def copy_bytes(self) -> int:
+        """What a storage copy moves: the allocation, or the capacity when unknown."""
+        return self.allocation_bytes or self.capacity_bytes or 0
+
+
+@dataclass(slots=True, eq=False)
+class NicInfo:
+    mac: str
+    source_type: str
+    network_name: str
+    bridge: str
+    vlan: int | None
+
+
+@dataclass(slots=True, eq=False)
+class VMInfo:
+    id: int
+    uuid: str
+    name: str
+    host_id: int | None
+    state: str
+    missing: bool
+    vcpus: int
+    memory_mib: int
+    cpu: GuestCpu
+    cpu_features: tuple
+    machine_type: str
+    arch: str
+    domain_type: str
+    hostdevs: list
+    tags: tuple
+    dirty_rate_mib_s: float | None
+    disks: list = field(default_factory=list)
+    nics: list = field(default_factory=list)
+
+    @property
+    def anti_groups(self) -> tuple:
+        return tuple(t[len(ANTI_PREFIX) :] for t in self.tags if t.startswith(ANTI_PREFIX))
+
+
+@dataclass(slots=True, eq=False)
+class ItemInfo:
+    id: int
+    position: int
+    vm: VMInfo
+    source_id: int
+    destination_id: int | None
+    mode: str
+    storage_map: dict  # source pool id -> destination pool id
+    network_map: dict  # source network name -> destination network name
+    policy: Policy
+    status: str
+
+    @property
+    def storage_only(self) -> bool:
+        return self.mode == PlanItem.Mode.STORAGE_ONLY
+
+
+@dataclass(slots=True, eq=False)
+class PlanInfo:
+    id: int | None
+    name: str
+    status: str
+    window_start: object
+    window_end: object
+    policy: Policy
+
+
+@dataclass(slots=True, eq=False)
+class Snapshot:
+    """Hosts, pools, networks, the plan's items with their VMs, and what other plans hold."""
+
+    plan: PlanInfo
+    hosts: dict  # id -> HostInfo
+    pools: dict  # id -> PoolInfo
+    networks: dict  # name -> NetworkInfo
+    items: list  # ItemInfo, in plan order
+    other_plans: dict  # vm id -> (plan id, plan name, plan status)
+    pool_index: dict = field(default_factory=dict)  # (host id, pool name) -> pool id
+
+    def host(self, host_id):
+        return self.hosts.get(host_id)
+
+    def pool_named(self, host_id: int, name: str) -> int | None:
+        """The active pool of that name the host reaches (lowest id), if any."""
+        if not self.pool_index:
+            for pool in sorted(self.pools.values(), key=lambda p: p.id, reverse=True):
+                if pool.active:
+                    for hid in pool.host_ids:
+                        self.pool_index[(hid, pool.name)] = pool.id
+        return self.pool_index.get((host_id, name))
+
+
+def _int_keys(mapping) -> dict:
+    out = {}
+    for key, value in (mapping or {}).items():
+        try:
+            out[int(key)] = int(value)
+        except (TypeError, ValueError):
+            continue  # plan services validate maps; a stray key cannot match any pool
+    return out
+
+
+def load_hosts() -> dict:
+    """Every host with its pools, networks, vCPU allocation and anti-affinity residents."""
+    hosts = {}
+    for h in Host.objects.all():
+        hosts[h.pk] = HostInfo(
+            id=h.pk,
+            name=h.name,
+            state=h.state,
+            group=h.group,
+            transport=h.transport,
+            hypervisor_type=h.hypervisor_type,
+            hypervisor_version=h.hypervisor_version,
+            libvirt_version=h.libvirt_version,
+            arch=h.arch,
+            cpu=host_cpu(h.cpu_xml, h.cpu_model, h.cpu_vendor, tuple(h.cpu_features or ())),
+            cpus=h.cpus,
+            memory_total_mib=h.memory_total_mib,
+            memory_free_mib=h.memory_free_mib,
+            machine_types=frozenset(h.machine_types or ()),
+            domain_types=frozenset(h.domain_types or ()),
+            migration_address=h.migration_address,
+        )
+    for pool_id, host_id in StoragePool.hosts.through.objects.values_list(
+        "storagepool_id", "host_id"
+    ):
+        if host_id in hosts:
+            hosts[host_id].pool_ids.add(pool_id)
+    resident = VirtualMachine.objects.filter(
+        missing=False, host__isnull=False, state__in=LIVE_STATES
+    ).values_list("pk", "name", "host_id", "vcpus", "tags")
+    for vm_id, name, host_id, vcpus, tags in resident:
+        host = hosts.get(host_id)
+        if host is None:
+            continue
+        host.vcpus_allocated += vcpus or 0
+        for tag in tags or ():
+            if isinstance(tag, str) and tag.startswith(ANTI_PREFIX):
+                host.anti_members.setdefault(tag[len(ANTI_PREFIX) :], {})[vm_id] = name
+    return hosts
+
+
+def load_pools() -> dict:
+    pools = {
+        p["id"]: PoolInfo(
+            id=p["id"],
+            name=p["name"],
+            pool_type=p["pool_type"],
+            shared=p["shared"],
+            active=p["active"],
+            available_bytes=p["available_bytes"],
+        )
+        for p in StoragePool.objects.values(
+            "id", "name", "pool_type", "shared", "active", "available_bytes"
+        )
+    }
+    for pool_id, host_id in StoragePool.hosts.through.objects.values_list(
+        "storagepool_id", "host_id"
+    ):
+        if pool_id in pools:
+            pools[pool_id].host_ids.add(host_id)
+    return pools
+
+
+def load_networks(hosts: dict) -> dict:
+    networks = {
+        n["name"]: NetworkInfo(id=n["id"], name=n["name"], bridge=n["bridge"], vlan=n["vlan"])
+        for n in Network.objects.values("id", "name", "bridge", "vlan")
+    }
+    by_id = {n.id: n for n in networks.values()}
+    for network_id, host_id in Network.hosts.through.objects.values_list("network_id", "host_id"):
+        network = by_id.get(network_id)
+        if network is not None:
+            network.host_ids.add(host_id)
+            if host_id in hosts:
+                hosts[host_id].network_names.add(network.name)
+    return networks
+
+
+def vm_info(vm: VirtualMachine) -> VMInfo:
+    """The snapshot form of one VM (disks and nics are attached by the loader)."""
+    features = tuple(
+        (f.get("name", ""), f.get("policy", "require"))
+        for f in (vm.cpu_features or ())
+        if isinstance(f, dict)
+    )
+    return VMInfo(
+        id=vm.pk,
+        uuid=str(vm.uuid),
+        name=vm.name,
+        host_id=vm.host_id,
+        state=vm.state,
+        missing=vm.missing,
+        vcpus=vm.vcpus,
+        memory_mib=vm.memory_mib,
+        cpu=guest_cpu(vm.cpu_mode, vm.cpu_model, features),
+        cpu_features=features,
+        machine_type=vm.machine_type,
+        arch=vm.arch,
+        domain_type=vm.domain_type,
+        hostdevs=list(vm.hostdevs or ()),
+        tags=tuple(t for t in (vm.tags or ()) if isinstance(t, str)),
+        dirty_rate_mib_s=vm.dirty_rate_mib_s,
+    )
+
+
+def attach_devices(vms: dict, disks_qs, nics_qs) -> None:
+    """Attach disks and NICs (from two querysets) to the VMInfo objects in `vms`."""
+    for d in disks_qs.values_list(
+        "vm_id",
+        "target",
+        "device",
+        "source_type",
+        "source",
+        "pool_id",
+        "capacity_bytes",
+        "allocation_bytes",
+        "shareable",
+        "readonly",
+    ).order_by("vm_id", "target"):
+        vm = vms.get(d[0])
+        if vm is not None:
+            vm.disks.append(DiskInfo(*d[1:]))
+    for n in nics_qs.values_list(
+        "vm_id", "mac", "source_type", "network_name", "bridge", "vlan"
+    ).order_by("vm_id", "mac"):
+        vm = vms.get(n[0])
+        if vm is not None:
+            vm.nics.append(NicInfo(*n[1:]))
+
+
+def snapshot_load(plan: MigrationPlan, *, item_ids=None) -> Snapshot:
+    """Load the snapshot for a plan (or for some of its items, e.g. one at preflight)."""
+    plan_policy = plan.get_policy()
+    hosts = load_hosts()
+    pools = load_pools()
+    networks = load_networks(hosts)
+    items_qs = PlanItem.objects.filter(plan=plan).select_related("vm").order_by("position", "id")
+    disks_qs = VirtualDisk.objects.filter(vm__plan_items__plan=plan)
+    nics_qs = VirtualNIC.objects.filter(vm__plan_items__plan=plan)
+    if item_ids is not None:
+        items_qs = items_qs.filter(pk__in=list(item_ids))
+        disks_qs = disks_qs.filter(vm__plan_items__pk__in=list(item_ids))
+        nics_qs = nics_qs.filter(vm__plan_items__pk__in=list(item_ids))
+    policies: dict[str, Policy] = {}
+    items, vms = [], {}
+    for row in items_qs:
+        vm = vms.setdefault(row.vm_id, vm_info(row.vm))
+        policy = plan_policy
+        if row.policy_overrides:
+            key = repr(sorted(row.policy_overrides.items()))
+            if key not in policies:
+                policies[key] = plan_policy.with_overrides(row.policy_overrides)
+            policy = policies[key]
+        items.append(
+            ItemInfo(
+                id=row.pk,
+                position=row.position,
+                vm=vm,
+                source_id=row.source_host_id,
+                destination_id=row.destination_host_id,
+                mode=row.mode,
+                storage_map=_int_keys(row.storage_map),
+                network_map=dict(row.network_map or {}),
+                policy=policy,
+                status=row.status,
+            )
+        )
+    attach_devices(vms, disks_qs, nics_qs)
+    other_plans = {
+        vm_id: (plan_id, name, status)
+        for vm_id, plan_id, name, status in PlanItem.objects.exclude(plan=plan)
+        .exclude(plan__status__in=MigrationPlan.TERMINAL)
+        .values_list("vm_id", "plan_id", "plan__name", "plan__status")
+    }
+    return Snapshot(
+        plan=PlanInfo(
+            id=plan.pk,
+            name=plan.name,
+            status=plan.status,
+            window_start=plan.window_start,
+            window_end=plan.window_end,
+            policy=plan_policy,
+        ),
+        hosts=hosts,
+        pools=pools,
+        networks=networks,
+        items=items,
+        other_plans=other_plans,
+    )

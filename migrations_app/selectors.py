@@ -1,0 +1,48 @@
+"""Reads of plans for the API and the pages (no writes here)."""
+
+from django.db.models import Count, Prefetch, Q
+
+from migrations_app.checks.snapshot import snapshot_load
+from migrations_app.estimate import plan_estimate
+from migrations_app.models import CheckResult, MigrationPlan, PlanItem, ValidationRun
+
+
+def plan_list():
+    """Plans with their item counts, newest first (one query)."""
+    return MigrationPlan.objects.annotate(
+        item_count=Count("items", distinct=True),
+        unplaced_count=Count(
+            "items",
+            filter=Q(items__destination_host__isnull=True),
+            distinct=True,
+        ),
+    ).order_by("-created_at", "-id")
+
+
+def plan_items(plan: MigrationPlan):
+    """A plan's items with their VM and hosts (one query)."""
+    return (
+        PlanItem.objects.filter(plan=plan)
+        .select_related("vm", "source_host", "destination_host")
+        .order_by("position", "id")
+    )
+
+
+def plan_latest_validation(plan: MigrationPlan) -> ValidationRun | None:
+    """The plan's most recent validation run, with its results prefetched."""
+    return (
+        ValidationRun.objects.filter(plan=plan)
+        .prefetch_related(Prefetch("results", queryset=CheckResult.objects.order_by("id")))
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def plan_estimate_get(plan: MigrationPlan) -> dict:
+    """A fresh estimate of the plan as it is now (nothing stored)."""
+    snapshot = snapshot_load(plan)
+    estimate = plan_estimate(snapshot)
+    data = estimate.as_dict()
+    data["plan"] = plan.pk
+    data["plan_version"] = plan.version
+    return data

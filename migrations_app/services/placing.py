@@ -1,0 +1,61 @@
+"""The placement service: choose destinations and store them with their explanation."""
+
+from django.db import transaction
+
+from dashboard.audit import audit_record
+from migrations_app.checks.snapshot import snapshot_load
+from migrations_app.models import MigrationPlan, PlanItem
+from migrations_app.placement import placement_run
+from migrations_app.services.plan_edits import (
+    plan_content_changed,
+    plan_lock,
+    plan_require_editable,
+)
+
+
+def place_items(plan: MigrationPlan, *, item_ids=None, replace=False, group=None) -> list:
+    """Run placement and write destinations and notes (caller holds the lock, audits, and
+    calls plan_content_changed). With item_ids, only those items are placed; with group,
+    only hosts of that group are candidates."""
+    snapshot = snapshot_load(plan)
+    only = set(item_ids) if item_ids is not None else None
+    placements = placement_run(snapshot, replace=replace, only=only, group=group)
+    rows = []
+    for placement in placements:
+        row = PlanItem(pk=placement.item_id)
+        row.placement_note = placement.note
+        if placement.destination_id is not None:
+            row.destination_host_id = placement.destination_id
+            row.destination_chosen_by = "placement"
+            rows.append((row, True))
+        else:
+            rows.append((row, False))
+    placed = [r for r, ok in rows if ok]
+    unplaced = [r for r, ok in rows if not ok]
+    PlanItem.objects.bulk_update(
+        placed, ["destination_host", "destination_chosen_by", "placement_note"], batch_size=500
+    )
+    PlanItem.objects.bulk_update(unplaced, ["placement_note"], batch_size=500)
+    return placements
+
+
+def plan_place(*, plan: MigrationPlan, actor, replace: bool = False) -> list:
+    """Choose destinations for items without one (all items with replace=True)."""
+    with transaction.atomic():
+        plan = plan_lock(plan)
+        plan_require_editable(plan)
+        placements = place_items(plan, replace=replace)
+        placed = sum(1 for p in placements if p.destination_id is not None)
+        plan_content_changed(plan, actor, what="placement")
+        audit_record(
+            actor=actor,
+            action="plan.placed",
+            obj=plan,
+            after={
+                "replace": replace,
+                "considered": len(placements),
+                "placed": placed,
+                "unplaced": len(placements) - placed,
+            },
+        )
+    return placements
