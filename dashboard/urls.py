@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from dashboard import views
+from dashboard import urls_workflow, views
+from dashboard.auth_backend import LockoutAuthenticationForm
 from inventory.api.urls import router as inventory_router
 from migrations_app.api import live as live_api
 from migrations_app.api.urls import router as plans_router
@@ -12,17 +13,24 @@ from migrations_app.api.urls import router as plans_router
 api_router = DefaultRouter()
 api_router.registry.extend(inventory_router.registry)
 api_router.registry.extend(plans_router.registry)
+api_router.registry.extend(urls_workflow.router.registry)
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(authentication_form=LockoutAuthenticationForm),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("inventory/", include("inventory.urls")),
+    # Before plans/: the change record lives at plans/<id>/change-record/.
+    path("", include(urls_workflow.urlpatterns)),
     path("plans/", include("migrations_app.urls")),
     path("api/v1/live/plans/<int:plan_id>/", live_api.plan_live_snapshot, name="live-plan"),
     path("api/v1/live/dashboard/", live_api.dashboard_live_snapshot, name="live-dashboard"),
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]
