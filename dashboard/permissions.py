@@ -17,6 +17,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "plan.approve": frozenset({"approver", "admin"}),
     "plan.run": frozenset({"operator", "admin"}),
     "sharelink.manage": frozenset({"planner", "operator", "admin"}),
+    "notification.manage": frozenset({"planner", "operator", "admin"}),
+    "notification.manage_global": frozenset({"admin"}),
     "audit.view": frozenset({"auditor", "admin"}),
     "audit.view_own": frozenset(ROLES),
     "users.manage": frozenset({"admin"}),

@@ -1,0 +1,86 @@
+"""Pages around the workflow: the change record (HTML and PDF) and status link forms."""
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST, require_safe
+
+from dashboard.change_record_pdf import change_record_html, change_record_pdf
+from dashboard.models_sharelink import ShareLink
+from dashboard.permissions import can
+from dashboard.sharelinks import share_link_create, share_link_revoke
+from migrations_app.models import MigrationPlan
+
+
+def _require(request, action: str) -> None:
+    if not can(request.user, action):
+        raise PermissionDenied("Your role does not allow this.")
+
+
+def _back(request, plan_id: int):
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("change-record", pk=plan_id)
+
+
+@login_required
+@require_safe
+def change_record_page(request, pk):
+    _require(request, "plan.view")
+    plan = get_object_or_404(MigrationPlan, pk=pk)
+    return HttpResponse(change_record_html(plan, request=request))
+
+
+@login_required
+@require_safe
+def change_record_pdf_page(request, pk):
+    _require(request, "plan.view")
+    plan = get_object_or_404(MigrationPlan, pk=pk)
+    response = HttpResponse(
+        change_record_pdf(plan, request=request), content_type="application/pdf"
+    )
+    response["Content-Disposition"] = f'attachment; filename="plan-{plan.pk}-change-record.pdf"'
+    return response
+
+
+@login_required
+@require_POST
+def sharelink_create_page(request, pk):
+    _require(request, "sharelink.manage")
+    plan = get_object_or_404(MigrationPlan, pk=pk)
+    hours = request.POST.get("hours", "").strip()
+    expires_at = None
+    if hours:
+        if not hours.isdigit() or not 1 <= int(hours) <= 8760:
+            messages.error(request, "Expiry must be a whole number of hours from 1 to 8760.")
+            return _back(request, plan.pk)
+        expires_at = timezone.now() + timedelta(hours=int(hours))
+    _, token = share_link_create(
+        plan=plan,
+        actor=request.user,
+        expires_at=expires_at,
+        show_host_names=bool(request.POST.get("show_host_names")),
+        label=request.POST.get("label", ""),
+    )
+    url = request.build_absolute_uri(f"/status/{token}/")
+    messages.success(request, f"Status link created; copy it now, it is shown once: {url}")
+    return _back(request, plan.pk)
+
+
+@login_required
+@require_POST
+def sharelink_revoke_page(request, link_id):
+    _require(request, "sharelink.manage")
+    link = get_object_or_404(ShareLink, pk=link_id)
+    share_link_revoke(link=link, actor=request.user)
+    messages.success(request, f"Status link {link.token_prefix}… revoked.")
+    return _back(request, link.plan_id)
