@@ -1,0 +1,101 @@
+"""Claims, leases and heartbeats: the database decides who owns an attempt.
+
+Every step that acts on an attempt is a conditional UPDATE that must touch exactly one
+row; a worker that loses the race (a duplicate task delivery, a reconciler that took over
+an expired lease) sees 0 rows and stops without touching libvirt.
+"""
+
+import os
+import socket
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+
+from migrations_app.models import ItemAttempt
+
+A = ItemAttempt.Status
+
+
+def lease_seconds() -> float:
+    """How long a claim lasts without a heartbeat (FERRY_LEASE_SECONDS, default 30)."""
+    return float(getattr(settings, "FERRY_LEASE_SECONDS", 30))
+
+
+def worker_name() -> str:
+    """A name unique to this process and thread (host:pid:thread:random)."""
+    local = _local()
+    if not hasattr(local, "name"):
+        local.name = (
+            f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}:"
+            f"{get_random_string(4)}"
+        )
+    return local.name
+
+
+_thread_local = threading.local()
+
+
+def _local():
+    return _thread_local
+
+
+def claim(attempt_id: int, worker: str) -> bool:
+    """Take a queued attempt: queued → running, owned by `worker` with a fresh lease."""
+    now = timezone.now()
+    touched = ItemAttempt.objects.filter(
+        pk=attempt_id, status=A.QUEUED, cancel_requested=False
+    ).update(
+        status=A.RUNNING,
+        claimed_by=worker,
+        lease_expires_at=now + timedelta(seconds=lease_seconds()),
+        heartbeat_at=now,
+        started_at=now,
+    )
+    return touched == 1
+
+
+def take_over(attempt_id: int, worker: str) -> bool:
+    """Take a running attempt whose lease expired (the reconciler re-attaching)."""
+    now = timezone.now()
+    touched = ItemAttempt.objects.filter(
+        pk=attempt_id, status=A.RUNNING, lease_expires_at__lt=now
+    ).update(
+        claimed_by=worker,
+        lease_expires_at=now + timedelta(seconds=lease_seconds()),
+        heartbeat_at=now,
+    )
+    return touched == 1
+
+
+def heartbeat(attempt_id: int, worker: str) -> tuple[bool, bool]:
+    """Extend the lease; returns (still owned, cancel requested)."""
+    now = timezone.now()
+    touched = ItemAttempt.objects.filter(pk=attempt_id, claimed_by=worker, status=A.RUNNING).update(
+        lease_expires_at=now + timedelta(seconds=lease_seconds()), heartbeat_at=now
+    )
+    if touched != 1:
+        return False, False
+    cancel = (
+        ItemAttempt.objects.filter(pk=attempt_id).values_list("cancel_requested", flat=True).get()
+    )
+    return True, cancel
+
+
+def mark_migrate_called(attempt_id: int, worker: str) -> bool:
+    """Record the one transfer call of this attempt; False means: do not call it."""
+    touched = ItemAttempt.objects.filter(
+        pk=attempt_id, claimed_by=worker, status=A.RUNNING, migrate_called_at__isnull=True
+    ).update(migrate_called_at=timezone.now())
+    return touched == 1
+
+
+def expired(now=None):
+    """Attempts running under a lease that has run out."""
+    now = now or timezone.now()
+    return ItemAttempt.objects.filter(status=A.RUNNING).filter(
+        Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+    )

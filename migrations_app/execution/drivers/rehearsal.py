@@ -1,0 +1,221 @@
+"""Rehearsal driver: the same phases on a simulated pre-copy, for hosts on libvirt's test
+driver (which has no migration API). Labelled "rehearsal" wherever it appears; never
+chosen for a real host (see drivers.driver_for).
+
+Physics (the pre-copy model the estimate uses): pass 1 sends all memory at the bandwidth;
+each later pass sends what the guest dirtied meanwhile; switchover when the rest fits in
+the allowed downtime. Auto-converge throttles the guest's dirtying step by step; post-copy
+switches over at once. Bandwidth and dirty rate get a per-attempt noise that is seeded by
+the attempt id, so the simulation is reproducible: a reconciler that recomputes it after a
+worker crash sees the same job a crashed worker saw.
+
+Time runs FERRY_REHEARSAL_SPEED times faster than real time (default 20: an 8 GiB VM at
+110 MiB/s takes about 4 s), so a person can watch it in the demo.
+"""
+
+import random
+import time
+
+from django.conf import settings
+
+from migrations_app.execution import errors
+from migrations_app.execution.drivers.base import Context, Location, Session
+
+MIB = 1024 * 1024
+_STEP_S = 0.05  # simulated seconds per integration step
+_SWITCHOVER_MS = 25  # fixed cost of the final stop-and-copy besides the data
+
+
+def speed() -> float:
+    """How many simulated seconds pass per real second."""
+    return float(getattr(settings, "FERRY_REHEARSAL_SPEED", 20.0))
+
+
+class _Sim:
+    """A deterministic pre-copy simulation, advanced to a simulated time."""
+
+    def __init__(self, ctx: Context, flags: dict):
+        rng = random.Random(ctx.attempt_id)
+        policy = ctx.policy
+        bw_mib = policy.bandwidth_mib_s or policy.assumed_bandwidth_mib_s
+        dirty_mib = (
+            ctx.dirty_rate_mib_s
+            if ctx.dirty_rate_mib_s is not None
+            else policy.assumed_dirty_rate_mib_s
+        )
+        self.bw = bw_mib * MIB * rng.uniform(0.85, 1.05)
+        self.dirty = dirty_mib * MIB * rng.uniform(0.8, 1.2)
+        self.total = max(ctx.memory_mib, 1) * MIB
+        self.disk_total = sum(int(d.get("capacity") or 0) for d in ctx.disks)
+        self.storage_only = ctx.mode == "storage_only"
+        self.copy_disks = ctx.mode in ("live_copy", "storage_only")
+        self.max_downtime_ms = policy.max_downtime_ms
+        self.auto_converge = flags.get("auto_converge", False)
+        self.postcopy_requested = False
+        self.t = 0.0
+        self.disk_done = 0.0 if self.copy_disks and self.disk_total else float(self.disk_total)
+        self.iteration = 1
+        self.pass_left = float(self.total)
+        self.dirtied = 0.0
+        self.processed = 0.0
+        self.throttle = 0.0
+        self.done = False
+        self.downtime_ms = None
+
+    def advance(self, to_t: float) -> None:
+        while self.t < to_t and not self.done:
+            dt = min(_STEP_S, to_t - self.t)
+            send = self.bw * dt
+            if self.copy_disks and self.disk_done < self.disk_total:
+                # Disks are mirrored first (like NON_SHARED_DISK); memory waits.
+                self.disk_done = min(float(self.disk_total), self.disk_done + send)
+                self.t += dt
+                continue
+            if self.storage_only:
+                self.done = True
+                self.downtime_ms = 0
+                break
+            self.processed += send
+            self.pass_left -= send
+            self.dirtied = min(
+                float(self.total), self.dirtied + self.dirty * (1 - self.throttle) * dt
+            )
+            if self.pass_left <= 0:
+                rest = self.dirtied
+                if self.postcopy_requested or rest / self.bw * 1000 <= self.max_downtime_ms:
+                    self.done = True
+                    sent_in_pause = 0 if self.postcopy_requested else rest
+                    self.processed += sent_in_pause
+                    self.downtime_ms = int(sent_in_pause / self.bw * 1000) + _SWITCHOVER_MS
+                else:
+                    self.iteration += 1
+                    self.pass_left = rest
+                    self.dirtied = 0.0
+                    if self.auto_converge and self.iteration >= 3:
+                        # libvirt/QEMU start at 20 % and add 10 % per stalled pass, up to 99 %.
+                        self.throttle = min(0.99, 0.2 + 0.1 * (self.iteration - 3))
+            self.t += dt
+
+    def stats(self) -> dict:
+        remaining = max(0.0, self.pass_left) + self.dirtied
+        return {
+            "type": 2,
+            "time_elapsed": int(self.t * 1000),
+            "memory_total": int(self.total),
+            "memory_processed": int(self.processed),
+            "memory_remaining": int(remaining),
+            "memory_dirty_rate": int(self.dirty * (1 - self.throttle) / 4096),
+            "memory_page_size": 4096,
+            "memory_bps": int(self.bw),
+            "memory_iteration": self.iteration,
+            "data_processed": int(self.processed + self.disk_done),
+            "disk_total": int(self.disk_total),
+            "disk_processed": int(self.disk_done),
+            "disk_remaining": int(self.disk_total - self.disk_done),
+            "downtime": int(remaining / self.bw * 1000) + _SWITCHOVER_MS,
+            "auto_converge_throttle": int(self.throttle * 100),
+        }
+
+
+class RehearsalSession(Session):
+    """Simulated hypervisor for one attempt."""
+
+    driver = "rehearsal"
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        policy = ctx.policy
+        self.flags = {
+            "auto_converge": policy.on_no_convergence == "auto_converge",
+            "postcopy": policy.on_no_convergence == "postcopy",
+            "tls": policy.require_tls,
+        }
+        self.sim = _Sim(ctx, self.flags)
+        self.started_at: float | None = None  # wall clock (epoch) of the one start call
+        self.aborted = False
+        self.error: Exception | None = None
+
+    def _now_sim(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return max(0.0, (time.time() - self.started_at) * speed())
+
+    def preflight(self) -> list[dict]:
+        return [
+            {
+                "check_id": "rehearsal.simulated",
+                "severity": "info",
+                "message": "Rehearsal: hosts use libvirt's test driver; the move is simulated.",
+                "evidence": {
+                    "source": self.ctx.source_uri,
+                    "destination": self.ctx.destination_uri,
+                },
+            }
+        ]
+
+    def prepare(self) -> dict:
+        return {"driver": "rehearsal", "simulated_flags": self.flags, "speed": speed()}
+
+    def start(self) -> None:
+        self.started_at = time.time()
+
+    def attach(self) -> None:
+        # The simulated job started when migrate_called_at was set; recompute from there.
+        self.started_at = self.ctx.migrate_called_epoch or time.time()
+
+    def poll(self) -> dict | None:
+        if self.started_at is None or self.aborted:
+            return None
+        self.sim.advance(self._now_sim())
+        return None if self.sim.done else self.sim.stats()
+
+    def outcome(self) -> tuple[bool, Exception | None]:
+        if self.aborted:
+            return True, self.error
+        self.sim.advance(self._now_sim())
+        return self.sim.done, None
+
+    def completed_stats(self) -> dict:
+        stats = self.sim.stats()
+        stats.update(
+            type=3,
+            downtime=self.sim.downtime_ms,
+            memory_remaining=0,
+            disk_remaining=0,
+            data_total=stats["data_processed"],
+        )
+        return stats
+
+    def set_max_downtime(self, ms: int) -> None:
+        self.sim.max_downtime_ms = ms
+
+    def start_postcopy(self) -> None:
+        self.sim.postcopy_requested = True
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.error = errors.ExecutionError(
+            errors.ABORTED_BY_OPERATOR,
+            "The simulated job was aborted.",
+            "operation aborted: migration out job: canceled by client (rehearsal)",
+        )
+
+    def locate(self) -> Location:
+        if self.started_at is None:
+            self.attach()
+        self.sim.advance(self._now_sim())
+        if self.sim.done and self.ctx.mode != "storage_only":
+            return Location(source=None, destination="running", job_active=False)
+        return Location(source="running", destination=None, job_active=not self.sim.done)
+
+    def verify_once(self) -> str | None:
+        return None
+
+    def cleanup(self, remove_source_disks: bool) -> dict:
+        return {"driver": "rehearsal", "source_undefined": "simulated", "disks_removed": []}
+
+    def make_safe(self) -> list[str]:
+        return []
+
+    def new_disk_pools(self) -> dict:
+        return {d["target"]: d["dest_pool"] for d in self.ctx.disks}

@@ -1,0 +1,368 @@
+"""The runner: one attempt, phase by phase.
+
+preflight → prepare → transfer (→ converge) → switchover → verify → cleanup → done.
+The runner holds the lease (a heartbeat every loop), makes the decisions the policy asks
+for, and records every step through services; the driver session only talks to the
+hypervisor. The transfer call is made at most once per attempt: `claims.mark_migrate_called`
+must touch exactly one row right before it. After any failure both hosts are checked and
+nothing is left paused (`session.make_safe`).
+"""
+
+import logging
+import time
+
+from django.conf import settings
+
+from migrations_app.execution import claims, errors, services
+from migrations_app.execution.drivers import open_session
+from migrations_app.execution.drivers.base import Session
+from migrations_app.models import ItemAttempt
+
+logger = logging.getLogger("ferry.execution.runner")
+
+P = ItemAttempt.Phase
+A = ItemAttempt.Status
+
+
+class LeaseLost(Exception):
+    """Another worker (the reconciler) owns the attempt now: stop without touching anything."""
+
+
+def _setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+def execute(attempt_id: int) -> str:
+    """Claim a queued attempt and carry it out; returns what happened (for task results)."""
+    worker = claims.worker_name()
+    if not claims.claim(attempt_id, worker):
+        # Delivered twice, cancelled before start, or already taken: never act twice.
+        return "not claimed"
+    attempt = _load(attempt_id)
+    services.attempt_started(attempt=attempt, worker=worker)
+    return _drive(attempt, worker, reattach=False)
+
+
+def reattach(attempt_id: int, worker: str) -> str:
+    """Follow a transfer whose worker vanished (the caller has taken over the lease)."""
+    attempt = _load(attempt_id)
+    services.attempt_started(attempt=attempt, worker=worker, reattached=True)
+    return _drive(attempt, worker, reattach=True)
+
+
+def _load(attempt_id: int) -> ItemAttempt:
+    return ItemAttempt.objects.select_related(
+        "run", "run__plan", "item", "item__vm", "item__plan", "source_host", "destination_host"
+    ).get(pk=attempt_id)
+
+
+def _beat(attempt: ItemAttempt, worker: str) -> bool:
+    """Renew the lease; raises LeaseLost; returns whether a cancel was requested."""
+    owned, cancel = claims.heartbeat(attempt.pk, worker)
+    if not owned:
+        raise LeaseLost()
+    return cancel
+
+
+def _phase(attempt, worker, phase) -> None:
+    if not services.attempt_phase(attempt=attempt, worker=worker, phase=phase):
+        raise LeaseLost()
+
+
+def _drive(attempt: ItemAttempt, worker: str, reattach: bool) -> str:
+    session: Session | None = None
+    policy = attempt.item.get_policy()
+    try:
+        session = open_session(attempt)
+        if not reattach:
+            _phase(attempt, worker, P.PREFLIGHT)
+            findings = session.preflight()
+            services.attempt_evidence(
+                attempt=attempt, worker=worker, key="preflight", value=findings
+            )
+            blockers = [f for f in findings if f.get("severity") == "blocker"]
+            if blockers:
+                raise errors.ExecutionError(
+                    blockers[0].get("error_class", errors.PREFLIGHT_BLOCKED),
+                    "Preflight: " + "; ".join(f["message"] for f in blockers),
+                    str(blockers[0].get("evidence", {}).get("libvirt", "")),
+                )
+            _phase(attempt, worker, P.PREPARE)
+            prepared = session.prepare()
+            services.attempt_evidence(attempt=attempt, worker=worker, key="prepare", value=prepared)
+            if _beat(attempt, worker):
+                raise errors.ExecutionError(
+                    errors.ABORTED_BY_OPERATOR, "Cancelled before the transfer started."
+                )
+            if not claims.mark_migrate_called(attempt.pk, worker):
+                raise LeaseLost()
+            _phase(attempt, worker, P.TRANSFER)
+            session.start()
+        else:
+            session.prepare()
+            session.attach()
+        failure = _monitor(attempt, worker, session, policy)
+        if failure is not None:
+            raise failure
+        _phase(attempt, worker, P.SWITCHOVER)
+        stats = session.completed_stats()
+        services.attempt_note(
+            attempt=attempt,
+            kind="item.switchover",
+            payload={
+                "downtime_ms": stats.get("downtime"),
+                "total_time_ms": stats.get("time_elapsed"),
+                "iterations": stats.get("memory_iteration"),
+            },
+        )
+        _phase(attempt, worker, P.VERIFY)
+        _verify(attempt, worker, session, policy)
+        _phase(attempt, worker, P.CLEANUP)
+        cleaned = session.cleanup(policy.remove_source_disks)
+        services.attempt_finish(
+            attempt=attempt,
+            worker=worker,
+            status=A.COMPLETED,
+            stats=stats,
+            evidence={"cleanup": cleaned, "reattached": reattach},
+            disk_pools=session.new_disk_pools(),
+        )
+        return "completed"
+    except LeaseLost:
+        logger.warning("attempt %s: lease lost, leaving it to its new owner", attempt.pk)
+        return "lease lost"
+    except errors.ExecutionError as exc:
+        return _fail(attempt, worker, session, exc)
+    except Exception as exc:
+        if hasattr(exc, "get_error_message"):
+            return _fail(attempt, worker, session, errors.from_libvirt(exc))
+        logger.exception("attempt %s failed unexpectedly", attempt.pk)
+        return _fail(
+            attempt, worker, session, errors.ExecutionError(errors.LIBVIRT, str(exc), repr(exc))
+        )
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _timeout_s(attempt: ItemAttempt, policy) -> float:
+    """completion_timeout_s_per_gib × the GiB to move (memory, plus copied disks)."""
+    gib = max(attempt.item.vm.memory_mib or 0, 256) / 1024
+    if attempt.item.mode in ("live_copy", "storage_only"):
+        disk_bytes = sum(d.capacity_bytes or 0 for d in attempt.item.vm.disks.all())
+        gib += disk_bytes / 1024**3
+    return policy.completion_timeout_s_per_gib * gib
+
+
+def _scale(attempt: ItemAttempt) -> float:
+    """Real seconds per policy second: a rehearsal runs faster than real time."""
+    if attempt.driver == ItemAttempt.Driver.REHEARSAL:
+        from migrations_app.execution.drivers.rehearsal import speed
+
+        return 1.0 / max(speed(), 0.001)
+    return 1.0
+
+
+def _stalled(stats: dict) -> bool:
+    """Pre-copy is not converging: the guest dirties memory nearly as fast as it is sent."""
+    iteration = stats.get("memory_iteration") or 0
+    if iteration < 3:
+        return False
+    dirty = (stats.get("memory_dirty_rate") or 0) * (stats.get("memory_page_size") or 4096)
+    sent = stats.get("memory_bps") or 0
+    return iteration >= 8 or (sent > 0 and dirty >= 0.6 * sent)
+
+
+def _monitor(attempt, worker, session, policy) -> errors.ExecutionError | None:
+    """Sample about once a second until the transfer call returns; apply the policy."""
+    interval = _setting("FERRY_SAMPLE_SECONDS", 1.0)
+    watchdog = _setting("FERRY_WATCHDOG_SECONDS", 60.0) * _scale(attempt)
+    timeout = _timeout_s(attempt, policy) * _scale(attempt)
+    started = time.monotonic()
+    if attempt.migrate_called_at is not None and attempt.phase != P.QUEUED:
+        # Re-attached: count from the original call, not from now.
+        from django.utils import timezone
+
+        started -= (timezone.now() - attempt.migrate_called_at).total_seconds()
+    last_progress = time.monotonic()
+    last_processed = -1
+    abort_reason: errors.ExecutionError | None = None
+    abort_at = None
+    downtime_set = False
+    steps = list(policy.downtime_steps_ms)
+    next_step_iteration = 0
+    acted = False
+    while True:
+        cancel = _beat(attempt, worker)
+        finished, error = session.outcome()
+        if finished:
+            if abort_reason is not None:
+                if error is not None and getattr(error, "libvirt_message", ""):
+                    abort_reason.libvirt_message = error.libvirt_message
+                return abort_reason
+            return error
+        stats = session.poll()
+        now = time.monotonic()
+        if stats:
+            elapsed_ms = int((now - started) * 1000)
+            services.attempt_sample(attempt=attempt, stats=stats, elapsed_ms=elapsed_ms)
+            processed = stats.get("data_processed") or stats.get("memory_processed") or 0
+            if processed != last_processed:
+                last_processed, last_progress = processed, now
+            if not downtime_set and attempt.item.mode != "storage_only":
+                session.set_max_downtime(policy.max_downtime_ms)
+                downtime_set = True
+            if abort_reason is None and _stalled(stats):
+                iteration = stats.get("memory_iteration") or 0
+                acted = _converge(
+                    attempt,
+                    worker,
+                    session,
+                    policy,
+                    stats,
+                    steps,
+                    iteration,
+                    next_step_iteration,
+                    acted,
+                )
+                if (
+                    policy.on_no_convergence == "raise_downtime"
+                    and iteration >= next_step_iteration
+                ):
+                    next_step_iteration = iteration + 2
+                if policy.on_no_convergence == "abort":
+                    abort_reason = errors.ExecutionError(
+                        errors.NOT_CONVERGING, errors.EXPLANATIONS[errors.NOT_CONVERGING]
+                    )
+                    abort_at = now
+        if abort_reason is None:
+            if cancel:
+                abort_reason = errors.ExecutionError(
+                    errors.ABORTED_BY_OPERATOR, errors.EXPLANATIONS[errors.ABORTED_BY_OPERATOR]
+                )
+            elif now - started > timeout:
+                abort_reason = errors.ExecutionError(
+                    errors.TIMEOUT,
+                    f"{errors.EXPLANATIONS[errors.TIMEOUT]} (limit {timeout:.0f} s)",
+                )
+            elif now - last_progress > watchdog:
+                abort_reason = errors.ExecutionError(
+                    errors.NO_PROGRESS,
+                    f"{errors.EXPLANATIONS[errors.NO_PROGRESS]} (no progress for {watchdog:.0f} s)",
+                )
+            if abort_reason is not None:
+                abort_at = now
+                services.attempt_note(
+                    attempt=attempt,
+                    kind="item.aborting",
+                    payload={
+                        "error_class": abort_reason.error_class,
+                        "message": abort_reason.message,
+                    },
+                )
+                session.abort()
+        elif abort_at is not None and now - abort_at > 60:
+            return errors.ExecutionError(
+                errors.AMBIGUOUS,
+                "The job was aborted but did not stop within 60 s; an operator must look.",
+            )
+        elif abort_at is not None and now - abort_at > 5 and int(now - abort_at) % 5 == 0:
+            session.abort()  # repeat: an abort sent in the setup phase may be ignored
+        time.sleep(interval)
+
+
+def _converge(
+    attempt, worker, session, policy, stats, steps, iteration, next_step_iteration, acted
+):
+    """Apply the policy's answer to a stalled pre-copy; returns whether anything was done."""
+    action = policy.on_no_convergence
+    payload = {"policy": action, "iteration": iteration}
+    if not acted:
+        _phase(attempt, worker, P.CONVERGE)
+    if action == "raise_downtime":
+        if iteration < next_step_iteration or not steps:
+            return acted
+        value = steps.pop(0)
+        session.set_max_downtime(value)
+        payload["max_downtime_ms"] = value
+    elif action == "auto_converge":
+        if acted:
+            return acted
+        payload["throttle_pct"] = stats.get("auto_converge_throttle")
+    elif action == "postcopy":
+        if acted:
+            return acted
+        session.start_postcopy()
+        payload["postcopy"] = "started"
+    elif action == "abort":
+        if acted:
+            return acted
+        session.abort()
+    services.attempt_note(attempt=attempt, kind="item.converge", payload=payload)
+    services.attempt_evidence(
+        attempt=attempt,
+        worker=worker,
+        key="converge",
+        value={**(attempt.evidence or {}).get("converge", {}), str(iteration): payload},
+    )
+    return True
+
+
+def _verify(attempt, worker, session, policy) -> None:
+    """Watch the VM for verify_seconds: running on the destination only, the whole time."""
+    seconds = policy.verify_seconds * _scale(attempt)
+    deadline = time.monotonic() + seconds
+    interval = min(1.0, _setting("FERRY_SAMPLE_SECONDS", 1.0))
+    checks = 0
+    while True:
+        _beat(attempt, worker)
+        problem = session.verify_once()
+        checks += 1
+        if problem is not None:
+            raise errors.ExecutionError(
+                errors.GUEST_DIED, f"{errors.EXPLANATIONS[errors.GUEST_DIED]} {problem}", problem
+            )
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    services.attempt_evidence(
+        attempt=attempt,
+        worker=worker,
+        key="verify",
+        value={"seconds": policy.verify_seconds, "checks": checks},
+    )
+
+
+def _fail(attempt, worker, session, exc: errors.ExecutionError) -> str:
+    """Record a failure truthfully: make both hosts safe, then say where the VM is."""
+    actions: list[str] = []
+    where = None
+    if session is not None:
+        try:
+            actions = session.make_safe()
+        except Exception as safe_exc:  # the record must still be written
+            actions = [f"safety check failed: {safe_exc}"]
+        try:
+            where = session.locate().as_dict()
+        except Exception as loc_exc:
+            where = {"errors": [str(loc_exc)]}
+    attempt.refresh_from_db(fields=["migrate_called_at"])
+    status = A.CANCELLED if exc.error_class == errors.ABORTED_BY_OPERATOR else A.FAILED
+    if attempt.item.mode == "storage_only":
+        on_source = where is not None and where.get("source") == "running"
+    else:
+        on_source = (
+            where is not None
+            and where.get("source") == "running"
+            and where.get("destination") in (None, "shutoff")
+        )
+    moved = attempt.migrate_called_at is not None
+    if exc.error_class == errors.AMBIGUOUS or (moved and not on_source):
+        # The transfer was started and the VM is not (only) running on its source: Ferry
+        # will not guess; an operator gets the evidence.
+        status = A.NEEDS_ATTENTION
+    evidence = {"failure": {"location": where, "safety_actions": actions}}
+    services.attempt_finish(
+        attempt=attempt, worker=worker, status=status, error=exc, evidence=evidence
+    )
+    return status
