@@ -2,4 +2,10 @@
 
 from rest_framework.routers import DefaultRouter
 
+from migrations_app.api.runs import AttemptViewSet, ItemActionViewSet, RunViewSet
+
 router = DefaultRouter()
+# Execution: runs (with the numbered events range live clients use), attempts, item actions.
+router.register("runs", RunViewSet, basename="run")
+router.register("attempts", AttemptViewSet, basename="attempt")
+router.register("items", ItemActionViewSet, basename="item-action")
