@@ -85,6 +85,7 @@ def precopy(memory_mib: float, dirty_mib_s: float, bandwidth_mib_s: float, polic
         )
     if action == "auto_converge":
         throttle = THROTTLE_INITIAL
+        previous = remaining
         while True:
             iteration += 1
             pass_s = remaining / bandwidth_mib_s
@@ -101,7 +102,9 @@ def precopy(memory_mib: float, dirty_mib_s: float, bandwidth_mib_s: float, polic
                     f"converges by throttling the guest's vCPUs up to {throttle:.0%}",
                     round(throttle * 100),
                 )
-            if throttle >= THROTTLE_MAX or iteration > 10 * MAX_ITERATIONS:
+            shrinking = remaining < previous
+            previous = remaining
+            if (throttle >= THROTTLE_MAX and not shrinking) or iteration > 10 * MAX_ITERATIONS:
                 return PreCopy(
                     iteration,
                     elapsed,

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from dashboard.audit import audit_record
 from inventory.models import Host, VirtualMachine
-from migrations_app.errors import PlanError
+from migrations_app.errors import PlanError, PlanStateError
 from migrations_app.models import MigrationPlan, PlanItem
 from migrations_app.policy import Policy, PolicyError
 from migrations_app.services.item_input import (
@@ -404,3 +404,18 @@ def plan_item_remove(*, item: PlanItem, actor) -> None:
         audit_record(
             actor=actor, action="plan.item_removed", obj=plan, before={"item": item_id, **state}
         )
+
+
+def plan_delete(*, plan: MigrationPlan, actor) -> None:
+    """Delete a draft plan that was never submitted (anything else is kept as evidence)."""
+    with transaction.atomic():
+        plan = plan_lock(plan)
+        if plan.status != MigrationPlan.Status.DRAFT or plan.submitted_at is not None:
+            raise PlanStateError(
+                f"Plan '{plan.name}' is {plan.get_status_display()}"
+                + (" and was submitted before" if plan.submitted_at else "")
+                + ": only never-submitted drafts can be deleted; cancel it instead."
+            )
+        state = {"name": plan.name, "version": plan.version, "items": plan.items.count()}
+        audit_record(actor=actor, action="plan.deleted", obj=plan, before=state)
+        plan.delete()

@@ -1,0 +1,237 @@
+"""The plan API: CRUD of plans, nested items, validate, place, estimate, evacuate and
+move-to-group. Views are thin: input is shaped by serializers, every write is a service
+call, and service errors become 400 (PlanError) or 409 (PlanStateError) with the
+service's own message. The workflow's actions (submit, approve, start...) come from
+PlanWorkflowActionsMixin, kept in its own module by the workflow's owner.
+"""
+
+from drf_spectacular.utils import OpenApiTypes, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from dashboard.api.errors import Conflict
+from dashboard.api.permissions import action_permission
+from migrations_app.api import serializers as s
+from migrations_app.errors import PlanError, PlanStateError
+from migrations_app.models import PlanItem, ValidationRun
+from migrations_app.selectors.plans import (
+    plan_estimate_get,
+    plan_items,
+    plan_latest_validation,
+    plan_list,
+)
+from migrations_app.services import plans as services
+from migrations_app.services.placing import plan_place
+from migrations_app.services.validation import plan_validate
+
+try:  # the workflow actions live in their owner's module
+    from migrations_app.api.workflow_actions import PlanWorkflowActionsMixin
+except ImportError:  # pragma: no cover - only before that module exists
+
+    class PlanWorkflowActionsMixin:  # type: ignore[no-redef]
+        pass
+
+
+PlanPermission = action_permission("plan.view", "plan.edit")
+
+
+def _flatten(errors, prefix="") -> list[str]:
+    if isinstance(errors, dict):
+        out = []
+        for key, value in errors.items():
+            label = "" if key in ("non_field_errors", "detail") else f"{prefix}{key}"
+            out += _flatten(value, f"{label}." if label else "")
+        return out
+    if isinstance(errors, list):
+        out = []
+        for value in errors:
+            out += _flatten(value, prefix)
+        return out
+    return [f"{prefix[:-1]}: {errors}" if prefix else str(errors)]
+
+
+def validated(serializer_class, data, *, partial=False) -> dict:
+    """Validated input, or a 400 whose `detail` says what is wrong in one sentence."""
+    serializer = serializer_class(data=data, partial=partial)
+    if not serializer.is_valid():
+        raise ValidationError(
+            {"detail": "; ".join(_flatten(serializer.errors)), **serializer.errors}
+        )
+    return serializer.validated_data
+
+
+def call(service, **kwargs):
+    """Call a plan service and translate its errors into API answers."""
+    try:
+        return service(**kwargs)
+    except PlanStateError as exc:
+        raise Conflict(str(exc)) from None
+    except PlanError as exc:
+        raise ValidationError({"detail": str(exc)}) from None
+
+
+class PlanViewSet(
+    PlanWorkflowActionsMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Plans: list, read, create, change, delete (drafts); items, checks, placement, estimate."""
+
+    permission_classes = [PlanPermission]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return plan_list()
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return s.PlanDetailSerializer
+        return s.PlanSerializer
+
+    def _answer(self, plan, code=status.HTTP_200_OK) -> Response:
+        plan = self.get_queryset().get(pk=plan.pk)
+        return Response(s.PlanDetailSerializer(plan).data, status=code)
+
+    @extend_schema(request=s.PlanWriteSerializer, responses={201: s.PlanDetailSerializer})
+    def create(self, request, *args, **kwargs):
+        data = validated(s.PlanWriteSerializer, request.data)
+        plan = call(services.plan_create, actor=request.user, **data)
+        return self._answer(plan, status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.PlanWriteSerializer, responses={200: s.PlanDetailSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        plan = self.get_object()
+        data = validated(s.PlanWriteSerializer, request.data, partial=True)
+        plan = call(services.plan_update, plan=plan, actor=request.user, **data)
+        return self._answer(plan)
+
+    def destroy(self, request, *args, **kwargs):
+        call(services.plan_delete, plan=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    # -- items ----------------------------------------------------------------------------
+    @extend_schema(methods=["GET"], request=None, responses={200: s.ItemSerializer(many=True)})
+    @extend_schema(
+        methods=["POST"], request=s.ItemsAddSerializer, responses={201: s.ItemSerializer(many=True)}
+    )
+    @action(detail=True, methods=["get", "post"])
+    def items(self, request, pk=None):
+        """The plan's items (GET, paginated), or add VMs by id (POST)."""
+        plan = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(plan_items(plan))
+            return self.get_paginated_response(s.ItemSerializer(page, many=True).data)
+        data = validated(s.ItemsAddSerializer, request.data)
+        created = call(
+            services.plan_add_vms,
+            plan=plan,
+            vms=data["vms"],
+            destination=data["destination"],
+            mode=data["mode"],
+            actor=request.user,
+        )
+        rows = plan_items(plan).filter(pk__in=[i.pk for i in created])
+        return Response(s.ItemSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
+
+    def _item(self, plan, item_id) -> PlanItem:
+        item = plan_items(plan).filter(pk=item_id).first()
+        if item is None:
+            raise NotFound(f"Plan '{plan.name}' has no item {item_id}.")
+        return item
+
+    @extend_schema(
+        methods=["PATCH"], request=s.ItemUpdateSerializer, responses={200: s.ItemSerializer}
+    )
+    @extend_schema(methods=["GET"], request=None, responses={200: s.ItemSerializer})
+    @extend_schema(methods=["DELETE"], request=None, responses={204: None})
+    @action(detail=True, methods=["get", "patch", "delete"], url_path=r"items/(?P<item_id>\d+)")
+    def item(self, request, pk=None, item_id=None):
+        """One item: read it, change destination/mode/maps/overrides, or remove it."""
+        plan = self.get_object()
+        item = self._item(plan, item_id)
+        if request.method == "GET":
+            return Response(s.ItemSerializer(item).data)
+        if request.method == "DELETE":
+            call(services.plan_item_remove, item=item, actor=request.user)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        data = validated(s.ItemUpdateSerializer, request.data, partial=True)
+        call(services.plan_item_update, item=item, actor=request.user, **data)
+        return Response(s.ItemSerializer(self._item(plan, item_id)).data)
+
+    # -- checks, placement, estimate ------------------------------------------------------
+    def _run_answer(self, request, run, code=status.HTTP_200_OK) -> Response:
+        wanted = request.query_params.get("severity", "")
+        context = {"severities": {v for v in wanted.split(",") if v} or None}
+        return Response(s.ValidationRunSerializer(run, context=context).data, status=code)
+
+    @extend_schema(request=None, responses={201: s.ValidationRunSerializer})
+    @action(detail=True, methods=["post"])
+    def validate(self, request, pk=None):
+        """Run every check on every item; answers the stored run with its results
+        (?severity=blocker,warning to leave out the rest)."""
+        plan = self.get_object()
+        run = call(plan_validate, plan=plan, actor=request.user)
+        run = ValidationRun.objects.prefetch_related("results").get(pk=run.pk)
+        return self._run_answer(request, run, status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.ValidationRunSerializer})
+    @action(detail=True, methods=["get"], url_path="validations/latest")
+    def latest_validation(self, request, pk=None):
+        """The most recent validation run with its results."""
+        plan = self.get_object()
+        run = plan_latest_validation(plan)
+        if run is None:
+            raise NotFound(f"Plan '{plan.name}' has not been validated yet.")
+        return self._run_answer(request, run)
+
+    @extend_schema(request=s.PlaceSerializer, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"])
+    def place(self, request, pk=None):
+        """Choose destinations for items without one (all items with replace=true)."""
+        plan = self.get_object()
+        data = validated(s.PlaceSerializer, request.data)
+        placements = call(plan_place, plan=plan, actor=request.user, replace=data["replace"])
+        placed = [p for p in placements if p.destination_id is not None]
+        return Response(
+            {
+                "placed": len(placed),
+                "unplaced": len(placements) - len(placed),
+                "items": [
+                    {"item": p.item_id, "destination_host": p.destination_id, "note": p.note}
+                    for p in placements
+                ],
+            }
+        )
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def estimate(self, request, pk=None):
+        """A fresh estimate: per-item pre-copy model with its inputs, timeline, makespan."""
+        return Response(plan_estimate_get(self.get_object()))
+
+    @extend_schema(request=s.EvacuateSerializer, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"])
+    def evacuate(self, request, pk=None):
+        """Add every running/paused VM of a host and place them."""
+        plan = self.get_object()
+        data = validated(s.EvacuateSerializer, request.data)
+        result = call(services.plan_evacuate_host, plan=plan, host=data["host"], actor=request.user)
+        return Response(result)
+
+    @extend_schema(request=s.MoveToGroupSerializer, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"], url_path="move-to-group")
+    def move_to_group(self, request, pk=None):
+        """Add (or re-target) VMs and place them on hosts of one group."""
+        plan = self.get_object()
+        data = validated(s.MoveToGroupSerializer, request.data)
+        result = call(
+            services.plan_move_to_group,
+            plan=plan,
+            vms=data["vms"],
+            group=data["group"],
+            actor=request.user,
+        )
+        return Response(result)
