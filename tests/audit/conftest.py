@@ -3,7 +3,12 @@
 import pytest
 from django.db import connection
 
-from tests.workflow.conftest import _fast_passwords, people, validated_plan  # noqa: F401
+from tests.workflow.conftest import (  # noqa: F401
+    _fast_passwords,
+    api_urls,
+    people,
+    validated_plan,
+)
 
 
 def tamper(sql: str, params=()) -> None:
