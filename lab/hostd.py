@@ -22,6 +22,7 @@ import shlex
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from lab import pki
@@ -274,8 +275,18 @@ def define_resources(h: Host) -> None:
     cmds = [f"net-define {net}", f"net-start {NETWORK_NAME}", f"net-autostart {NETWORK_NAME}"]
     for pool, path in (("shared", shared_pool_path()), ("local", local_pool_path())):
         x = hd / f"pool-{pool}.xml"
+        # The shared pool gets the same UUID on every host, as an administrator defines a
+        # cluster file system's pool identically everywhere: that is how Ferry's inventory
+        # recognises one pool seen by several hosts (same UUID and path). `local` keeps a
+        # UUID per host: same path, different directory behind it.
+        pool_uuid = (
+            f"<uuid>{uuid.uuid5(uuid.NAMESPACE_URL, f'ferry-lab:{shared_pool_path()}')}</uuid>"
+            if pool == "shared"
+            else ""
+        )
         x.write_text(
-            f"<pool type='dir'><name>{pool}</name><target><path>{path}</path></target></pool>\n"
+            f"<pool type='dir'><name>{pool}</name>{pool_uuid}"
+            f"<target><path>{path}</path></target></pool>\n"
         )
         cmds += [f"pool-define {x}", f"pool-start {pool}", f"pool-autostart {pool}"]
     virsh(h.uri, " ; ".join(cmds))

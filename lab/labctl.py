@@ -345,6 +345,45 @@ def _unmount_under(base: Path) -> None:
 # ---------------------------------------------------------------- Ferry
 
 
+def daemon_kill(name: str) -> int:
+    """SIGKILL one host's libvirtd (fault injection: a hypervisor daemon dies); returns its PID.
+
+    Guests on that host keep running (QEMU does not depend on libvirtd); `daemon_start`
+    brings the daemon back, and it reconnects to them.
+    """
+    with op_lock():
+        st = read_state() or {}
+        pid = (st.get("pids") or {}).get(name)
+        if not pid or not hostd.pid_alive(pid):
+            raise RuntimeError(f"libvirtd of {name} is not running")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while hostd.pid_alive(pid) and time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        return pid
+
+
+def daemon_start(name: str) -> int:
+    """Start one host's libvirtd again after `daemon_kill`; returns the new PID."""
+    with op_lock():
+        st = read_state() or {}
+        h = next((x for x in hosts(st.get("host_count")) if x.name == name), None)
+        if h is None:
+            raise RuntimeError(f"no lab host named {name}")
+        old = (st.get("pids") or {}).get(name)
+        if old and hostd.pid_alive(old):
+            return old
+        pid = hostd.spawn_libvirtd(h)
+        st.setdefault("pids", {})[name] = pid
+        write_state(st)
+        hostd.wait_ready(h, pid)
+        return pid
+
+
 def register_in_ferry(hs) -> None:
     """host_add + sync_inventory through Ferry's manage.py; failures only warn."""
     manage, python = REPO / "manage.py", REPO / ".venv" / "bin" / "python"
