@@ -14,6 +14,7 @@ GUEST_DIED = "guest_died_after_switchover"
 PREFLIGHT_BLOCKED = "preflight_blocked"
 WORKER_LOST = "worker_lost"
 AMBIGUOUS = "ambiguous_state"
+STORAGE_NOT_SHARED = "storage_not_shared"
 LIBVIRT = "libvirt_error"
 
 # What each class means for the person reading the attempt.
@@ -29,12 +30,17 @@ EXPLANATIONS = {
     PREFLIGHT_BLOCKED: "A check on live data found a blocker; nothing was moved.",
     WORKER_LOST: "The worker running this move disappeared; the reconciler recorded the outcome.",
     AMBIGUOUS: "Ferry could not tell where the VM is running; an operator must look.",
+    STORAGE_NOT_SHARED: (
+        "libvirt refused a live move: the disks are not on storage it knows is shared "
+        "(use a move with storage copy, or register the pool as shared on both hosts)."
+    ),
     LIBVIRT: "libvirt reported an error.",
 }
 
 # Substrings of libvirt messages (lower case) that identify a class, most specific first.
 _PATTERNS = (
     (ABORTED_BY_OPERATOR, ("operation aborted", "canceled by client", "cancelled by client")),
+    (STORAGE_NOT_SHARED, ("unsafe migration", "without shared storage")),
     (CPU_INCOMPATIBLE, ("cpu is incompatible", "guest cpu doesn't match", "unsupported cpu")),
     (NO_SPACE, ("no space left", "enospc", "not enough space", "insufficient space")),
     (

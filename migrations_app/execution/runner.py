@@ -11,9 +11,7 @@ nothing is left paused (`session.make_safe`).
 import logging
 import time
 
-from django.conf import settings
-
-from migrations_app.execution import claims, errors, services
+from migrations_app.execution import claims, config, errors, services
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Session
 from migrations_app.models import ItemAttempt
@@ -29,7 +27,7 @@ class LeaseLost(Exception):
 
 
 def _setting(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
+    return config.number(name)
 
 
 def execute(attempt_id: int) -> str:

@@ -67,7 +67,9 @@ def tick() -> dict:
 
 
 def tick_seconds() -> float:
-    return float(getattr(settings, "FERRY_TICK_SECONDS", 10))
+    from migrations_app.execution import config
+
+    return config.number("FERRY_TICK_SECONDS")
 
 
 def on_worker_start() -> None:

@@ -1,0 +1,434 @@
+"""Execution on the real lab: plans carried out by Ferry's workers through libvirt.
+
+Every test checks the guest itself, not only Ferry's records: after a move the guest's
+in-RAM heartbeat keeps counting on the host Ferry says it is on, and nowhere else.
+Figures (total time, downtime, iterations) are printed and appended to the lab's
+measurements file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+libvirt = pytest.importorskip("libvirt")
+from django.db import connection  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from dashboard.audit import Actor  # noqa: E402
+from dashboard.models import AuditEvent  # noqa: E402
+from inventory.models import Host, StoragePool, VirtualMachine  # noqa: E402
+from inventory.services import host_add, host_sync  # noqa: E402
+from lab.guest import vm  # noqa: E402
+from migrations_app.execution.reconciler import reconcile_attempt  # noqa: E402
+from migrations_app.models import (  # noqa: E402
+    ItemAttempt,
+    MigrationPlan,
+    PlanItem,
+    PlanRun,
+    ProgressSample,
+    RunEvent,
+)
+from migrations_app.services.workflow import plan_approve, plan_start, plan_submit  # noqa: E402
+from tests.execution.conftest import WorkerThreads, wait_for  # noqa: E402
+from tests.workflow.factories import plan_validate_stub  # noqa: E402
+
+pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+REPO = Path(__file__).resolve().parents[2]
+FIGURES: list[dict] = []
+
+
+@pytest.fixture
+def people(make_user):
+    return {
+        "planner": make_user("pat", "planner"),
+        "approver": make_user("ann", "approver"),
+        "operator": make_user("oli", "operator"),
+    }
+
+
+@pytest.fixture
+def ferry(lab_env, settings):
+    """The lab's hosts registered in Ferry's test database (host_add + host_sync)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.FERRY_SAMPLE_SECONDS = 0.5
+    settings.FERRY_LEASE_SECONDS = 6
+    settings.FERRY_WATCHDOG_SECONDS = 40
+    settings.FERRY_TICK_SECONDS = 3600
+    hosts = {}
+    for name, h in lab_env["hosts"].items():
+        host = host_add(name=name, uri=h["uri"], actor=Actor.system("lab"))
+        # The client URI is a unix socket; peers reach the host on its lab address.
+        Host.objects.filter(pk=host.pk).update(migration_address=h["ip"])
+        hosts[name] = host
+    return hosts
+
+
+def sync(ferry):
+    for host in ferry.values():
+        result = host_sync(host=Host.objects.get(pk=host.pk), actor=Actor.system("lab"))
+        assert result.ok, result.error
+
+
+def lab_plan(people, items, policy):
+    """An approved plan of `items` [(vm name, src, dst, mode, storage_map)] in the test DB."""
+    plan = MigrationPlan.objects.create(
+        name=f"lab-{uuid.uuid4().hex[:6]}",
+        change_ticket="CHG-LAB",
+        author=people["planner"],
+        author_name="pat",
+        policy={"require_tls": False, "verify_seconds": 3, **policy},
+    )
+    for position, (name, src, dst, mode, storage_map) in enumerate(items):
+        PlanItem.objects.create(
+            plan=plan,
+            vm=VirtualMachine.objects.get(name=name),
+            source_host=Host.objects.get(name=src),
+            destination_host=Host.objects.get(name=dst),
+            mode=mode,
+            storage_map=storage_map or {},
+            position=position,
+        )
+    plan_validate_stub(plan)
+    plan_submit(plan=plan, actor=people["planner"])
+    plan_approve(plan=plan, actor=people["approver"])
+    plan.refresh_from_db()
+    return plan
+
+
+def start_plan(plan, people) -> PlanRun:
+    plan_start(plan=plan, actor=people["operator"])
+    return PlanRun.objects.get(plan=plan)
+
+
+def run_settled(run_id, statuses=("completed", "paused", "cancelled", "failed")):
+    return (
+        PlanRun.objects.get(pk=run_id).status in statuses
+        and not ItemAttempt.objects.filter(run_id=run_id, status__in=["queued", "running"]).exists()
+    )
+
+
+def only_on(name, host, after, conns=None, beats=3):
+    """The guest counts on past `after` and runs on `host` only."""
+    hb = vm.wait_heartbeat(name, timeout=40, after=after + beats)
+    seq = vm.console_heartbeats(name)
+    assert seq[0] == 1 and seq == list(range(1, seq[-1] + 1)), (
+        f"heartbeat reset or gap: {seq[-20:]}"
+    )
+    assert not vm.console_problems(name), vm.console_problems(name)
+    assert vm.where_running(name) == [host]
+    return hb
+
+
+def record(lab_env, case, attempt: ItemAttempt, wall_s: float, **extra) -> dict:
+    row = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "case": f"ferry-{case}",
+        "total_ms": attempt.total_time_ms,
+        "downtime_ms": attempt.downtime_ms,
+        "iterations": attempt.iterations,
+        "bytes": attempt.bytes_transferred,
+        "wall_s": round(wall_s, 2),
+        "status": attempt.status,
+        **extra,
+    }
+    FIGURES.append(row)
+    print(
+        f"\n[ferry-lab] {case}: {attempt.status}, total {row['total_ms']} ms, downtime "
+        f"{row['downtime_ms']} ms, iterations {row['iterations']}, wall {row['wall_s']} s {extra}"
+    )
+    with open(lab_env["measurements"], "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
+def pool_id(host, name):
+    return (
+        StoragePool.objects.filter(hosts__name=host, name=name).values_list("pk", flat=True).get()
+    )
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_it_moves_a_two_item_plan_through_the_api_and_keeps_the_guests_alive(
+    ferry, guest, people, lab_env, api_as
+):
+    names = [guest("lab-a", memory_mib=256), guest("lab-a", memory_mib=256)]
+    before = {n: vm.wait_heartbeat(n, timeout=60, after=1) for n in names}
+    sync(ferry)
+    plan = lab_plan(
+        people,
+        [(n, "lab-a", "lab-b", "live", None) for n in names],
+        {"bandwidth_mib_s": 200, "max_outbound_per_host": 1, "max_concurrent": 2},
+    )
+    operator = api_as("operator", username="op-lab")
+    t0 = time.monotonic()
+    with WorkerThreads(2):
+        assert (
+            operator.post(f"/api/v1/plans/{plan.pk}/start/", {}, format="json").status_code == 200
+        )
+        run = PlanRun.objects.get(plan=plan)
+        wait_for(lambda: run_settled(run.pk), timeout=180, interval=0.5)
+    wall = time.monotonic() - t0
+    body = operator.get(f"/api/v1/runs/{run.pk}/").json()
+    assert body["status"] == "completed", json.dumps(body, default=str)[:3000]
+    for name in names:
+        only_on(name, "lab-b", before[name])
+        assert VirtualMachine.objects.get(name=name).host.name == "lab-b"
+    attempts = list(ItemAttempt.objects.filter(run=run).order_by("started_at"))
+    for attempt in attempts:
+        assert attempt.driver == "libvirt" and attempt.status == "completed"
+        assert "UNSAFE" in attempt.evidence["prepare"]["flags"]
+        assert "unsafe_reason" in attempt.evidence["prepare"]
+        assert attempt.evidence["cleanup"]["source_undefined"] is True
+        assert ProgressSample.objects.filter(attempt=attempt).exists()
+    # max_outbound_per_host=1: the samples of the two attempts never overlap in time.
+    spans = [
+        (ProgressSample.objects.filter(attempt=a).earliest("at").at, a.finished_at)
+        for a in attempts
+    ]
+    assert spans[0][1] <= spans[1][0]
+    seqs = list(RunEvent.objects.filter(run=run).values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert AuditEvent.objects.filter(action="vm.moved").count() == 2
+    assert AuditEvent.objects.filter(action="attempt.completed", actor_name="worker").count() == 2
+    record(lab_env, "idle-256MiB", attempts[0], wall / 2, dirty_rate=0)
+
+
+def test_it_converges_a_guest_dirtying_faster_than_the_bandwidth_cap_with_postcopy(
+    ferry, guest, people, lab_env
+):
+    name = guest("lab-a", memory_mib=256, dirty_ws=96, dirty_rate=120)
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    plan = lab_plan(
+        people,
+        [(name, "lab-a", "lab-b", "live", None)],
+        {"bandwidth_mib_s": 40, "on_no_convergence": "postcopy"},
+    )
+    t0 = time.monotonic()
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: run_settled(run.pk), timeout=180, interval=0.5)
+    attempt = ItemAttempt.objects.get(run=run)
+    assert attempt.status == "completed", (
+        attempt.error_class,
+        attempt.error_message,
+        attempt.libvirt_error,
+    )
+    assert "POSTCOPY" in attempt.evidence["prepare"]["flags"]
+    assert RunEvent.objects.filter(run=run, kind="item.converge").exists()
+    only_on(name, "lab-b", before)
+    record(
+        lab_env,
+        "busy-256MiB-120MBps-cap40-postcopy",
+        attempt,
+        time.monotonic() - t0,
+        dirty_rate=120,
+    )
+
+
+def test_it_copies_a_non_shared_disk_over_tls(ferry, guest, people, lab_env):
+    name = guest("lab-a", memory_mib=256, pool="local")
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    storage_map = {str(pool_id("lab-a", "local")): pool_id("lab-b", "local")}
+    plan = lab_plan(
+        people,
+        [(name, "lab-a", "lab-b", "live_copy", storage_map)],
+        {"require_tls": True, "bandwidth_mib_s": 200},
+    )
+    t0 = time.monotonic()
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: run_settled(run.pk), timeout=180, interval=0.5)
+    attempt = ItemAttempt.objects.get(run=run)
+    assert attempt.status == "completed", (
+        attempt.error_class,
+        attempt.error_message,
+        attempt.libvirt_error,
+    )
+    flags = attempt.evidence["prepare"]["flags"]
+    assert "NON_SHARED_DISK" in flags and "TLS" in flags and "UNSAFE" not in flags
+    assert attempt.evidence["prepare"]["destination_uri"].startswith("qemu+tls://")
+    only_on(name, "lab-b", before)
+    assert vm.disk_heartbeat(name, path=vm.disk_path(name, "local", "lab-b"))["counter"] > 0
+    record(lab_env, "live-copy-tls-64MiB-disk", attempt, time.monotonic() - t0)
+
+
+def test_it_moves_a_running_guests_disk_from_the_shared_to_the_local_pool(
+    ferry, guest, people, lab_env
+):
+    name = guest("lab-a", memory_mib=256, pool="shared")
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    storage_map = {str(pool_id("lab-a", "shared")): pool_id("lab-a", "local")}
+    plan = lab_plan(
+        people, [(name, "lab-a", "lab-a", "storage_only", storage_map)], {"bandwidth_mib_s": 100}
+    )
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: run_settled(run.pk), timeout=180, interval=0.5)
+    attempt = ItemAttempt.objects.get(run=run)
+    assert attempt.status == "completed", (
+        attempt.error_class,
+        attempt.error_message,
+        attempt.libvirt_error,
+    )
+    new_path = attempt.evidence["prepare"]["block_copy_destinations"]["vda"]
+    only_on(name, "lab-a", before)
+    local_file = Path(lab_env["hosts"]["lab-a"]["local_dir"]) / Path(new_path).name
+    first = vm.disk_heartbeat(name, path=local_file)
+    time.sleep(3)
+    assert vm.disk_heartbeat(name, path=local_file)["counter"] > first["counter"]
+    disk = VirtualMachine.objects.get(name=name).disks.get(target="vda")
+    assert disk.pool.name == "local"
+
+
+def test_it_cancels_mid_transfer_and_leaves_the_guest_on_its_source(ferry, guest, people, lab_env):
+    name = guest("lab-a", memory_mib=256, dirty_ws=64, dirty_rate=20)
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    plan = lab_plan(people, [(name, "lab-a", "lab-b", "live", None)], {"bandwidth_mib_s": 5})
+    from migrations_app.execution.services import item_cancel
+
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 2, timeout=60)
+        item_cancel(item=plan.items.get(), actor=people["operator"], reason="lab cancel")
+        wait_for(lambda: run_settled(run.pk), timeout=90, interval=0.5)
+    attempt = ItemAttempt.objects.get(run=run)
+    assert attempt.status == "cancelled" and attempt.error_class == "aborted_by_operator"
+    assert "abort" in attempt.libvirt_error.lower() or "cancel" in attempt.libvirt_error.lower()
+    only_on(name, "lab-a", before)
+    assert VirtualMachine.objects.get(name=name).host.name == "lab-a"
+
+
+def database_url() -> str:
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or "postgres"
+    host = settings.get("HOST") or "127.0.0.1"
+    return f"postgres://{user}@{host}:{settings.get('PORT') or 5432}/{settings['NAME']}"
+
+
+def worker_process(log) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url(),
+        FERRY_TASK_BACKEND="db",
+        FERRY_SAMPLE_SECONDS="0.5",
+        FERRY_LEASE_SECONDS="6",
+        FERRY_WATCHDOG_SECONDS="40",
+    )
+    env.pop("REDIS_URL", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "db_worker",
+            "--queue-name",
+            "*",
+            "--interval",
+            "0.2",
+            "--no-startup-delay",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_it_recovers_the_true_state_after_the_worker_is_killed_mid_transfer(
+    ferry, guest, people, lab_env, tmp_path
+):
+    name = guest("lab-a", memory_mib=256, dirty_ws=32, dirty_rate=5)
+    last = vm.wait_heartbeat(name, timeout=60, after=1)
+    rounds, recovered = 3, 0
+    src, dst = "lab-a", "lab-b"
+    log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed at the end
+    for number in range(rounds):
+        sync(ferry)
+        plan = lab_plan(people, [(name, src, dst, "live", None)], {"bandwidth_mib_s": 12})
+        proc = worker_process(log)
+        try:
+            run = start_plan(plan, people)
+            wait_for(
+                lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 3,  # noqa: B023
+                timeout=90,
+            )
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        attempt = ItemAttempt.objects.get(run=run)
+        assert attempt.status == "running" and attempt.migrate_called_at is not None
+        # The worker is gone; its lease runs out and the reconciler asks libvirt.
+        wait_for(
+            lambda: ItemAttempt.objects.get(pk=attempt.pk).lease_expires_at < timezone.now(),  # noqa: B023
+            timeout=20,
+        )
+        outcome = reconcile_attempt(attempt.pk)
+        attempt.refresh_from_db()
+        where = vm.where_running(name)
+        truth = {"completed": [dst], "failed": [src]}.get(attempt.status)
+        print(
+            f"\n[ferry-lab] kill round {number + 1}: {outcome} -> {attempt.status}, runs on {where}"
+        )
+        if truth is not None and where == truth:
+            recovered += 1
+        assert attempt.status in ("completed", "failed"), (attempt.status, attempt.error_message)
+        assert where == truth
+        last = only_on(name, where[0], last, beats=2)
+        if attempt.status == "completed":
+            src, dst = dst, src
+        assert not ItemAttempt.objects.filter(status="running").exists()
+    log.close()
+    FIGURES.append({"case": "worker-kill", "rounds": rounds, "recovered": recovered})
+    print(f"\n[ferry-lab] worker kills recovered: {recovered}/{rounds}")
+    assert recovered == rounds
+
+
+def test_it_fails_clearly_when_the_destination_daemon_dies_and_a_retry_succeeds(
+    ferry, guest, people, lab_env
+):
+    from lab import labctl
+    from migrations_app.execution.services import item_retry
+
+    name = guest("lab-a", memory_mib=256, dirty_ws=32, dirty_rate=5)
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    plan = lab_plan(people, [(name, "lab-a", "lab-b", "live", None)], {"bandwidth_mib_s": 8})
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 2, timeout=60)
+        labctl.daemon_kill("lab-b")
+        try:
+            wait_for(lambda: run_settled(run.pk), timeout=120, interval=0.5)
+        finally:
+            labctl.daemon_start("lab-b")
+        attempt = ItemAttempt.objects.get(run=run)
+        assert attempt.status == "failed", (attempt.status, attempt.error_message, attempt.evidence)
+        assert attempt.error_class == "connection_lost", (
+            attempt.error_class,
+            attempt.libvirt_error,
+        )
+        assert attempt.libvirt_error
+        after = only_on(name, "lab-a", before)
+        wait_for(lambda: vm.where_running(name) == ["lab-a"], timeout=30)
+        item_retry(item=plan.items.get(), actor=people["operator"])
+        wait_for(lambda: run_settled(run.pk, ("completed",)), timeout=120, interval=0.5)
+    retried = ItemAttempt.objects.filter(run=run).order_by("-number").first()
+    assert retried.number == 2 and retried.status == "completed"
+    only_on(name, "lab-b", after)
