@@ -90,3 +90,19 @@ def test_it_gives_each_user_a_rotatable_api_token(make_user):
     assert newer != key and by_token.get("/api/v1/hosts/").status_code in (401, 403)
     assert client.delete("/api/v1/auth/token/").status_code == 204
     assert not Token.objects.filter(user=erin).exists()
+
+
+def test_it_offers_logout_everywhere_in_the_user_admin(make_user):
+    root = make_user("root", superuser=True)
+    victim = make_user("frank", "viewer")
+    session = Client()
+    session.force_login(victim)
+    admin = Client()
+    admin.force_login(root)
+    answer = admin.post(
+        "/admin/auth/user/",
+        {"action": "logout_everywhere", "_selected_action": [victim.pk]},
+        follow=True,
+    )
+    assert answer.status_code == 200 and "session(s) ended" in answer.content.decode()
+    assert session.get("/").status_code == 302
