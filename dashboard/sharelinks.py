@@ -100,13 +100,20 @@ def share_link_lookup(token: str) -> ShareLink | None:
     return ShareLink.objects.select_related("plan").filter(token_hash=token_hash(token)).first()
 
 
-def share_link_authorize(token: str):
-    """The plan a token may see right now, or None (unknown, revoked or expired).
-
-    Websocket consumers call this on connect and on every snapshot request, and join
-    `share_link_group(link.pk)` so that a revocation closes their stream.
-    """
+def share_link_active(token: str) -> ShareLink | None:
+    """The link for a token when it is usable right now (not revoked, not expired)."""
     link = share_link_lookup(token)
     if link is None or link.state() != "active":
         return None
-    return link.plan
+    return link
+
+
+def share_link_authorize(token: str):
+    """The plan a token may see right now, or None (unknown, revoked or expired).
+
+    Websocket consumers call this on connect and on every snapshot request; to have a
+    revocation close their stream they join `share_link_group(link.pk)` of
+    `share_link_active(token)` and handle the `live.close` message.
+    """
+    link = share_link_active(token)
+    return link.plan if link is not None else None

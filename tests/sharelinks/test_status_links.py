@@ -136,3 +136,22 @@ def test_it_lists_links_with_revoke_forms_in_the_plan_page_include(link, validat
     answer = client.post(f"/share-links/{link[0].pk}/revoke/", {"next": "/audit/"})
     assert answer.status_code == 302 and answer["Location"] == "/audit/"
     assert share_link_authorize(link[1]) is None
+
+
+def test_it_tells_open_streams_to_close_when_revoked(
+    link, people, django_capture_on_commit_callbacks
+):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from dashboard.sharelinks import share_link_active, share_link_group
+
+    created, token = link
+    assert share_link_active(token) == created
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(share_link_group(created.pk), channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        share_link_revoke(link=created, actor=people["operator"])
+    message = async_to_sync(layer.receive)(channel)
+    assert message["type"] == "live.close" and "revoked" in message["detail"]
