@@ -11,16 +11,18 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from dashboard.embedded import start_embedded_workers  # noqa: E402
+from dashboard.embedded import LoopRecordingApp, start_embedded_workers  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 
 start_embedded_workers()
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+application = LoopRecordingApp(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )

@@ -6,6 +6,7 @@ app to start worker threads when no REDIS_URL is set. With Redis, workers are se
 processes (`manage.py ferry_worker`) on any number of machines.
 """
 
+import asyncio
 import logging
 import os
 import threading
@@ -15,6 +16,37 @@ from django.utils.crypto import get_random_string
 logger = logging.getLogger("ferry.embedded")
 _started = False
 _lock = threading.Lock()
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def record_server_loop() -> None:
+    """Remember the web server's event loop (called from inside the ASGI app)."""
+    global _server_loop
+    if _server_loop is None:
+        _server_loop = asyncio.get_running_loop()
+
+
+def server_loop() -> asyncio.AbstractEventLoop | None:
+    """The web server's running event loop in this process, if there is one."""
+    loop = _server_loop
+    return loop if loop is not None and loop.is_running() else None
+
+
+class LoopRecordingApp:
+    """ASGI wrapper that records the server loop so worker threads can hand it events.
+
+    The in-process channel layer keeps asyncio queues owned by the server's loop; waking
+    them from a worker thread's own loop is not thread-safe (consumers would notice the
+    message only when something else wakes the server loop), so publishers in worker
+    threads schedule their sends on the server loop instead.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        record_server_loop()
+        return await self.app(scope, receive, send)
 
 
 def start_embedded_workers() -> int:

@@ -5,6 +5,7 @@ only after commit, so a browser never sees something that was rolled back, and a
 that missed events fetches the range by sequence number over REST.
 """
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from dashboard.embedded import server_loop
 from migrations_app.models import PlanRun, RunEvent
 
 logger = logging.getLogger("ferry.events")
@@ -82,8 +84,21 @@ def publish(groups: list[str], message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    loop = server_loop()
     for group in groups:
+        body = {"type": "live.event", "event": message}
         try:
-            async_to_sync(layer.group_send)(group, {"type": "live.event", "event": message})
+            if loop is not None and not _inside(loop):
+                # A worker thread inside the web process: send on the server's loop.
+                asyncio.run_coroutine_threadsafe(layer.group_send(group, body), loop).result(5)
+            else:
+                async_to_sync(layer.group_send)(group, body)
         except Exception:  # the layer (Redis) may be down; stored events let clients catch up
             logger.warning("could not publish %s to %s", message.get("kind"), group, exc_info=True)
+
+
+def _inside(loop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
