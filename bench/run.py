@@ -1,0 +1,101 @@
+"""`make bench`: run every benchmark, print one table, write bench/results/latest.json.
+
+Benchmarks are not tests: they never gate CI, and each prints what it measured even when
+it misses its target. Lab benchmarks bring the lab up themselves (root only).
+
+    .venv/bin/python bench/run.py [--only W1,W2] [--quick]
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import machine  # noqa: E402
+
+# id -> (script and arguments, quick arguments, timeout seconds)
+BENCHMARKS = {
+    "PL1": (["pl1_planning.py"], [], 600),
+    "A1": (["audit_verify.py", "1000000"], ["audit_verify.py", "100000"], 900),
+    "W2": (["w2_api_scale.py"], ["w2_api_scale.py", "--large", "20000"], 900),
+    "W1": (["w1_live_stream.py"], ["w1_live_stream.py", "--seconds", "8"], 600),
+    "M1": (["lab_migrations.py", "m1"], ["lab_migrations.py", "m1", "--pairs", "2"], 1500),
+    "M2": (["lab_migrations.py", "m2"], ["lab_migrations.py", "m2", "--runs", "1"], 1200),
+    "M3": (["lab_migrations.py", "m3"], ["lab_migrations.py", "m3", "--runs", "1"], 1200),
+    "P1": (["lab_migrations.py", "p1"], ["lab_migrations.py", "p1", "--runs", "1"], 1800),
+    "S1": (["lab_migrations.py", "s1"], ["lab_migrations.py", "s1"], 1200),
+}
+
+
+def run_one(bench_id: str, quick: bool) -> list[dict]:
+    full, short, timeout = BENCHMARKS[bench_id]
+    args = short if quick and short else full
+    script = HERE / args[0]
+    if not script.exists():
+        return [{"name": bench_id, "value": None, "unit": "", "target": "", "met": None, "notes": f"{args[0]} is missing"}]
+    started = time.monotonic()
+    print(f"== {bench_id}: {' '.join(args)}", flush=True)
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), *args[1:]],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(os.environ),
+        )
+        output, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        output, code = (exc.stdout or "") + (exc.stderr or "") if isinstance(exc.stdout, str) else "", "timeout"
+    records = []
+    for line in output.splitlines():
+        if line.startswith("BENCH "):
+            record = json.loads(line[6:])
+            record["id"] = bench_id
+            records.append(record)
+        elif line.strip() and not line.startswith("client "):
+            print(f"   {line}")
+    if not records:
+        tail = " | ".join(output.strip().splitlines()[-3:])
+        records.append({"id": bench_id, "name": bench_id, "value": None, "unit": "", "target": "", "met": None, "notes": f"no figure (exit {code}): {tail}"[:400]})
+    print(f"   ({time.monotonic() - started:.0f} s)")
+    return records
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="", help="comma-separated ids, e.g. W1,W2")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    chosen = [b.strip().upper() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
+    started = time.monotonic()
+    records = []
+    for bench_id in chosen:
+        records += run_one(bench_id, args.quick)
+    result = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "quick": args.quick,
+        "seconds": round(time.monotonic() - started),
+        "figures": records,
+    }
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print("| id | figure | value | target | met |\n|---|---|---|---|---|")
+    for r in records:
+        value = "—" if r["value"] is None else f"{r['value']} {r['unit']}"
+        met = {True: "yes", False: "**no**", None: "—"}[r.get("met")]
+        print(f"| {r['id']} | {r['name']} | {value} | {r.get('target') or '—'} | {met} |")
+    print(f"\nwrote {out / 'latest.json'} ({result['seconds']} s, {result['machine']})")
+
+
+if __name__ == "__main__":
+    main()
