@@ -10,7 +10,7 @@ switch to post-copy, or give up. Every estimate carries the inputs it used, labe
 """
 
 import heapq
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from migrations_app.checks.snapshot import ItemInfo, Snapshot
 from migrations_app.checks.storage_paths import copied_disks
@@ -213,6 +213,9 @@ def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
     )
 
 
+ITEM_FIELDS = tuple(f.name for f in fields(ItemEstimate))
+
+
 @dataclass
 class PlanEstimate:
     """Per-item estimates placed on a timeline under the plan's concurrency limits."""
@@ -232,7 +235,7 @@ class PlanEstimate:
             "window_end": self.window_end,
             "model": "geometric pre-copy; storage copy at the migration bandwidth; "
             "list scheduling in plan order under the concurrency limits",
-            "items": [asdict(e) for e in self.items],
+            "items": [{name: getattr(e, name) for name in ITEM_FIELDS} for e in self.items],
         }
 
 

@@ -4,8 +4,9 @@ from django.db import transaction
 
 from dashboard.audit import audit_record
 from migrations_app.checks.snapshot import snapshot_load
-from migrations_app.models import MigrationPlan, PlanItem
+from migrations_app.models import MigrationPlan
 from migrations_app.placement import placement_run
+from migrations_app.services.bulk_rows import placements_write
 from migrations_app.services.plan_edits import (
     plan_content_changed,
     plan_lock,
@@ -20,22 +21,10 @@ def place_items(plan: MigrationPlan, *, item_ids=None, replace=False, group=None
     snapshot = snapshot_load(plan)
     only = set(item_ids) if item_ids is not None else None
     placements = placement_run(snapshot, replace=replace, only=only, group=group)
-    rows = []
-    for placement in placements:
-        row = PlanItem(pk=placement.item_id)
-        row.placement_note = placement.note
-        if placement.destination_id is not None:
-            row.destination_host_id = placement.destination_id
-            row.destination_chosen_by = "placement"
-            rows.append((row, True))
-        else:
-            rows.append((row, False))
-    placed = [r for r, ok in rows if ok]
-    unplaced = [r for r, ok in rows if not ok]
-    PlanItem.objects.bulk_update(
-        placed, ["destination_host", "destination_chosen_by", "placement_note"], batch_size=500
+    placements_write(
+        (p.item_id, p.destination_id, "placement" if p.destination_id else "", p.note)
+        for p in placements
     )
-    PlanItem.objects.bulk_update(unplaced, ["placement_note"], batch_size=500)
     return placements
 
 

@@ -9,7 +9,8 @@ from migrations_app.checks.base import BLOCKER, INFO, WARNING
 from migrations_app.checks.snapshot import snapshot_load
 from migrations_app.content import plan_content_hash
 from migrations_app.estimate import plan_estimate
-from migrations_app.models import CheckResult, MigrationPlan, ValidationRun
+from migrations_app.models import MigrationPlan, ValidationRun
+from migrations_app.services.bulk_rows import check_results_insert
 from migrations_app.services.plan_edits import plan_lock
 
 
@@ -28,19 +29,12 @@ def plan_validate(*, plan: MigrationPlan, actor) -> ValidationRun:
         rows = []
         counts = {BLOCKER: 0, WARNING: 0, INFO: 0}
         for item, findings in results:
-            for finding in findings:
-                if finding.severity in counts:
-                    counts[finding.severity] += 1
+            vm_name = item.vm.name[:200]
+            for f in findings:
+                if f.severity in counts:
+                    counts[f.severity] += 1
                 rows.append(
-                    CheckResult(
-                        item_id=item.id,
-                        vm_name=item.vm.name[:200],
-                        check_id=finding.check_id,
-                        severity=finding.severity,
-                        message=finding.message,
-                        remedy=finding.remedy,
-                        evidence=finding.evidence,
-                    )
+                    (item.id, vm_name, f.check_id, f.severity, f.message, f.remedy, f.evidence)
                 )
         run = ValidationRun.objects.create(
             plan=plan,
@@ -52,9 +46,7 @@ def plan_validate(*, plan: MigrationPlan, actor) -> ValidationRun:
             infos=counts[INFO],
             estimate=estimate.as_dict(),
         )
-        for row in rows:
-            row.run = run
-        CheckResult.objects.bulk_create(rows, batch_size=2000)
+        check_results_insert(run.pk, rows)
         audit_record(
             actor=actor,
             action="plan.validated",

@@ -1,0 +1,63 @@
+"""Fast row writes for the two bulk paths of planning (check results, placements).
+
+Django's bulk_create/bulk_update build a model instance (or a CASE WHEN clause) per row,
+which costs more than the checks themselves at 10,000 items x 18 checks. These helpers
+(table and column names from model metadata, every value a query parameter)
+send plain parameter tuples through `executemany` instead, still converting JSON values
+through the model field so SQLite and PostgreSQL both get what they expect. They run in
+the caller's transaction and audit nothing themselves.
+"""
+
+from django.db import connection
+
+from migrations_app.models import CheckResult, PlanItem
+
+
+def _prep(model, name):
+    field = model._meta.get_field(name)
+    # The backend's own JSON adaptation (json.dumps on SQLite, Jsonb on PostgreSQL),
+    # without the per-value trip through Field.get_db_prep_save.
+    adapt = connection.ops.adapt_json_value
+    encoder = getattr(field, "encoder", None)
+    return field.column, (lambda value: adapt(value, encoder))
+
+
+def check_results_insert(run_id: int, rows) -> int:
+    """Insert (item_id, vm_name, check_id, severity, message, remedy, evidence) rows."""
+    names = ("run", "item", "vm_name", "check_id", "severity", "message", "remedy", "evidence")
+    columns = [_prep(CheckResult, n)[0] for n in names]
+    evidence = _prep(CheckResult, "evidence")[1]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(CheckResult._meta.db_table)} "  # noqa: S608 - names from _meta
+        f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    params = [(run_id, *row[:6], evidence(row[6])) for row in rows]
+    with connection.cursor() as cursor:
+        for start in range(0, len(params), 5000):
+            cursor.executemany(sql, params[start : start + 5000])
+    return len(params)
+
+
+def placements_write(rows) -> None:
+    """Update (item_id, destination_host_id or None, chosen_by, note) rows; a None
+    destination leaves the item's destination as it was and only stores the note."""
+    quote = connection.ops.quote_name
+    table = quote(PlanItem._meta.db_table)
+    note = _prep(PlanItem, "placement_note")[1]
+    rows = list(rows)
+    placed = [(dest, chosen, note(n), pk) for pk, dest, chosen, n in rows if dest is not None]
+    unplaced = [(note(n), pk) for pk, dest, _chosen, n in rows if dest is None]
+    with connection.cursor() as cursor:
+        if placed:
+            cursor.executemany(
+                f"UPDATE {table} SET {quote('destination_host_id')} = %s, "  # noqa: S608
+                f"{quote('destination_chosen_by')} = %s, {quote('placement_note')} = %s "
+                f"WHERE {quote('id')} = %s",
+                placed,
+            )
+        if unplaced:
+            cursor.executemany(
+                f"UPDATE {table} SET {quote('placement_note')} = %s WHERE {quote('id')} = %s",  # noqa: S608
+                unplaced,
+            )
