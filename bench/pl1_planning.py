@@ -175,9 +175,9 @@ def build_inventory():
 def main():
     from django.db import connection
 
+    from migrations_app.services import validation
     from migrations_app.services.placing import plan_place
     from migrations_app.services.plans import plan_add_vms, plan_create
-    from migrations_app.services import validation
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
