@@ -38,7 +38,16 @@ def run_one(bench_id: str, quick: bool) -> list[dict]:
     args = short if quick and short else full
     script = HERE / args[0]
     if not script.exists():
-        return [{"name": bench_id, "value": None, "unit": "", "target": "", "met": None, "notes": f"{args[0]} is missing"}]
+        return [
+            {
+                "name": bench_id,
+                "value": None,
+                "unit": "",
+                "target": "",
+                "met": None,
+                "notes": f"{args[0]} is missing",
+            }
+        ]
     started = time.monotonic()
     print(f"== {bench_id}: {' '.join(args)}", flush=True)
     try:
@@ -52,7 +61,10 @@ def run_one(bench_id: str, quick: bool) -> list[dict]:
         )
         output, code = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
-        output, code = (exc.stdout or "") + (exc.stderr or "") if isinstance(exc.stdout, str) else "", "timeout"
+        output, code = (
+            (exc.stdout or "") + (exc.stderr or "") if isinstance(exc.stdout, str) else "",
+            "timeout",
+        )
     records = []
     for line in output.splitlines():
         if line.startswith("BENCH "):
@@ -63,7 +75,17 @@ def run_one(bench_id: str, quick: bool) -> list[dict]:
             print(f"   {line}")
     if not records:
         tail = " | ".join(output.strip().splitlines()[-3:])
-        records.append({"id": bench_id, "name": bench_id, "value": None, "unit": "", "target": "", "met": None, "notes": f"no figure (exit {code}): {tail}"[:400]})
+        records.append(
+            {
+                "id": bench_id,
+                "name": bench_id,
+                "value": None,
+                "unit": "",
+                "target": "",
+                "met": None,
+                "notes": f"no figure (exit {code}): {tail}"[:400],
+            }
+        )
     print(f"   ({time.monotonic() - started:.0f} s)")
     return records
 

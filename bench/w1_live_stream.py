@@ -50,7 +50,10 @@ async def subscribe(url, origin, stop_at, latencies, counts, index, ready):
 async def run_clients(url, origin, clients, seconds, start_publishing):
     latencies, counts, ready = [], [0] * clients, []
     stop_at = time.time() + seconds + 30
-    tasks = [asyncio.create_task(subscribe(url, origin, stop_at, latencies, counts, i, ready)) for i in range(clients)]
+    tasks = [
+        asyncio.create_task(subscribe(url, origin, stop_at, latencies, counts, i, ready))
+        for i in range(clients)
+    ]
     deadline = time.time() + 60
     while len(ready) < clients and time.time() < deadline:
         await asyncio.sleep(0.2)
@@ -85,7 +88,9 @@ async def baseline(clients, rate, seconds):
         async def start():
             async def pump():
                 for n in range(int(rate * seconds)):
-                    message = json.dumps({"type": "event", "seq": n + 1, "payload": {"n": n, "sent": time.time()}})
+                    message = json.dumps(
+                        {"type": "event", "seq": n + 1, "payload": {"n": n, "sent": time.time()}}
+                    )
                     websockets.broadcast(conns, message)
                     await asyncio.sleep(1 / rate)
 
@@ -97,7 +102,16 @@ async def baseline(clients, rate, seconds):
 def start_daphne(port, env):
     log = open(f"/tmp/ferry-w1-{port}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "dashboard.asgi:application",
+        ],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -132,17 +146,20 @@ def ferry_case(layer, clients, rate, seconds, run_id, token):
         wait_port(port)
 
         async def start():
-            from asgiref.sync import sync_to_async
-
             import w1_tasks
+            from asgiref.sync import sync_to_async
 
             if layer == "redis":
                 # A separate worker process publishes through Redis, as in production.
                 nonlocal worker
                 worker = subprocess.Popen(
-                    [sys.executable, "-c", "import os,sys,django;sys.path.insert(0,'bench');"
-                     "os.environ.setdefault('DJANGO_SETTINGS_MODULE','dashboard.settings');django.setup();"
-                     f"import w1_tasks;w1_tasks.publish.call({run_id},{rate},{seconds})"],
+                    [
+                        sys.executable,
+                        "-c",
+                        "import os,sys,django;sys.path.insert(0,'bench');"
+                        "os.environ.setdefault('DJANGO_SETTINGS_MODULE','dashboard.settings');django.setup();"
+                        f"import w1_tasks;w1_tasks.publish.call({run_id},{rate},{seconds})",
+                    ],
                     cwd=REPO,
                     env=env,
                 )
@@ -173,14 +190,20 @@ def main():
 
     user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")
     expected = args.rate * args.seconds * args.clients
-    base_lat, base_count, base_elapsed, base_conn = asyncio.run(baseline(args.clients, args.rate, args.seconds))
+    base_lat, base_count, base_elapsed, base_conn = asyncio.run(
+        baseline(args.clients, args.rate, args.seconds)
+    )
     base_rate = base_count / base_elapsed
-    print(f"baseline: {base_conn} clients, {base_count}/{expected:.0f} events, p95 {percentile(base_lat, 95):.1f} ms")
+    print(
+        f"baseline: {base_conn} clients, {base_count}/{expected:.0f} events, p95 {percentile(base_lat, 95):.1f} ms"
+    )
     for layer in ("inprocess", "redis"):
         plan = MigrationPlan.objects.create(name=f"w1 {layer}", author=user, status="running")
         run = PlanRun.objects.create(plan=plan)
         _, token = share_link_create(plan=plan, actor=user)
-        lat, count, elapsed, connected = ferry_case(layer, args.clients, args.rate, args.seconds, run.pk, token)
+        lat, count, elapsed, connected = ferry_case(
+            layer, args.clients, args.rate, args.seconds, run.pk, token
+        )
         p95 = percentile(lat, 95)
         report(
             f"W1 p95 publish-to-receive ({layer} layer)",
