@@ -194,6 +194,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "HostStateEnum": "inventory.models.Host.State",
         "VmStateEnum": "inventory.models.VirtualMachine.State",
+        "PlanStatusEnum": "migrations_app.models.plan.MigrationPlan.Status",
+        "PlanItemStatusEnum": "migrations_app.models.plan.PlanItem.Status",
+        "PlanRunStatusEnum": "migrations_app.models.run.PlanRun.Status",
+        "AttemptStatusEnum": "migrations_app.models.run.ItemAttempt.Status",
+        "DeliveryStatusEnum": "dashboard.models_notify.NotificationDelivery.Status",
     },
 }
 
@@ -232,6 +237,10 @@ if FERRY_HTTPS:
 if env_bool("FERRY_BEHIND_PROXY", False):
     # Only behind a proxy that sets this header itself; otherwise clients could forge it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# /metrics: a scraper token (Authorization: Bearer …) and/or addresses allowed to scrape.
+FERRY_METRICS_TOKEN = env_str("FERRY_METRICS_TOKEN", "")
+FERRY_METRICS_ALLOW = env_list("FERRY_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
 
 # libvirt: how long a connection may take before the host is reported unreachable.
 LIBVIRT_CONNECT_TIMEOUT = env_int("FERRY_LIBVIRT_TIMEOUT", 15, minimum=1)

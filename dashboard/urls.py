@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from dashboard import urls_workflow, views
 from dashboard.auth_backend import LockoutAuthenticationForm
+from dashboard.metrics import metrics_view
 from inventory.api.urls import router as inventory_router
 from migrations_app.api import live as live_api
 from migrations_app.api.urls import router as plans_router
@@ -32,5 +33,6 @@ urlpatterns = [
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]

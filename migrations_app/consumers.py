@@ -11,6 +11,7 @@ import json
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from dashboard.metrics import websocket_client_closed, websocket_client_opened
 from dashboard.permissions import can
 from migrations_app.events import DASHBOARD_GROUP, plan_group
 from migrations_app.models import MigrationPlan
@@ -37,6 +38,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
+        websocket_client_opened()
+        self.counted = True
         # Join before sending the snapshot so nothing falls between them; the client
         # drops events whose seq is not above the snapshot's last_seq.
         for group in self.groups_to_join:
@@ -45,6 +48,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.heartbeat = asyncio.ensure_future(self._heartbeat())
 
     async def disconnect(self, code):
+        if getattr(self, "counted", False):
+            self.counted = False
+            websocket_client_closed()
         task = getattr(self, "heartbeat", None)
         if task:
             task.cancel()
