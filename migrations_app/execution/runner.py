@@ -75,6 +75,8 @@ def _drive(attempt: ItemAttempt, worker: str, reattach: bool) -> str:
         if not reattach:
             _phase(attempt, worker, P.PREFLIGHT)
             findings = session.preflight()
+            if attempt.driver == ItemAttempt.Driver.LIBVIRT and not _blocked(findings):
+                findings = _with_plan_checks(attempt, session, findings)
             services.attempt_evidence(
                 attempt=attempt, worker=worker, key="preflight", value=findings
             )
@@ -141,6 +143,46 @@ def _drive(attempt: ItemAttempt, worker: str, reattach: bool) -> str:
     finally:
         if session is not None:
             session.close()
+
+
+def _blocked(findings) -> bool:
+    return any(f.get("severity") == "blocker" for f in findings)
+
+
+def _with_plan_checks(attempt, session, findings: list[dict]) -> list[dict]:
+    """Re-run the plan's checks on live data (the plans code's preflight entry point).
+
+    Both hosts are synced first so the checks see current facts; libvirt's own CPU
+    comparison on the destination replaces the session's when the plans code provides it.
+    Without that module (older trees) the session's minimal live checks stand alone.
+    """
+    try:
+        from migrations_app.checks.cpu import cpu_compare_live, vm_cpu_xml
+        from migrations_app.checks.preflight import item_preflight_findings
+    except ImportError:
+        return findings
+    from inventory.services import host_sync
+
+    actor = services.worker_actor(attempt.driver)
+    for host in {attempt.source_host, attempt.destination_host}:
+        host_sync(host=host, actor=actor)
+    # Without a connection the plans code runs its offline CPU check; it is replaced below
+    # by libvirt's comparison for the guest's own virt type and arch (a TCG guest compared
+    # as if it were KVM would be refused for host features it never uses).
+    plan_findings = [
+        f.as_dict()
+        for f in item_preflight_findings(item=attempt.item, dest_conn=None)
+        if f.check_id != "cpu.compat"
+    ]
+    own = [f for f in findings if f["check_id"] != "live.cpu_compatible"]
+    dest_conn = getattr(session, "dst", None)
+    if dest_conn is not None and attempt.item.mode != "storage_only":
+        xml, arch, virttype = session.cpu_facts()
+        cpu = cpu_compare_live(dest_conn, vm_cpu_xml(xml), arch=arch, virttype=virttype).as_dict()
+        if cpu["severity"] == "blocker":
+            cpu["error_class"] = errors.CPU_INCOMPATIBLE
+        plan_findings.append(cpu)
+    return own + plan_findings
 
 
 def _timeout_s(attempt: ItemAttempt, policy) -> float:

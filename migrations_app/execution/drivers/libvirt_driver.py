@@ -203,6 +203,14 @@ class LibvirtSession(Session):
         findings.extend(self._space_findings())
         return findings
 
+    def cpu_facts(self) -> tuple[str, str | None, str]:
+        """(live domain XML, guest arch, virt type) for libvirt's CPU comparison."""
+        xml = self._src_dom().XMLDesc(0)
+        root = fromstring(xml)
+        os_type = root.find("os/type")
+        arch = os_type.get("arch") if os_type is not None else None
+        return xml, arch, root.get("type") or "kvm"
+
     def _cpu_finding(self, dom) -> dict:
         """compareHypervisorCPU of the guest's live CPU on the destination."""
         xml = dom.XMLDesc(0)
