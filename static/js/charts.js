@@ -19,6 +19,40 @@
         layout: { barmode: "stack", yaxis: { title: { text: "MiB" } } },
       };
     },
+    // The plan timeline: one horizontal bar per item from its estimated start to its end
+    // (seconds from the plan's start, shown in minutes), coloured by how it converges.
+    "plan-gantt": function (data) {
+      const colours = {
+        "pre-copy": "#3c8d5a", auto_converge: "#d9822b", raise_downtime: "#d9822b",
+        postcopy: "#7a4fbf", "does not converge": "#c0392b",
+      };
+      const groups = {};
+      data.items.forEach(function (item) {
+        const key = item.converges_by;
+        groups[key] = groups[key] || { x: [], base: [], y: [], text: [] };
+        groups[key].base.push(item.start_s / 60);
+        groups[key].x.push(Math.max((item.end_s - item.start_s) / 60, 0.05));
+        groups[key].y.push(item.vm);
+        groups[key].text.push(item.vm + " → " + (item.destination || "?") + ": " +
+          Math.round(item.start_s) + "–" + Math.round(item.end_s) + " s");
+      });
+      const traces = Object.keys(groups).map(function (key) {
+        const g = groups[key];
+        return { type: "bar", orientation: "h", name: key, x: g.x, base: g.base, y: g.y,
+          hovertext: g.text, hoverinfo: "text", marker: { color: colours[key] || "#1f5fae" } };
+      });
+      const shapes = data.window_s ? [{ type: "line", x0: data.window_s / 60, x1: data.window_s / 60,
+        yref: "paper", y0: 0, y1: 1, line: { color: "#c0392b", dash: "dash" } }] : [];
+      return {
+        traces: traces,
+        layout: {
+          barmode: "overlay", shapes: shapes, height: Math.max(260, 22 * data.items.length + 120),
+          margin: { l: 130, r: 10, t: 10, b: 60 },
+          xaxis: { title: { text: "minutes from plan start" }, rangemode: "tozero" },
+          yaxis: { autorange: "reversed", automargin: true },
+        },
+      };
+    },
   };
   window.FerryCharts = { builders: builders, layoutBase: layoutBase };
   function draw(el) {
