@@ -314,6 +314,12 @@ def plan_start(*, plan: MigrationPlan, actor, override_reason: str = "") -> Migr
     override_reason = (override_reason or "").strip()
     with transaction.atomic():
         locked = _locked(plan)
+        # PAUSED → RUNNING is also legal in the table, but that is resume, not start.
+        if locked.status not in (S.APPROVED, S.SCHEDULED):
+            raise TransitionError(
+                f"Cannot start plan '{locked.name}': it is {locked.get_status_display()}"
+                + (" (resume it instead)." if locked.status == S.PAUSED else ".")
+            )
         require_transition(locked, S.RUNNING, "start")
         if not _is_user(actor) and locked.hold:
             raise TransitionError(f"Plan '{locked.name}' is on hold: an operator must start it.")

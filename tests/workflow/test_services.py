@@ -256,3 +256,12 @@ def test_it_calls_the_execution_hook_inside_the_start_transaction(
     _approved(validated_plan, people)
     plan_start(plan=validated_plan, actor=people["operator"])
     assert calls == [("running", "")]
+
+
+def test_it_refuses_start_on_a_paused_plan_and_points_to_resume(validated_plan, people):
+    # Found by the state machine: PAUSED → RUNNING is legal, but only through resume.
+    _approved(validated_plan, people)
+    plan_start(plan=validated_plan, actor=people["operator"])
+    plan_pause(plan=validated_plan, actor=people["operator"])
+    with pytest.raises(TransitionError, match="resume it instead"):
+        plan_start(plan=validated_plan, actor=people["operator"])
