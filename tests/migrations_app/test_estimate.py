@@ -1,0 +1,97 @@
+"""The pre-copy model, storage copy time and the plan timeline under concurrency limits."""
+
+import pytest
+
+from migrations_app.checks.snapshot import DiskInfo, PoolInfo
+from migrations_app.estimate import bandwidth_of, item_estimate, plan_estimate, precopy
+from migrations_app.policy import Policy
+from tests.migrations_app.factory import GIB, make_host, make_item, make_snapshot, make_vm
+
+
+def test_it_converges_in_few_passes_when_dirty_rate_is_low():
+    model = precopy(4096, 20, 110, Policy())
+    assert model.converges and model.converges_by == "pre-copy"
+    assert 2 <= model.iterations <= 6 and model.downtime_ms <= 300
+    assert model.transfer_s == pytest.approx(4096 / 110 * (1 / (1 - 20 / 110)), rel=0.05)
+
+
+def test_it_applies_the_policy_when_pre_copy_does_not_converge():
+    abort = precopy(4096, 500, 110, Policy(on_no_convergence="abort"))
+    assert not abort.converges and "aborts" in abort.note
+    throttled = precopy(4096, 500, 110, Policy(on_no_convergence="auto_converge"))
+    assert throttled.converges and throttled.converges_by == "auto_converge"
+    assert throttled.max_throttle_pct >= 80
+    post = precopy(4096, 500, 110, Policy(on_no_convergence="postcopy"))
+    assert post.converges and post.converges_by == "postcopy" and post.downtime_ms == 300
+    raised = precopy(64, 200, 110, Policy(on_no_convergence="raise_downtime"))
+    assert raised.converges and raised.converges_by == "raise_downtime"
+    assert "1000 ms" in raised.note
+    too_big = precopy(4096, 200, 110, Policy(on_no_convergence="raise_downtime"))
+    assert not too_big.converges
+
+
+def test_it_labels_bandwidth_and_dirty_rate_sources():
+    assert bandwidth_of(Policy()) == (110.0, "assumed path bandwidth")
+    assert bandwidth_of(Policy(bandwidth_mib_s=50)) == (50.0, "policy bandwidth cap")
+    assert bandwidth_of(Policy(bandwidth_mib_s=500))[1] == "assumed path bandwidth"
+    source, dest = make_host(1), make_host(2)
+    measured = make_item(make_vm(dirty_rate_mib_s=5.0), iid=1)
+    assumed = make_item(make_vm(2, "vm2"), iid=2)
+    snap = make_snapshot([source, dest], [measured, assumed])
+    assert item_estimate(snap, measured).dirty_rate_source == "measured"
+    assert item_estimate(snap, assumed).dirty_rate_source == "assumed"
+
+
+def test_it_adds_storage_copy_time_for_copied_disks():
+    source = make_host(1, pool_ids={10})
+    dest = make_host(2, pool_ids={20})
+    pools = [
+        PoolInfo(10, "local", "dir", False, True, 500 * GIB),
+        PoolInfo(20, "local", "dir", False, True, 500 * GIB),
+    ]
+    disk = DiskInfo("vda", "disk", "file", "/l/x.qcow2", 10, 40 * GIB, 11 * GIB, False, False)
+    item = make_item(make_vm(disks=[disk]), mode="live_copy")
+    estimate = item_estimate(make_snapshot([source, dest], [item], pools=pools), item)
+    assert estimate.storage_copy_gib == 11.0
+    assert estimate.storage_copy_s == pytest.approx(11 * 1024 / 110, rel=0.01)
+    assert estimate.duration_s == pytest.approx(
+        estimate.storage_copy_s + estimate.memory_transfer_s + 10, rel=0.01
+    )
+
+
+def test_it_schedules_under_plan_source_and_destination_limits():
+    hosts = [make_host(i) for i in range(1, 6)]
+    same_source = [
+        make_item(make_vm(i, f"vm{i}"), iid=i, source_id=1, dest_id=2 + i % 2) for i in (1, 2, 3)
+    ]
+    policy = Policy(max_concurrent=5, max_outbound_per_host=1, max_inbound_per_host=5)
+    estimate = plan_estimate(make_snapshot(hosts, same_source, policy=policy))
+    ends = [(e.start_s, e.end_s) for e in estimate.items]
+    assert ends[1][0] == ends[0][1] and ends[2][0] == ends[1][1]  # one at a time from h1
+    assert estimate.makespan_s == pytest.approx(ends[2][1], abs=0.01)
+    spread = [make_item(make_vm(i, f"vm{i}"), iid=i, source_id=1 + i, dest_id=5) for i in (1, 2, 3)]
+    policy = Policy(max_concurrent=2, max_outbound_per_host=1, max_inbound_per_host=5)
+    starts = [e.start_s for e in plan_estimate(make_snapshot(hosts, spread, policy=policy)).items]
+    assert starts[0] == starts[1] == 0 and starts[2] > 0  # two at a time
+    policy = Policy(max_concurrent=5, max_outbound_per_host=5, max_inbound_per_host=1)
+    starts = [e.start_s for e in plan_estimate(make_snapshot(hosts, spread, policy=policy)).items]
+    assert starts[0] == 0 and starts[1] > 0 and starts[2] > starts[1]  # one into h5 at a time
+
+
+def test_it_carries_its_inputs_in_the_json():
+    snap = make_snapshot([make_host(1), make_host(2)], [make_item(make_vm())])
+    data = plan_estimate(snap).as_dict()
+    item = data["items"][0]
+    for key in (
+        "memory_mib",
+        "dirty_rate_mib_s",
+        "dirty_rate_source",
+        "bandwidth_mib_s",
+        "bandwidth_source",
+        "max_downtime_ms",
+        "iterations",
+        "downtime_ms",
+        "converges",
+    ):
+        assert key in item
+    assert data["limits"]["max_concurrent"] == 2 and data["makespan_s"] == item["end_s"]
