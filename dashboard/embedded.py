@@ -73,5 +73,10 @@ def start_embedded_workers() -> int:
             excluded_queue_names=[],
         )
         threading.Thread(target=worker.run, name=f"ferry-worker-{index}", daemon=True).start()
+    # Recover attempts whose worker died with the last server process and queue the periodic
+    # execution tick; in a thread, because this may run inside the server's event loop.
+    from migrations_app.execution.tasks import on_worker_start
+
+    threading.Thread(target=on_worker_start, name="ferry-reconcile-at-start", daemon=True).start()
     logger.info("started %d embedded worker thread(s)", count)
     return count

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from django_tasks import default_task_backend, task
+from django_tasks import task
 
 logger = logging.getLogger("ferry.execution.tasks")
 
@@ -76,17 +76,17 @@ def on_worker_start() -> None:
     """Reconcile at once when a worker starts, and make sure the periodic tick is queued."""
     try:
         tick()
+        ensure_tick()
     except Exception:  # a worker must start even if the database is briefly unavailable
         logger.exception("reconcile at worker start failed")
-    ensure_tick()
 
 
 def ensure_tick(delay: float = 0.0) -> None:
     """Queue the tick unless one is already queued (a deferred task on backends that can)."""
-    backend = default_task_backend
+    backend = tick_task.get_backend()
     if not backend.supports_defer:
         return  # the immediate backend would recurse; tests call tick() themselves
-    path = f"{tick_task.func.__module__}.{tick_task.func.__qualname__}"
+    path = tick_task.module_path
     if backend.__class__.__name__ == "DatabaseBackend":
         from django_tasks_db.models import DBTaskResult
 

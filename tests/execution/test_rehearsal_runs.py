@@ -267,3 +267,26 @@ def test_it_waits_for_an_operator_when_an_item_fails_and_a_retry_completes_it(
     plan.refresh_from_db()
     assert run.status == "completed" and plan.status == "completed"
     assert failed.item.attempts.count() == 2
+
+
+def test_it_reconciles_and_queues_the_tick_when_a_worker_starts(approved_plan, start):
+    from django_tasks_db.models import DBTaskResult
+
+    from migrations_app.execution.tasks import on_worker_start
+
+    a, b = host(), host()
+    run = start(approved_plan([(a, b)]))
+    schedule_run(run.pk)
+    attempt = ItemAttempt.objects.get(run=run)
+    assert claims.claim(attempt.pk, "dead-worker")
+    ItemAttempt.objects.filter(pk=attempt.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    DBTaskResult.objects.filter(task_path__endswith="tick_task").delete()
+
+    on_worker_start()
+    queued = set(DBTaskResult.objects.filter(status="READY").values_list("task_path", flat=True))
+    assert "migrations_app.execution.tasks.reconcile_attempt_task" in queued
+    assert "migrations_app.execution.tasks.tick_task" in queued
+    on_worker_start()  # a second worker starting does not queue a second tick
+    assert DBTaskResult.objects.filter(status="READY", task_path__endswith="tick_task").count() == 1
