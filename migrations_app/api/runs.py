@@ -90,13 +90,13 @@ class RunViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
     def get_serializer_class(self):  # schema only; responses are built by hand
         return serializers.Serializer
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="runs_list", responses=OpenApiTypes.OBJECT)
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
         rows = [_run_dict(run) for run in (page if page is not None else self.get_queryset())]
         return self.get_paginated_response(rows) if page is not None else Response(rows)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="runs_retrieve", responses=OpenApiTypes.OBJECT)
     def retrieve(self, request, pk=None):
         run = get_object_or_404(PlanRun, pk=pk)
         attempts = ItemAttempt.objects.filter(run=run).select_related(
