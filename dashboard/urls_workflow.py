@@ -42,6 +42,11 @@ urlpatterns = [
         name="sharelink-create",
     ),
     path(
+        "plans/<int:pk>/workflow/<str:action>/",
+        workflow_pages.plan_workflow_page,
+        name="plan-workflow",
+    ),
+    path(
         "share-links/<int:link_id>/revoke/",
         workflow_pages.sharelink_revoke_page,
         name="sharelink-revoke",

@@ -4,9 +4,10 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import NoReverseMatch
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
@@ -16,6 +17,8 @@ from dashboard.models_sharelink import ShareLink
 from dashboard.permissions import can
 from dashboard.sharelinks import share_link_create, share_link_revoke
 from migrations_app.models import MigrationPlan
+from migrations_app.services import workflow
+from migrations_app.workflow import TransitionError
 
 
 def _require(request, action: str) -> None:
@@ -29,7 +32,10 @@ def _back(request, plan_id: int):
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return redirect(target)
-    return redirect("change-record", pk=plan_id)
+    try:
+        return redirect("plans:plan-detail", pk=plan_id)
+    except NoReverseMatch:  # the plan pages are wired separately; fall back to the record
+        return redirect("change-record", pk=plan_id)
 
 
 @login_required
@@ -84,3 +90,54 @@ def sharelink_revoke_page(request, link_id):
     share_link_revoke(link=link, actor=request.user)
     messages.success(request, f"Status link {link.token_prefix}… revoked.")
     return _back(request, link.plan_id)
+
+
+_WORKFLOW = {
+    "submit": lambda plan, user, post: workflow.plan_submit(plan=plan, actor=user),
+    "approve": lambda plan, user, post: workflow.plan_approve(
+        plan=plan,
+        actor=user,
+        comment=post.get("comment", ""),
+        expected_hash=post.get("content_hash", ""),
+    ),
+    "reject": lambda plan, user, post: workflow.plan_reject(
+        plan=plan, actor=user, reason=post.get("reason", "")
+    ),
+    "start": lambda plan, user, post: workflow.plan_start(
+        plan=plan, actor=user, override_reason=post.get("override_reason", "")
+    ),
+    "pause": lambda plan, user, post: workflow.plan_pause(plan=plan, actor=user),
+    "resume": lambda plan, user, post: workflow.plan_resume(plan=plan, actor=user),
+    "cancel": lambda plan, user, post: workflow.plan_cancel(
+        plan=plan, actor=user, reason=post.get("reason", "")
+    ),
+    "hold": lambda plan, user, post: workflow.plan_hold(
+        plan=plan, actor=user, reason=post.get("reason", "")
+    ),
+    "release": lambda plan, user, post: workflow.plan_release(
+        plan=plan, actor=user, reason=post.get("reason", "")
+    ),
+}
+
+
+@login_required
+@require_POST
+def plan_workflow_page(request, pk, action):
+    """The workflow buttons of the plan page: call the service, say what happened."""
+    call = _WORKFLOW.get(action)
+    if call is None:
+        raise Http404("Unknown workflow action.")
+    _require(request, "plan.view")
+    plan = get_object_or_404(MigrationPlan, pk=pk)
+    try:
+        call(plan, request.user, request.POST)
+    except (TransitionError, PermissionDenied) as exc:
+        messages.error(request, str(exc) or "Your role does not allow this.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        plan.refresh_from_db()
+        messages.success(
+            request, f"Plan '{plan.name}': {action} done; it is now {plan.get_status_display()}."
+        )
+    return _back(request, plan.pk)

@@ -137,7 +137,8 @@ def _stale_frozen_content(plan: MigrationPlan) -> bool:
     return plan_content_hash(plan) != plan.content_hash
 
 
-def _in_window(plan: MigrationPlan, now) -> bool:
+def in_window(plan: MigrationPlan, now) -> bool:
+    """Whether `now` falls inside the plan's maintenance window (no window: always)."""
     if plan.window_start and now < plan.window_start:
         return False
     return not (plan.window_end and now > plan.window_end)
@@ -335,7 +336,7 @@ def plan_start(*, plan: MigrationPlan, actor, override_reason: str = "") -> Migr
             raise TransitionError(
                 f"The content of plan '{locked.name}' no longer matches what was approved."
             )
-        outside = not _in_window(locked, now)
+        outside = not in_window(locked, now)
         if outside and not override_reason:
             raise ValidationError(
                 {
