@@ -1,6 +1,7 @@
 """The UI shell: home overview."""
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.shortcuts import render
 
@@ -11,6 +12,9 @@ from inventory.models import Host, Network, StoragePool, VirtualMachine
 
 @login_required
 def home(request):
+    # Host names and capacity are inventory: a signed-in account without a role sees none.
+    if not can(request.user, "inventory.view"):
+        raise PermissionDenied("Your account has no role yet; ask an admin for one.")
     hosts = list(Host.objects.order_by("name"))
     by_state = dict.fromkeys(Host.State.values, 0)
     for host in hosts:

@@ -1,0 +1,43 @@
+"""Regression tests for what the security suite found, one per fix."""
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_refuses_the_home_page_to_a_user_without_a_role(client, make_user):
+    """Home lists host names and memory: inventory, which a role-less account may not read."""
+    client.force_login(make_user("nobody"))
+    assert client.get("/").status_code == 403
+    client.force_login(make_user("v", "viewer"))
+    assert client.get("/").status_code == 200
+
+
+def test_it_hides_global_webhook_subscriptions_and_secrets_from_non_admins(make_user):
+    """A global subscription's HMAC secret signs every plan's notifications; planners and
+    operators may manage their plans' subscriptions but must not read (or forge with) it."""
+    from dashboard.notifications import subscription_create
+    from tests.workflow.factories import plan_make
+
+    admin = make_user("adm", "admin")
+    planner = make_user("pl", "planner")
+    plan = plan_make(planner)
+    global_sub = subscription_create(actor=admin, kind="webhook", target="http://127.0.0.1:9/")
+    own = subscription_create(
+        actor=planner, kind="webhook", target="http://127.0.0.1:9/p", plan=plan
+    )
+    client = APIClient()
+    for role in ("planner", "operator"):
+        client.force_authenticate(make_user(f"u-{role}", role))
+        listing = client.get("/api/v1/notification-subscriptions/")
+        assert listing.status_code == 200
+        body = listing.content.decode()
+        assert global_sub.secret not in body and own.secret in body
+        detail = client.get(f"/api/v1/notification-subscriptions/{global_sub.pk}/")
+        assert detail.status_code == 404
+        assert (
+            client.delete(f"/api/v1/notification-subscriptions/{global_sub.pk}/").status_code == 404
+        )
+    client.force_authenticate(admin)
+    assert global_sub.secret in client.get("/api/v1/notification-subscriptions/").content.decode()
