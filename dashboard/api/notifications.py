@@ -76,7 +76,12 @@ class SubscriptionViewSet(
     filterset_fields = ["plan", "kind"]
 
     def get_queryset(self):
-        return NotificationSubscription.objects.order_by("id")
+        subscriptions = NotificationSubscription.objects.order_by("id")
+        # A global subscription's secret signs every plan's notifications: only those who
+        # may manage global subscriptions (admins) see them at all.
+        if not can(self.request.user, "notification.manage_global"):
+            subscriptions = subscriptions.filter(plan__isnull=False)
+        return subscriptions
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
