@@ -8,9 +8,14 @@ through the model field so SQLite and PostgreSQL both get what they expect. They
 the caller's transaction and audit nothing themselves.
 """
 
+import json
+
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from migrations_app.models import CheckResult, PlanItem
+
+INSERT_BATCH = 1000
 
 
 def _prep(model, name):
@@ -28,15 +33,35 @@ def check_results_insert(run_id: int, rows) -> int:
     columns = [_prep(CheckResult, n)[0] for n in names]
     evidence = _prep(CheckResult, "evidence")[1]
     quote = connection.ops.quote_name
-    sql = (
+    head = (
         f"INSERT INTO {quote(CheckResult._meta.db_table)} "  # noqa: S608 - names from _meta
-        f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        f"({', '.join(quote(c) for c in columns)}) VALUES "
     )
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    if connection.vendor == "postgresql":
+        return _copy_results(run_id, columns, rows)
     params = [(run_id, *row[:6], evidence(row[6])) for row in rows]
+    # Many rows per statement (fewer round trips than executemany), well under SQLite's
+    # 32,766 parameters.
     with connection.cursor() as cursor:
-        for start in range(0, len(params), 5000):
-            cursor.executemany(sql, params[start : start + 5000])
+        for start in range(0, len(params), INSERT_BATCH):
+            batch = params[start : start + INSERT_BATCH]
+            cursor.execute(head + ", ".join([one] * len(batch)), [v for row in batch for v in row])
     return len(params)
+
+
+def _copy_results(run_id: int, columns: list, rows) -> int:
+    """PostgreSQL: COPY the rows (INSERT with thousands of parameters was ~20x slower)."""
+    table = connection.ops.quote_name(CheckResult._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    count = 0
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
+        with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((run_id, *row[:6], json.dumps(row[6], cls=DjangoJSONEncoder)))
+                count += 1
+    return count
 
 
 def placements_write(rows) -> None:
