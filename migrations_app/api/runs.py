@@ -4,11 +4,13 @@ gaps, progress samples, and the operator's item actions (cancel, retry) and run 
 Reads go through querysets; writes call migrations_app.execution.services.
 """
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+
+# DRF's get_object_or_404: a malformed id ("null", "1.5") is a 404, not a ValueError 500.
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission

@@ -41,3 +41,26 @@ def test_it_hides_global_webhook_subscriptions_and_secrets_from_non_admins(make_
         )
     client.force_authenticate(admin)
     assert global_sub.secret in client.get("/api/v1/notification-subscriptions/").content.decode()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/attempts/null/",
+        "/api/v1/attempts/1.5/samples/",
+        "/api/v1/runs/abc/",
+        "/api/v1/runs/abc/events/",
+    ],
+)
+def test_it_answers_404_to_a_malformed_run_or_attempt_id(url, make_user):
+    """Found by schemathesis: Django's get_object_or_404 raised ValueError (a 500) on 'null'."""
+    client = APIClient()
+    client.force_authenticate(make_user("v", "viewer"))
+    assert client.get(url).status_code == 404
+
+
+def test_it_answers_404_to_a_malformed_item_id_in_an_item_action(make_user):
+    client = APIClient()
+    client.force_authenticate(make_user("op", "operator"))
+    response = client.post("/api/v1/items/null/cancel/", {}, format="json")
+    assert response.status_code == 404
