@@ -12,6 +12,7 @@ from tests.conftest import REPO
 
 def test_it_passes_the_deploy_checklist_with_production_settings(tmp_path):
     env = dict(os.environ)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # a test-only switch, never in deployment
     env.update(
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(64),
