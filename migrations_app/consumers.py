@@ -110,8 +110,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     def still_authorized(self) -> bool:
         """Whether the signed-in session behind this stream is still valid."""
+        from django.contrib.auth import get_user_model
+
         session = self.scope.get("session")
         user = self.scope.get("user")
+        # Re-read the account: the connect-time user object caches its roles, and a stream
+        # lives for hours, so a removed role or a deactivated account must end it.
+        pk = getattr(user, "pk", None)
+        user = get_user_model().objects.filter(pk=pk, is_active=True).first() if pk else None
         if session is None or not getattr(session, "session_key", None):
             # Streams opened without a session (tests, token auth) keep their user check.
             return user is not None and can(user, "plan.view")
