@@ -18,6 +18,7 @@ from migrations_app.events import event_message
 from migrations_app.execution import services
 from migrations_app.models import ItemAttempt, PlanItem, PlanRun, ProgressSample, RunEvent
 from migrations_app.selectors.live import attempt_dict, sample_dict
+from migrations_app.workflow import TransitionError
 
 RunPermission = action_permission("plan.view", "plan.run")
 EVENTS_MAX = 1000
@@ -138,7 +139,9 @@ class RunViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
         run = get_object_or_404(PlanRun, pk=pk)
         try:
             run = services.run_finish(plan=run.plan, actor=request.user)
-        except services.ExecutionStateError as exc:
+        except (services.ExecutionStateError, TransitionError) as exc:
+            # TransitionError: the plan itself may not take the outcome (cancelled or moved
+            # on meanwhile): a conflict to report, not a server error.
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(_run_dict(run))
 
