@@ -79,3 +79,28 @@ def test_it_documents_the_json_audit_export_as_an_array_of_events(make_user):
     import json
 
     assert isinstance(json.loads(b"".join(response.streaming_content)), list)
+
+
+def test_it_answers_400_to_absurdly_nested_json(make_user):
+    """Found by the hostile-input suite: json.loads raised RecursionError, a 500."""
+    client = APIClient()
+    client.force_authenticate(make_user("pl", "planner"))
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = client.generic("POST", "/api/v1/plans/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested" in response.json()["detail"]
+
+
+def test_it_answers_409_when_finishing_a_run_whose_plan_may_not_finish(make_user):
+    """Found by the hostile-input suite: a plan that moved on (here: back in draft) while
+    its run stayed open made run_finish raise TransitionError, a 500."""
+    from migrations_app.models import PlanRun
+    from tests.workflow.factories import plan_make
+
+    plan = plan_make(make_user("pl", "planner"))
+    run = PlanRun.objects.create(plan=plan)
+    client = APIClient()
+    client.force_authenticate(make_user("op", "operator"))
+    response = client.post(f"/api/v1/runs/{run.pk}/finish/")
+    assert response.status_code == 409
+    assert "draft" in response.json()["detail"]
