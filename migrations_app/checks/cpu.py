@@ -92,6 +92,17 @@ def check_cpu_compat(ctx, item, dest) -> Finding:
             f"({dest.cpu.model}).",
             **evidence,
         )
+    if vm.domain_type == "qemu":
+        # TCG emulates every CPU feature in software: the host's own CPU does not limit
+        # what the guest sees (the live compareHypervisorCPU at preflight still decides).
+        return Finding(
+            "cpu.compat",
+            INFO,
+            f"{vm.name} runs under QEMU's emulator (TCG), which does not depend on the "
+            "host's CPU features.",
+            "",
+            evidence,
+        )
     if mode == "default":
         return Finding(
             "cpu.compat",

@@ -137,3 +137,11 @@ def test_it_warns_when_the_live_host_cannot_compare_cpus():
     finally:
         conn.close()
     assert finding.severity == "warning" and "not supported" in finding.message
+
+
+def test_it_does_not_block_a_tcg_guest_on_the_hosts_own_cpu_features():
+    # The lab's guests: custom qemu64 under TCG (domain type 'qemu'); qemu64 lists svm,
+    # which the lab hosts' kvm64 CPU lacks, but TCG emulates it.
+    ctx, item, dest = pair(LAB_A, LAB_A, mode="custom", model="qemu64", domain_type="qemu")
+    finding = check_cpu_compat(ctx, item, dest)
+    assert finding.severity == "info" and "TCG" in finding.message
