@@ -24,6 +24,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256((token or "").encode("utf-8")).hexdigest()
 
 
+def share_link_url(request, token: str) -> str:
+    """The public URL of a status link (FERRY_BASE_URL when set, else this request's host)."""
+    from django.conf import settings
+
+    base = getattr(settings, "FERRY_BASE_URL", "").rstrip("/")
+    path = f"/status/{token}/"
+    return f"{base}{path}" if base else request.build_absolute_uri(path)
+
+
 def share_link_group(link_id: int) -> str:
     """Channel-layer group of the streams opened with one link (closed when it is revoked)."""
     return f"sharelink.{link_id}"

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 from dashboard.change_record_pdf import change_record_html, change_record_pdf
 from dashboard.models_sharelink import ShareLink
 from dashboard.permissions import can
-from dashboard.sharelinks import share_link_create, share_link_revoke
+from dashboard.sharelinks import share_link_create, share_link_revoke, share_link_url
 from migrations_app.models import MigrationPlan
 from migrations_app.services import workflow
 from migrations_app.workflow import TransitionError
@@ -77,7 +77,7 @@ def sharelink_create_page(request, pk):
         show_host_names=bool(request.POST.get("show_host_names")),
         label=request.POST.get("label", ""),
     )
-    url = request.build_absolute_uri(f"/status/{token}/")
+    url = share_link_url(request, token)
     messages.success(request, f"Status link created; copy it now, it is shown once: {url}")
     return _back(request, plan.pk)
 

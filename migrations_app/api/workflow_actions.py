@@ -214,7 +214,7 @@ class PlanWorkflowActionsMixin:
     )
     def share_links(self, request, pk=None):
         """List the plan's status links, or create one (its URL is shown only once)."""
-        from dashboard.sharelinks import share_link_create
+        from dashboard.sharelinks import share_link_create, share_link_url
 
         plan = self.get_object()
         if request.method == "GET":
@@ -225,7 +225,7 @@ class PlanWorkflowActionsMixin:
         data = self._input(ShareLinkCreateSerializer)
         link, token = share_link_create(plan=plan, actor=request.user, **data)
         body = dict(ShareLinkSerializer(link).data)
-        body["url"] = request.build_absolute_uri(f"/status/{token}/")
+        body["url"] = share_link_url(request, token)
         body["detail"] = "Copy the link now: Ferry keeps only a hash of its token."
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -155,3 +155,12 @@ def test_it_tells_open_streams_to_close_when_revoked(
         share_link_revoke(link=created, actor=people["operator"])
     message = async_to_sync(layer.receive)(channel)
     assert message["type"] == "live.close" and "revoked" in message["detail"]
+
+
+def test_it_builds_link_urls_on_the_public_base_url(settings, rf):
+    from dashboard.sharelinks import share_link_url
+
+    request = rf.get("/", HTTP_HOST="127.0.0.1")
+    assert share_link_url(request, "abc") == "http://127.0.0.1/status/abc/"
+    settings.FERRY_BASE_URL = "https://ferry.example.internal/"
+    assert share_link_url(request, "abc") == "https://ferry.example.internal/status/abc/"
