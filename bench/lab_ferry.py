@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 
 import libvirt
-
 from common import REPO
 
 sys.path.insert(0, str(REPO))

@@ -150,6 +150,379 @@ def m1(args) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- M2
+
+
+def m2(args) -> None:
+    """Busy guests under max-downtime 300 ms and 1 s: measured downtime / configured."""
+    cap = args.cap
+    profiles = [(128, 30), (64, 60)]  # (working set MB, dirty rate MB/s)
+    rows = []  # (profile, limit, result)
+    with Lab() as lab, Guests("bm2") as guests:
+        ferry = Ferry(lab, workers=2)
+        try:
+            for ws, rate in profiles:
+                name = guests.start("lab-a", memory_mib=256, dirty_ws=ws, dirty_rate=rate)
+                try:
+                    hb = guests.vm.wait_heartbeat(name, timeout=90, after=3)
+                    where = "lab-a"
+                    for run in range(args.runs):
+                        limits = (300, 1000) if run % 2 == 0 else (1000, 300)
+                        for limit in limits:
+                            policy = {
+                                "bandwidth_mib_s": cap,
+                                "max_downtime_ms": limit,
+                                "verify_seconds": args.verify,
+                            }
+                            dst = other(where)
+                            r = ferry.move(name, dst, policy, timeout=args.timeout + 60)
+                            alive, why, hb = alive_on(
+                                guests.vm, name, dst if r["ok"] else where, hb
+                            )
+                            if not alive:
+                                r["ok"], r["error"] = False, f"{r['error']} guest: {why}"
+                            show(f"{rate} MB/s ws {ws} MB, limit {limit} ms", r)
+                            rows.append(((ws, rate), limit, r))
+                            actual = guests.vm.where_running(name)
+                            where = actual[0] if len(actual) == 1 else where
+                finally:
+                    guests.destroy(name)
+        finally:
+            ferry.close()
+    every_ok = True
+    for limit in (300, 1000):
+        mine = [(p, r) for p, lim, r in rows if lim == limit]
+        ratios = [r["downtime_ms"] / limit for _p, r in mine if r["ok"] and r["downtime_ms"]]
+        failed = sum(1 for _p, r in mine if not r["ok"])
+        worst = max(ratios) if ratios else float("nan")
+        met = bool(ratios) and worst <= 1.0 and failed == 0
+        every_ok &= met
+        runs = "; ".join(
+            f"{p[1]}MB/s: "
+            + (f"{r['downtime_ms']} ms ({r['iterations']} it)" if r["ok"] else "FAILED")
+            for p, r in mine
+        )
+        report(
+            f"M2 worst downtime/configured at {limit} ms",
+            round(worst, 3),
+            "x",
+            "<= 1.0 every run",
+            met,
+            f"{len(mine)} runs, {failed} failed; 256 MiB guests, cap {cap} MiB/s; runs: {runs}",
+        )
+    for p, limit, r in rows:
+        print(
+            "M2 run: "
+            + json.dumps(
+                {
+                    "dirty_mb_s": p[1],
+                    "ws_mb": p[0],
+                    "limit_ms": limit,
+                    "ok": r["ok"],
+                    "downtime_ms": r.get("downtime_ms"),
+                    "total_ms": r.get("total_ms"),
+                    "iterations": r.get("iterations"),
+                    "error": r.get("error"),
+                }
+            )
+        )
+
+
+# ----------------------------------------------------------------------------- M3
+
+
+def m3(args) -> None:
+    """A guest dirtying faster than the cap: virsh defaults vs Ferry's policies, same timeout."""
+    cap, ws, rate, limit_s = 40, 96, 120, args.timeout
+    per_gib = int(limit_s * 1024 / 256)  # Ferry's completion timeout for 256 MiB = limit_s
+    cases = ["virsh-defaults", "ferry-auto_converge", "ferry-postcopy"]
+    rows: dict[str, list] = {c: [] for c in cases}
+    with Lab() as lab, Guests("bm3") as guests:
+        ferry = Ferry(lab, workers=2)
+        try:
+            name = guests.start("lab-a", memory_mib=256, dirty_ws=ws, dirty_rate=rate)
+            hb = guests.vm.wait_heartbeat(name, timeout=90, after=3)
+            where = "lab-a"
+            for run in range(args.runs):
+                for case in cases[run % 3 :] + cases[: run % 3]:
+                    dst = other(where)
+                    if case == "virsh-defaults":
+                        r = virsh_move(lab, name, where, dst, cap, timeout=limit_s)
+                    else:
+                        policy = {
+                            "bandwidth_mib_s": cap,
+                            "on_no_convergence": case.split("-", 1)[1],
+                            "completion_timeout_s_per_gib": per_gib,
+                            "verify_seconds": args.verify,
+                        }
+                        r = ferry.move(name, dst, policy, timeout=limit_s + 90)
+                    alive, why, hb = alive_on(guests.vm, name, dst if r["ok"] else where, hb)
+                    if not alive and r["ok"]:
+                        r["ok"], r["error"] = False, f"guest: {why}"
+                    elif not alive:
+                        r["error"] = f"{r.get('error')} guest: {why}"
+                    show(f"run {run + 1} {case} {where}->{dst}", r)
+                    rows[case].append(r)
+                    actual = guests.vm.where_running(name)
+                    where = actual[0] if len(actual) == 1 else where
+        finally:
+            ferry.close()
+
+    def summary(rs):
+        ok = [r for r in rs if r["ok"]]
+        return (
+            len(ok),
+            len(rs),
+            median([r["total_ms"] / 1000 for r in ok if r.get("total_ms")]),
+            median([r["downtime_ms"] for r in ok if r.get("downtime_ms") is not None]),
+        )
+
+    vok, vn, vt, vd = summary(rows["virsh-defaults"])
+    default_outcome = (
+        f"virsh defaults converged {vok}/{vn} (median {vt:.1f} s, downtime {vd:.0f} ms)"
+        if vok
+        else f"virsh defaults converged 0/{vn} within {limit_s:.0f} s (aborted)"
+    )
+    for case in cases[1:]:
+        ok, n, t, d = summary(rows[case])
+        errors = "; ".join(r["error"][:80] for r in rows[case] if not r["ok"])
+        report(
+            f"M3 {case} converged",
+            ok,
+            f"of {n} runs",
+            "every run",
+            n > 0 and ok == n,
+            f"median total {t:.1f} s, downtime {d:.0f} ms; {default_outcome}; 256 MiB guest "
+            f"dirtying {rate} MB/s over {ws} MB, cap {cap} MiB/s, timeout {limit_s:.0f} s"
+            + (f"; failures: {errors}" if errors else ""),
+        )
+    report(
+        "M3 virsh defaults converged",
+        vok,
+        f"of {vn} runs",
+        "",
+        None,
+        default_outcome
+        + "; errors: "
+        + "; ".join((r.get("error") or "")[-80:] for r in rows["virsh-defaults"] if not r["ok"]),
+    )
+
+
+# ----------------------------------------------------------------------------- S1
+
+
+def s1(args) -> None:
+    """Evacuate a host with 3 guests: Ferry's policy vs serial vs all at once (makespan)."""
+    cap, count = args.cap, 3
+    base = {"bandwidth_mib_s": cap, "verify_seconds": args.verify}
+    variants = {
+        "ferry-policy": {},  # Ferry's defaults: 2 at once, 1 out and 1 in per host
+        "serial": {"max_concurrent": 1},
+        "all-at-once": {
+            "max_concurrent": count,
+            "max_outbound_per_host": count,
+            "max_inbound_per_host": count,
+        },
+    }
+    names_v = list(variants)
+    spans: dict[str, list] = {v: [] for v in variants}
+    fails: dict[str, int] = dict.fromkeys(variants, 0)
+    with Lab() as lab, Guests("bs1") as guests:
+        ferry = Ferry(lab, workers=count + 1)
+        try:
+            names = [
+                guests.start("lab-a", memory_mib=256, dirty_ws=32, dirty_rate=5)
+                for _ in range(count)
+            ]
+            hbs = {n: guests.vm.wait_heartbeat(n, timeout=120, after=3) for n in names}
+            where = "lab-a"
+            for run in range(args.runs):
+                for variant in names_v[run % 3 :] + names_v[: run % 3]:
+                    ferry.sync()
+                    dst = other(where)
+                    try:
+                        plan, est = ferry.plan(
+                            [], None, {**base, **variants[variant]}, evacuate=where
+                        )
+                        r = ferry.run(plan, timeout=300)
+                    except Exception as exc:  # a failed plan is a figure too
+                        r = {"settled": False, "attempts": [], "wall_s": None, "error": str(exc)}
+                        est = {}
+                    done = [a for a in r["attempts"] if a["status"] == "completed"]
+                    ok = r["settled"] and len(done) == count
+                    for n in names:
+                        alive, why, hbs[n] = alive_on(guests.vm, n, dst, hbs[n])
+                        ok &= alive
+                        if not alive:
+                            log(f"  {n}: {why}")
+                    log(
+                        f"run {run + 1} {variant} {where}->{dst}: ok={ok} makespan "
+                        f"{fmt(r['wall_s'], ' s')} (estimate {est.get('makespan_s')} s) "
+                        + " ".join(
+                            f"[{a['vm']} {a['status']} {fmt(a['migrate_called_s'])}"
+                            f"-{fmt(a['done_s'])} s]"
+                            for a in r["attempts"]
+                        )
+                        + (f" {r.get('error')}" if r.get("error") else "")
+                    )
+                    if ok:
+                        spans[variant].append(r["wall_s"])
+                    else:
+                        fails[variant] += 1
+                    runs_on = {tuple(guests.vm.where_running(n)) for n in names}
+                    if runs_on == {(dst,)}:
+                        where = dst
+                    elif runs_on != {(where,)}:
+                        log(f"guests are split over hosts ({runs_on}); stopping S1 here")
+                        break
+                else:
+                    continue
+                break
+        finally:
+            ferry.close()
+    med = {v: median(spans[v]) for v in variants}
+    best_other = min(med["serial"], med["all-at-once"])
+    notes = (
+        f"medians: Ferry policy {med['ferry-policy']:.1f} s, serial {med['serial']:.1f} s, "
+        f"all at once {med['all-at-once']:.1f} s over {args.runs} run(s) each, variants "
+        f"interleaved; failures {fails}; {count} guests of 256 MiB, cap {cap} MiB/s each, "
+        f"{args.verify} s verify; 2-host lab on {_cores()} cores"
+    )
+    for other_v in ("serial", "all-at-once"):
+        ratio = med["ferry-policy"] / med[other_v]
+        report(
+            f"S1 makespan Ferry policy / {other_v}",
+            round(ratio, 3),
+            "x",
+            "Ferry not slower than the better of the two",
+            None if math.isnan(ratio) else med["ferry-policy"] <= best_other * 1.0,
+            notes,
+        )
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+# ----------------------------------------------------------------------------- P1
+
+
+def p1(args) -> None:
+    """Estimate at planning time vs measured: memory × dirty rate × bandwidth cap."""
+    from migrations_app.estimate import precopy
+    from migrations_app.policy import Policy
+
+    memories = [256, 512]
+    dirties = [(0, 0), (64, 20), (128, 60)]  # (working set MB, MB/s)
+    caps = [32, 96]
+    rows = []
+    deadline = time.monotonic() + args.budget
+    with Lab() as lab, Guests("bp1") as guests:
+        ferry = Ferry(lab, workers=2)
+        try:
+            for mem in memories:
+                for ws, rate in dirties:
+                    if time.monotonic() > deadline:
+                        log("time budget spent: skipping the rest of the grid")
+                        break
+                    name = guests.start("lab-a", memory_mib=mem, dirty_ws=ws, dirty_rate=rate)
+                    try:
+                        hb = guests.vm.wait_heartbeat(name, timeout=120, after=3)
+                        where = "lab-a"
+                        for run in range(args.runs):
+                            for cap in caps if run % 2 == 0 else caps[::-1]:
+                                policy = {
+                                    "bandwidth_mib_s": cap,
+                                    "verify_seconds": args.verify,
+                                    "completion_timeout_s_per_gib": 240,
+                                }
+                                dst = other(where)
+                                dirty = rate * MB_TO_MIB
+                                r = ferry.move(name, dst, policy, timeout=200, dirty=dirty)
+                                alive, why, hb = alive_on(
+                                    guests.vm, name, dst if r["ok"] else where, hb
+                                )
+                                if not alive:
+                                    r["ok"] = False
+                                    r["error"] = f"{r['error']} guest: {why}"
+                                e = r["estimate"]
+                                assumed = precopy(mem, 20.0, cap, Policy.from_dict(policy))
+                                row = {
+                                    "mem": mem,
+                                    "dirty_mb_s": rate,
+                                    "ws_mb": ws,
+                                    "cap": cap,
+                                    "ok": r["ok"],
+                                    "est_s": e.get("memory_transfer_s"),
+                                    "est_downtime_ms": e.get("downtime_ms"),
+                                    "est_by": e.get("converges_by"),
+                                    "assumed_est_s": round(assumed.transfer_s, 2),
+                                    "meas_s": (r["total_ms"] or 0) / 1000 if r["ok"] else None,
+                                    "meas_downtime_ms": r.get("downtime_ms"),
+                                    "iterations": r.get("iterations"),
+                                    "error": r.get("error"),
+                                }
+                                rows.append(row)
+                                log("P1 " + json.dumps(row))
+                                actual = guests.vm.where_running(name)
+                                where = actual[0] if len(actual) == 1 else where
+                    finally:
+                        guests.destroy(name)
+        finally:
+            ferry.close()
+    ok = [r for r in rows if r["ok"] and r["meas_s"] and r["est_s"] is not None]
+    err = [abs(r["est_s"] - r["meas_s"]) / r["meas_s"] for r in ok]
+    signed = [(r["est_s"] - r["meas_s"]) / r["meas_s"] for r in ok]
+    err_assumed = [abs(r["assumed_est_s"] - r["meas_s"]) / r["meas_s"] for r in ok]
+    dt_err = [
+        r["est_downtime_ms"] - r["meas_downtime_ms"]
+        for r in ok
+        if r["meas_downtime_ms"] is not None and r["est_downtime_ms"] is not None
+    ]
+    cells = {}
+    for r in ok:
+        key = f"{r['mem']}MiB/{r['dirty_mb_s']}MBps/cap{r['cap']}"
+        cells.setdefault(key, []).append((r["est_s"], r["meas_s"]))
+    per_cell = "; ".join(
+        f"{k}: est {v[0][0]:.1f} s vs meas {median([m for _e, m in v]):.1f} s"
+        for k, v in cells.items()
+    )
+    failed = len(rows) - len(ok)
+    common_notes = (
+        f"{len(ok)} runs ok, {failed} failed, {len(cells)} cells x {args.runs} run(s); "
+        f"estimate = plan_validate's memory_transfer_s with the guest's dirty rate on the VM "
+        f"record, measured = libvirt's total time"
+    )
+    report(
+        "P1 median error of total time",
+        round(median(err) * 100, 1),
+        "%",
+        "<= 10 %",
+        bool(err) and median(err) <= 0.10,
+        f"{common_notes}; median signed error {median(signed) * 100:+.0f} % "
+        f"(+ = the model says slower); with the default assumed 20 MiB/s dirty rate instead: "
+        f"median {median(err_assumed) * 100:.0f} %",
+    )
+    report(
+        "P1 p90 error of total time",
+        round(percentile(err, 90) * 100, 1),
+        "%",
+        "<= 20 %",
+        bool(err) and percentile(err, 90) <= 0.20,
+        f"per cell (median measured): {per_cell}",
+    )
+    report(
+        "P1 median downtime error (estimate - measured)",
+        round(median(dt_err), 1),
+        "ms",
+        "",
+        None,
+        f"p90 of |error| {percentile([abs(x) for x in dt_err], 90):.0f} ms over {len(dt_err)} runs",
+    )
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -161,6 +534,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=64, help="bandwidth cap, MiB/s (M1, S1)")
     parser.add_argument("--verify", type=int, default=3, help="Ferry's verify_seconds")
     parser.add_argument("--timeout", type=float, default=60, help="completion timeout, s")
+    parser.add_argument("--budget", type=float, default=780, help="P1: stop starting cells after")
     args = parser.parse_args()
     started = time.monotonic()
     globals()[args.which](args)
