@@ -51,7 +51,8 @@ def resolve_host(host) -> Host:
     if isinstance(host, Host):
         return host
     if isinstance(host, str) and not host.strip().isdigit():
-        found = Host.objects.filter(name=host.strip()).first()
+        # No stored name holds a NUL, and PostgreSQL refuses one even in a lookup (a 500).
+        found = None if "\x00" in host else Host.objects.filter(name=host.strip()).first()
         if found is None:
             raise PlanError(f"Unknown host '{host}'.")
         return found

@@ -104,3 +104,13 @@ def test_it_answers_409_when_finishing_a_run_whose_plan_may_not_finish(make_user
     response = client.post(f"/api/v1/runs/{run.pk}/finish/")
     assert response.status_code == 409
     assert "draft" in response.json()["detail"]
+
+
+def test_it_answers_an_unknown_host_to_a_name_with_a_nul_byte(make_user):
+    """Found by the hostile-form suite on PostgreSQL: a NUL in the evacuate form's host name
+    reached a lookup, which PostgreSQL refuses with DataError (a 500)."""
+    from migrations_app.errors import PlanError
+    from migrations_app.services.item_input import resolve_host
+
+    with pytest.raises(PlanError, match="Unknown host"):
+        resolve_host("kvm\x00-a1")
