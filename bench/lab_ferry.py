@@ -346,6 +346,12 @@ class Ferry:
             if watcher:
                 watcher.__exit__()
         run.refresh_from_db()
+        plan.refresh_from_db()
+        if plan.status in ("running", "paused"):
+            # A failed item leaves the plan open for an operator; close it so its VMs may
+            # join the next plan.
+            with contextlib.suppress(Exception):
+                plan_cancel(plan=plan, actor=self.people["operator"], reason="bench: run ended")
         attempts = []
         for a in ItemAttempt.objects.filter(run=run).select_related("item__vm").order_by("pk"):
             finished = a.finished_at.timestamp() - t0_wall if a.finished_at else None
@@ -377,8 +383,23 @@ class Ferry:
     def move(self, name: str, dst: str, policy: dict, timeout: float = 240, dirty=None) -> dict:
         """One VM through a whole plan: create, validate, submit, approve, start, wait."""
         self.sync()
-        plan, estimate = self.plan([name], dst, policy, dirty=dirty)
-        out = self.run(plan, timeout, watch=(name, dst))
+        try:
+            plan, estimate = self.plan([name], dst, policy, dirty=dirty)
+            out = self.run(plan, timeout, watch=(name, dst))
+        except Exception as exc:  # a run that cannot even start is a failed run
+            return {
+                "how": "ferry",
+                "ok": False,
+                "error": f"{type(exc).__name__}: {exc}"[:300],
+                "settled": False,
+                "attempts": [],
+                "wall_s": None,
+                "to_running_s": None,
+                "estimate": {},
+                "total_ms": None,
+                "downtime_ms": None,
+                "iterations": None,
+            }
         attempt = out["attempts"][0] if out["attempts"] else {}
         out.update({k: attempt.get(k) for k in ("total_ms", "downtime_ms", "iterations")})
         out["ok"] = attempt.get("status") == "completed"

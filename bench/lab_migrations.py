@@ -411,16 +411,16 @@ def _cores() -> int:
 
 def p1(args) -> None:
     """Estimate at planning time vs measured: memory × dirty rate × bandwidth cap."""
-    from migrations_app.estimate import precopy
-    from migrations_app.policy import Policy
-
     memories = [256, 512]
-    dirties = [(0, 0), (64, 20), (128, 60)]  # (working set MB, MB/s)
+    dirties = [(0, 0), (64, 20), (64, 40)]  # (working set MB, MB/s)
     caps = [32, 96]
     rows = []
     deadline = time.monotonic() + args.budget
     with Lab() as lab, Guests("bp1") as guests:
         ferry = Ferry(lab, workers=2)
+        from migrations_app.estimate import precopy  # Django is set up by now
+        from migrations_app.policy import Policy
+
         try:
             for mem in memories:
                 for ws, rate in dirties:
