@@ -29,7 +29,7 @@ BENCHMARKS = {
     "M2": (["lab_migrations.py", "m2"], ["lab_migrations.py", "m2", "--runs", "1"], 1200),
     "M3": (["lab_migrations.py", "m3"], ["lab_migrations.py", "m3", "--runs", "1"], 1200),
     "P1": (["lab_migrations.py", "p1"], ["lab_migrations.py", "p1", "--runs", "1"], 1800),
-    "S1": (["lab_migrations.py", "s1"], ["lab_migrations.py", "s1"], 1200),
+    "S1": (["lab_migrations.py", "s1"], ["lab_migrations.py", "s1", "--runs", "1"], 1200),
     "L1": (["load_test.py"], ["load_test.py", "--seconds", "60"], 900),
 }
 
