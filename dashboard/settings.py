@@ -80,32 +80,43 @@ TEMPLATES = [
 
 # Database: the embedded default is a SQLite file in WAL mode; production sets DATABASE_URL.
 DATABASE_URL = env_str("DATABASE_URL", "")
+# SQLite, whether the embedded default or given by URL: WAL lets readers go on while a
+# worker writes; IMMEDIATE makes every write transaction take the lock up front (waiting up
+# to the timeout) instead of failing with "database is locked" when it upgrades midway.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+}
 if DATABASE_URL:
     try:
-        # No persistent connections: under ASGI every request runs in its own thread, so a
-        # kept connection outlives its thread and leaks; 200 page viewers exhausted
-        # PostgreSQL's 100 connections in the L1 load test (Django's ASGI guidance).
+        # No persistent per-thread connections: under ASGI a kept connection outlives the
+        # thread that opened it and leaks (the L1 load test exhausted PostgreSQL's 100
+        # connections). PostgreSQL gets a bounded pool instead (below).
         DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     except Exception as exc:  # dj_database_url raises several types for bad URLs
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # A bounded psycopg pool per process: requests wait for a free connection (up to
+        # the timeout) instead of opening one each and running PostgreSQL out of clients.
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": env_int("FERRY_DB_POOL_SIZE", 10, minimum=1),
+            "timeout": 30,
+        }
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "ferry.sqlite3",
-            "OPTIONS": {
-                # WAL lets the web process read while the worker writes; IMMEDIATE makes
-                # every write transaction take the lock up front instead of failing midway.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
             # A file, not pytest's default in-memory database, so the test suite's real
-            # servers and workers (separate processes) see the same data.
-            # Named per process so concurrent test sessions never share one file.
+            # servers and workers (separate processes) see the same data. Named per
+            # process so concurrent test sessions never share one file.
             "TEST": {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     }

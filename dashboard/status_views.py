@@ -6,6 +6,7 @@ records nothing, so a leaked link can at most be read until it is revoked or exp
 
 from datetime import timedelta
 
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -70,5 +71,23 @@ def status_page(request, token):
         "outcome": plan.get_status_display() if plan.is_terminal else "",
         "eta": _eta(plan),
         "now": timezone.now(),
+        "token": token,
     }
     return _no_store(render(request, "dashboard/status.html", context))
+
+
+@csrf_exempt
+@require_safe
+def status_snapshot(request, token):
+    """The live page's REST twin: the same redacted snapshot its websocket starts with."""
+    link = share_link_lookup(token)
+    state = link.state() if link else "unknown"
+    if state != "active":
+        detail = "This status link has been revoked or has expired." if link else "Unknown link."
+        return _no_store(
+            JsonResponse({"detail": detail, "state": state}, status=404 if link is None else 410)
+        )
+    snapshot = plan_snapshot(link.plan, redact_hosts=not link.show_host_names)
+    eta = _eta(link.plan)
+    snapshot["eta"] = eta.isoformat() if eta else None
+    return _no_store(JsonResponse(snapshot))

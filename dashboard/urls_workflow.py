@@ -52,5 +52,6 @@ urlpatterns = [
         name="sharelink-revoke",
     ),
     path("status/<str:token>/", status_views.status_page, name="status-page"),
+    path("status/<str:token>/snapshot/", status_views.status_snapshot, name="status-snapshot"),
     *api_urlpatterns,
 ]

@@ -6,8 +6,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
-need=(python3 python3-venv python3-dev gcc pkg-config libvirt-dev)
-[ "${1:-}" = "--test" ] && need+=(chromium fonts-dejavu-core)
+need=(python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
+[ "${1:-}" = "--test" ] && need+=(chromium)
 
 missing=()
 for pkg in "${need[@]}"; do

@@ -65,13 +65,13 @@ def plan_snapshot(plan: MigrationPlan, *, redact_hosts: bool = False) -> dict:
         )
     )
     rows = []
-    for index, item in enumerate(items, start=1):
+    for item in items:
         attempts = list(item.attempts.all())
         latest = attempts[0] if attempts else None
         rows.append(
             {
                 "id": item.pk,
-                "vm": item.vm.name if not redact_hosts else f"VM {index}",
+                "vm": item.vm.name,
                 "source": _host_label(item.source_host, redact_hosts, "source"),
                 "destination": _host_label(item.destination_host, redact_hosts, "destination"),
                 "mode": item.mode,

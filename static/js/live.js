@@ -113,8 +113,17 @@
 
   FerryLive.prototype.handle = function (data) {
     if (data.type === "snapshot") {
-      this.applySnapshot(data);
-      this.setState("live");
+      var self = this;
+      if (this.lastSeq > 0 && data.run && data.run.id === this.runId && data.last_seq > this.lastSeq && this.eventsUrl) {
+        // A reconnect: replay what was missed, in order, before taking the new snapshot.
+        this.fetchRange(this.lastSeq).finally(function () {
+          self.applySnapshot(data);
+          self.setState("live");
+        });
+      } else {
+        this.applySnapshot(data);
+        this.setState("live");
+      }
       if (this.pollTimer) { clearTimeout(this.pollTimer); this.pollTimer = null; }
     } else if (data.type === "event") {
       this.acceptEvent(data);
@@ -145,6 +154,21 @@
     this.onEvent(ev);
   };
 
+  // Fetch events after `after` from REST and deliver the consecutive ones.
+  FerryLive.prototype.fetchRange = function (after) {
+    var self = this;
+    var run = this.runId;
+    return fetch(this.eventsUrl(run, after), { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (body) {
+        var missed = Array.isArray(body) ? body : (body.events || body.results || []);
+        missed.sort(function (a, b) { return a.seq - b.seq; });
+        missed.forEach(function (m) { if (m.seq === self.lastSeq + 1) { self.lastSeq = m.seq; self.onEvent(m); } });
+        if (body.more && self.lastSeq > after) return self.fetchRange(self.lastSeq);
+      })
+      .catch(function () {});
+  };
+
   FerryLive.prototype.fillGap = function (ev) {
     var self = this;
     if (!this.eventsUrl) { this.fetchSnapshot(); return; }
@@ -154,7 +178,7 @@
     fetch(this.eventsUrl(ev.run, this.lastSeq), { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (body) {
-        var missed = Array.isArray(body) ? body : (body.results || []);
+        var missed = Array.isArray(body) ? body : (body.events || body.results || []);
         missed.sort(function (a, b) { return a.seq - b.seq; });
         missed.forEach(function (m) { if (m.seq === self.lastSeq + 1) { self.lastSeq = m.seq; self.onEvent(m); } });
       })

@@ -38,6 +38,8 @@
     this.series = {};   // item id -> {t:[], remaining:[], rate:[], dirty:[], downtime: null}
     this.rows = {};
     this.drawn = 0;     // events drawn, for tests and the latency benchmark
+    this.seqs = [];     // sequence numbers applied after the first snapshot (tests check them)
+    this.firstSeq = null;
   }
 
   PlanLive.prototype.start = function () {
@@ -47,7 +49,7 @@
     this.live = new window.FerryLive({
       wsPath: ws,
       snapshotUrl: snap,
-      eventsUrl: this.token ? null : function (run, after) { return "/api/v1/runs/" + run + "/events/?after=" + after + "&page_size=500"; },
+      eventsUrl: this.token ? null : function (run, after) { return "/api/v1/runs/" + run + "/events/?after=" + after + "&limit=500"; },
       onSnapshot: function (s) { self.render(s); },
       onEvent: function (e) { self.event(e); },
       onState: function (st) { self.showState(st); },
@@ -70,7 +72,9 @@
       this.planStatusEl.className = "plan-status status-" + snap.plan.status;
     }
     (snap.items || []).forEach(function (item) { self.renderItem(item); });
+    this.renderSummary(snap);
     this.root.dataset.lastSeq = snap.last_seq || 0;
+    if (this.firstSeq === null && snap.run) { this.firstSeq = snap.last_seq || 0; this.root.dataset.firstSeq = this.firstSeq; }
     if (!this.chartItem && snap.items && snap.items.length) {
       var running = snap.items.filter(function (i) { return i.status === "running"; })[0];
       this.chartItem = String((running || snap.items[0]).id);
@@ -78,12 +82,30 @@
     this.drawChart();
   };
 
+  // Status pages: "N of M VMs finished", one bar, the outcome and the estimated finish.
+  PlanLive.prototype.renderSummary = function (snap) {
+    var text = this.root.querySelector("[data-summary-text]");
+    if (!text) return;
+    var items = snap.items || [];
+    var done = items.filter(function (i) { return i.status === "completed"; }).length;
+    var failed = items.filter(function (i) { return ["failed", "cancelled", "needs_attention"].indexOf(i.status) >= 0; }).length;
+    text.textContent = done + " of " + items.length + " VMs finished" + (failed ? ", " + failed + " failed" : "") + ".";
+    var bar = this.root.querySelector("[data-summary-bar]");
+    if (bar) bar.style.width = (items.length ? Math.round((100 * (done + failed)) / items.length) : 0) + "%";
+    var eta = this.root.querySelector("[data-eta]");
+    if (eta && snap.eta) eta.textContent = "Estimated finish: " + snap.eta.replace("T", " ").slice(0, 16) + " UTC";
+    if (eta && ["completed", "failed", "partially_completed", "cancelled"].indexOf(snap.plan.status) >= 0) {
+      eta.textContent = "Finished: " + snap.plan.status.replace("_", " ") + ".";
+    }
+  };
+
   PlanLive.prototype.renderItem = function (item) {
     var row = this.rows[item.id];
     if (!row) {
-      row = el("tr", { "data-item-id": item.id });
+      // Reuse the row the server rendered (pages work without scripts), else add one.
+      row = (this.tbody && this.tbody.querySelector('tr[data-item-id="' + item.id + '"]')) || el("tr", { "data-item-id": item.id });
       this.rows[item.id] = row;
-      if (this.tbody) this.tbody.appendChild(row);
+      if (this.tbody && !row.parentNode) this.tbody.appendChild(row);
       var self = this;
       row.addEventListener("click", function () { self.chartItem = String(item.id); self.drawChart(); });
     }
@@ -147,9 +169,11 @@
     }
     this.drawn += 1;
     this.root.dataset.eventsDrawn = this.drawn;
+    if (e.seq) { this.seqs.push(e.seq); this.root.dataset.seqs = this.seqs.join(","); }
     this.root.dataset.lastSeq = e.seq || this.root.dataset.lastSeq;
     var p = e.payload || {};
     var sample = p.sample || (p.memory_total !== undefined ? p : null);
+    if (sample && !sample.at) sample = Object.assign({ at: e.at }, sample);  // progress events carry their time on the event
     if (e.kind === "item.progress" && sample && e.item) {
       this.addPoint(e.item, sample);
       var row = this.rows[e.item];
@@ -158,6 +182,8 @@
         var bar = row.querySelector(".bar span");
         if (bar) bar.style.width = memPct + "%";
         row.dataset.memPct = memPct;
+        var etaCell = row.lastChild;
+        if (etaCell && p.eta_s !== undefined && p.eta_s !== null) etaCell.textContent = "ETA " + fmtEta(p.eta_s);
       }
       if (String(e.item) === this.chartItem) this.drawChart();
       window.dispatchEvent(new CustomEvent("ferry:drawn", { detail: { seq: e.seq, at: e.at, drawnAt: Date.now() } }));

@@ -47,19 +47,28 @@ def database_url() -> str:
 class FerryServer:
     """Daphne plus workers, as `manage.py serve` runs them, on a free port."""
 
-    def __init__(self, workers: int = 2):
+    def __init__(self, workers: int = 2, redis: bool | None = None, extra_env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.procs: list[subprocess.Popen] = []
         self.log = ARTIFACTS / f"server-{self.port}.log"
+        # redis=None: as configured (Redis in CI); True/False forces separate workers
+        # over Redis or workers inside the web process with the in-process layer.
+        self.redis = redis
+        self.extra_env = extra_env or {}
 
     def env(self) -> dict:
         env = dict(os.environ)
         env["DATABASE_URL"] = database_url()
-        env.setdefault("FERRY_REHEARSAL_SPEED", "1")
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        if self.redis is True:
+            env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+        elif self.redis is False:
+            env.pop("REDIS_URL", None)
         if not env.get("REDIS_URL"):
             env["FERRY_EMBEDDED_WORKERS"] = str(self.workers)
+        env.update(self.extra_env)
         return env
 
     def start(self):
