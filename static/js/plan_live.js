@@ -186,7 +186,13 @@
         if (etaCell && p.eta_s !== undefined && p.eta_s !== null) etaCell.textContent = "ETA " + fmtEta(p.eta_s);
       }
       if (String(e.item) === this.chartItem) this.drawChart();
-      window.dispatchEvent(new CustomEvent("ferry:drawn", { detail: { seq: e.seq, at: e.at, drawnAt: Date.now() } }));
+      // Delay from the sample being stored (the event's time) to it being drawn, kept on
+      // the element for tests and the closing figures (last 500 values, milliseconds).
+      var delay = Date.now() - Date.parse(e.at);
+      if (isFinite(delay)) {
+        this.delays = (this.delays || []).concat([delay]).slice(-500);
+        this.root.dataset.drawDelaysMs = this.delays.join(",");
+      }
       return;
     }
     // Phase, status and plan changes carry less than a snapshot; refresh (debounced).

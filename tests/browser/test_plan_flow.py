@@ -3,13 +3,14 @@ a planner drafts an evacuation, an approver approves, an operator starts it, pro
 advances without a reload; a stakeholder watches a status link until it is revoked; a
 server restart shows "reconnecting" and the page catches up without gaps or duplicates."""
 
+import json
 import re
 import time
 
 import pytest
 
 from inventory.services import host_add, host_sync
-from tests.browser.conftest import FerryServer, login, screenshot
+from tests.browser.conftest import ARTIFACTS, FerryServer, login, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -54,6 +55,20 @@ def all_completed(page, selector="[data-plan-live] tr[data-item-id]") -> bool:
     rows = page.locator(selector)
     statuses = [rows.nth(i).get_attribute("data-status") for i in range(rows.count())]
     return bool(statuses) and all(s == "completed" for s in statuses)
+
+
+def record_draw_delays(page):
+    """Sample stored → drawn in the browser: print and keep the figures (closing notes)."""
+    raw = page.get_attribute("[data-plan-live]", "data-draw-delays-ms") or ""
+    delays = sorted(int(x) for x in raw.split(",") if x.strip().lstrip("-").isdigit())
+    assert delays, "no progress sample was drawn"
+    median = delays[len(delays) // 2]
+    p95 = delays[min(len(delays) - 1, int(len(delays) * 0.95))]
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "draw-delay.json").write_text(
+        json.dumps({"samples": len(delays), "median_ms": median, "p95_ms": p95})
+    )
+    print(f"sample stored → drawn: {len(delays)} samples, median {median} ms, p95 {p95} ms")
 
 
 def node(vms, mem=2048):
@@ -145,6 +160,7 @@ def test_it_runs_an_evacuation_from_draft_to_done_live(small_site, new_page):
         screenshot(operator, "plan-running")
         wait_until(lambda: all_completed(operator), 120, "every item completed")
         screenshot(operator, "plan-completed")
+        record_draw_delays(operator)
         # the page agrees with the API
         plan_id = int(re.search(r"/plans/(\d+)/", plan_url).group(1))
         api = operator.request.get(f"{server.url}/api/v1/live/plans/{plan_id}/").json()
