@@ -3,7 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -29,6 +29,7 @@ def host_detail(request, pk):
     _require(request, "inventory.view")
     host = get_object_or_404(Host, pk=pk)
     context = {
+        "capacity_chart": _capacity_chart(host),
         "host": host,
         "vms": host.vms.order_by("name"),
         "pools": host.storage_pools.prefetch_related("hosts").order_by("name"),
@@ -36,6 +37,34 @@ def host_detail(request, pk):
         "can_manage": can(request.user, "inventory.manage"),
     }
     return render(request, "inventory/host_detail.html", context)
+
+
+def _capacity_chart(host) -> dict:
+    """Memory of this host now and after each open plan that moves VMs in or out of it."""
+    from migrations_app.models import MigrationPlan, PlanItem
+
+    used = host.memory_used_mib or 0
+    total = host.memory_total_mib or 0
+    bars = [{"label": "now", "used": used}]
+    touching = (
+        PlanItem.objects.filter(plan__status__in=MigrationPlan.EDITABLE | {"running", "paused"})
+        .exclude(mode=PlanItem.Mode.STORAGE_ONLY)
+        .filter(Q(source_host=host) | Q(destination_host=host))
+        .select_related("vm", "plan")
+    )
+    delta: dict[int, tuple[str, int]] = {}
+    for item in touching:
+        if item.status == "completed":
+            continue  # already reflected in the host's current memory
+        name, change = delta.get(item.plan_id, (item.plan.name, 0))
+        if item.destination_host_id == host.pk:
+            change += item.vm.memory_mib
+        if item.source_host_id == host.pk:
+            change -= item.vm.memory_mib
+        delta[item.plan_id] = (name, change)
+    for name, change in delta.values():
+        bars.append({"label": f"after {name}", "used": max(used + change, 0)})
+    return {"total": total, "bars": bars}
 
 
 @login_required

@@ -143,6 +143,31 @@ def _grouped(run):
     return [(key, label, groups[key]) for key, label in SEVERITIES], passed
 
 
+def _actual_timeline(plan) -> list[dict]:
+    """What really happened in the latest run, relative to its start, for the Gantt overlay."""
+    from migrations_app.models import ItemAttempt, PlanRun
+
+    latest = PlanRun.objects.filter(plan=plan).order_by("-started_at", "-id").first()
+    if latest is None:
+        return []
+    rows = []
+    attempts = ItemAttempt.objects.filter(run=latest, started_at__isnull=False).select_related(
+        "item__vm"
+    )
+    for attempt in attempts.order_by("started_at"):
+        end = attempt.finished_at
+        rows.append(
+            {
+                "vm": attempt.item.vm.name,
+                "start_s": (attempt.started_at - latest.started_at).total_seconds(),
+                "end_s": (end - latest.started_at).total_seconds() if end else None,
+                "status": attempt.status,
+                "downtime_ms": attempt.downtime_ms,
+            }
+        )
+    return rows
+
+
 @login_required
 def plan_detail_view(request, pk):
     _require(request, "plan.view")
@@ -172,6 +197,7 @@ def plan_detail_view(request, pk):
             else None
         ),
     }
+    gantt["actual"] = _actual_timeline(plan)
     groups, passed = _grouped(run)
     context = {
         "plan": plan,

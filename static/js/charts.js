@@ -21,6 +21,23 @@
     },
     // The plan timeline: one horizontal bar per item from its estimated start to its end
     // (seconds from the plan's start, shown in minutes), coloured by how it converges.
+    "host-capacity": function (data) {
+      return {
+        traces: [
+          { type: "bar", name: "used MiB", x: data.bars.map(function (b) { return b.label; }),
+            y: data.bars.map(function (b) { return b.used; }),
+            marker: { color: data.bars.map(function (b) { return b.used > data.total ? "#c0392b" : "#1f5fae"; }) } },
+        ],
+        layout: {
+          height: 300,
+          yaxis: { title: { text: "MiB" }, rangemode: "tozero" },
+          shapes: data.total ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: data.total, y1: data.total,
+            line: { color: "#c0392b", dash: "dash" } }] : [],
+          annotations: data.total ? [{ xref: "paper", x: 1, y: data.total, text: "total " + data.total + " MiB",
+            showarrow: false, xanchor: "right", yanchor: "bottom" }] : [],
+        },
+      };
+    },
     "plan-gantt": function (data) {
       const colours = {
         "pre-copy": "#3c8d5a", auto_converge: "#d9822b", raise_downtime: "#d9822b",
@@ -41,6 +58,20 @@
         return { type: "bar", orientation: "h", name: key, x: g.x, base: g.base, y: g.y,
           hovertext: g.text, hoverinfo: "text", marker: { color: colours[key] || "#1f5fae" } };
       });
+      // What really happened (latest run), as thin dark bars over the estimate.
+      if (data.actual && data.actual.length) {
+        const actual = { type: "bar", orientation: "h", name: "actual", x: [], base: [], y: [], hovertext: [],
+          hoverinfo: "text", width: 0.3, marker: { color: "#14213d" } };
+        data.actual.forEach(function (a) {
+          const end = a.end_s === null ? Math.max(a.start_s + 1, (data.elapsed_s || a.start_s + 1)) : a.end_s;
+          actual.base.push(a.start_s / 60);
+          actual.x.push(Math.max((end - a.start_s) / 60, 0.02));
+          actual.y.push(a.vm);
+          actual.hovertext.push(a.vm + " actual: " + Math.round(a.start_s) + "–" + Math.round(end) + " s, " + a.status +
+            (a.downtime_ms !== null && a.downtime_ms !== undefined ? ", downtime " + a.downtime_ms + " ms" : ""));
+        });
+        traces.push(actual);
+      }
       const shapes = data.window_s ? [{ type: "line", x0: data.window_s / 60, x1: data.window_s / 60,
         yref: "paper", y0: 0, y1: 1, line: { color: "#c0392b", dash: "dash" } }] : [];
       return {

@@ -21,6 +21,7 @@ def test_it_draws_the_memory_chart_and_host_pages(ferry_server, new_page, make_u
     page.wait_for_url("**/inventory/hosts/")
     page.click('table a:text-is("kvm-a1")')
     assert page.locator("h1").inner_text().startswith("kvm-a1")
+    page.wait_for_selector("[data-chart=host-capacity] .main-svg")
     screenshot(page, "host-detail")
     phone = new_page(viewport=(390, 844))
     login(phone, ferry_server, "viewer1", "pw-viewer1")

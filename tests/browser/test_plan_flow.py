@@ -161,6 +161,9 @@ def test_it_runs_an_evacuation_from_draft_to_done_live(small_site, new_page):
         wait_until(lambda: all_completed(operator), 120, "every item completed")
         screenshot(operator, "plan-completed")
         record_draw_delays(operator)
+        # after a reload the estimate timeline carries what really happened
+        operator.reload()
+        operator.wait_for_selector("[data-chart=plan-gantt] .legendtext:text-is('actual')")
         # the page agrees with the API
         plan_id = int(re.search(r"/plans/(\d+)/", plan_url).group(1))
         api = operator.request.get(f"{server.url}/api/v1/live/plans/{plan_id}/").json()
