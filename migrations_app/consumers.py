@@ -82,7 +82,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
             )
 
     async def live_event(self, message):
-        await self.send_json({"type": "event", **message["event"]})
+        text = message.get("text")
+        if text is not None:
+            await self.send(text_data=text)
+        else:
+            await self.send_json({"type": "event", **message["event"]})
 
     async def live_close(self, message):
         """Sent when the subscriber's authorization ends (revoked link, logged out)."""

@@ -6,6 +6,7 @@ that missed events fetches the range by sequence number over REST.
 """
 
 import asyncio
+import json
 import logging
 
 from asgiref.sync import async_to_sync
@@ -85,8 +86,11 @@ def publish(groups: list[str], message: dict) -> None:
     if layer is None:
         return
     loop = server_loop()
+    # Serialized once here, not once per subscriber: a plan watched by 200 browsers would
+    # otherwise encode every event 200 times on the web server's event loop.
+    text = json.dumps({"type": "event", **message}, default=str)
     for group in groups:
-        body = {"type": "live.event", "event": message}
+        body = {"type": "live.event", "event": message, "text": text}
         try:
             if loop is not None and not _inside(loop):
                 # A worker thread inside the web process: send on the server's loop.
