@@ -1,6 +1,15 @@
+import logging
+import time
+
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import InterfaceError, OperationalError, connections
+
+logger = logging.getLogger("ferry.worker")
+
+# After a lost database connection the worker loop starts again after this pause.
+RESTART_DELAY_SECONDS = 1.0
 
 
 class Command(BaseCommand):
@@ -16,6 +25,22 @@ class Command(BaseCommand):
         if settings.TASK_BACKEND == "rq":
             call_command("rqworker", "default", job_class="django_tasks_rq.Job")
         elif settings.TASK_BACKEND == "db":
-            call_command("db_worker", queue_name="*", reload=False)
+            self.run_db_worker()
         else:
             self.stdout.write("FERRY_TASK_BACKEND=immediate runs tasks inline; no worker needed.")
+
+    def run_db_worker(self):
+        """django-tasks-db's loop re-raises a lost connection (e.g. PostgreSQL terminated the
+        backend, a failover), which would end the process; start the loop again on a fresh
+        connection instead. A normal stop (SIGTERM/SIGINT) returns and ends the command."""
+        from migrations_app.execution.tasks import on_worker_start
+
+        while True:
+            try:
+                call_command("db_worker", queue_name="*", reload=False)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                logger.warning("worker lost its database connection (%s); restarting", exc)
+                connections.close_all()
+                time.sleep(RESTART_DELAY_SECONDS)
+                on_worker_start()
