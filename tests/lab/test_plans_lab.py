@@ -39,7 +39,7 @@ def test_it_validates_a_lab_plan_through_the_api_with_the_expected_verdicts(ferr
         {"vms": [vms[shared].pk], "destination": lab_a.pk},
         format="json",
     )
-    assert same.status_code == 400 and "source" in same.content.decode().lower()
+    assert same.status_code == 400 and "current host" in same.content.decode()
     added = planner.post(
         f"/api/v1/plans/{plan_id}/items/",
         {"vms": [vms[shared].pk, vms[local].pk], "destination": lab_b.pk},
