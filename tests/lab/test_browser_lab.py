@@ -6,12 +6,22 @@ import pytest
 
 pytest.importorskip("libvirt")
 
+from django.contrib.auth.hashers import PBKDF2PasswordHasher  # noqa: E402
+
 from inventory.models import Host, VirtualMachine  # noqa: E402
 from lab.guest import vm  # noqa: E402
 from migrations_app.services.plans import plan_add_vms, plan_create  # noqa: E402
 from migrations_app.services.validation import plan_validate  # noqa: E402
 from migrations_app.services.workflow import plan_approve, plan_submit  # noqa: E402
-from tests.browser.conftest import FerryServer, login, screenshot  # noqa: E402
+
+# Real-browser fixtures live with the browser tests; this test needs both worlds.
+from tests.browser.conftest import (  # noqa: E402,F401
+    FerryServer,
+    login,
+    new_page,
+    playwright_browser,
+    screenshot,
+)
 from tests.browser.test_plan_flow import all_completed, drawn, wait_until  # noqa: E402
 
 # The lab execution tests own the fixtures that register the lab hosts in Ferry.
@@ -42,6 +52,13 @@ def test_it_follows_a_real_lab_migration_live_in_the_browser(ferry, people, gues
     )
     plan_submit(plan=plan, actor=people["planner"])
     plan_approve(plan=plan, actor=people["approver"])
+
+    # The lab fixtures hash passwords with MD5 for speed; the server process only knows the
+    # default hashers, so give the operator a PBKDF2 password it can check.
+    hasher = PBKDF2PasswordHasher()
+    operator = people["operator"]
+    operator.password = hasher.encode("pw-" + operator.username, hasher.salt())
+    operator.save(update_fields=["password"])
 
     server = FerryServer(
         extra_env={"FERRY_SAMPLE_SECONDS": "0.5", "FERRY_TICK_SECONDS": "3600"}
