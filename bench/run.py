@@ -95,12 +95,24 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. W1,W2")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the figures of benchmarks not run now from the previous latest.json",
+    )
     args = parser.parse_args()
     chosen = [b.strip().upper() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
     started = time.monotonic()
     records = []
     for bench_id in chosen:
         records += run_one(bench_id, args.quick)
+    out = HERE / "results"
+    if args.merge and (out / "latest.json").exists():
+        previous = json.loads((out / "latest.json").read_text())
+        kept = [r for r in previous.get("figures", []) if r.get("id") not in chosen]
+        for r in kept:
+            r.setdefault("measured", previous.get("date"))
+        records = kept + records
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -108,7 +120,6 @@ def main():
         "seconds": round(time.monotonic() - started),
         "figures": records,
     }
-    out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     print()
