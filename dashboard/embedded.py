@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 
 from django.utils.crypto import get_random_string
 
@@ -49,6 +50,25 @@ class LoopRecordingApp:
         return await self.app(scope, receive, send)
 
 
+def _run_forever(worker) -> None:
+    """Run a database-queue worker; after a lost connection, start its loop again.
+
+    django-tasks-db re-raises a lost connection (PostgreSQL terminated the backend, a
+    failover), which would silently end the thread; `manage.py ferry_worker` does the same
+    restart for worker processes.
+    """
+    from django.db import InterfaceError, OperationalError, connections
+
+    while True:
+        try:
+            worker.run()
+            return
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("embedded worker lost its database connection (%s); restarting", exc)
+            connections.close_all()
+            time.sleep(1.0)
+
+
 def start_embedded_workers() -> int:
     """Start FERRY_EMBEDDED_WORKERS database-queue worker threads once; return how many."""
     global _started
@@ -72,7 +92,9 @@ def start_embedded_workers() -> int:
             worker_id=f"embedded-{os.getpid()}-{index}-{get_random_string(6)}",
             excluded_queue_names=[],
         )
-        threading.Thread(target=worker.run, name=f"ferry-worker-{index}", daemon=True).start()
+        threading.Thread(
+            target=_run_forever, args=(worker,), name=f"ferry-worker-{index}", daemon=True
+        ).start()
     # Recover attempts whose worker died with the last server process and queue the periodic
     # execution tick; in a thread, because this may run inside the server's event loop.
     from migrations_app.execution.tasks import on_worker_start
