@@ -104,6 +104,10 @@ if DATABASE_URL:
             "max_size": env_int("FERRY_DB_POOL_SIZE", 10, minimum=1),
             "timeout": 30,
         }
+        # Connections are checked when taken from the pool (Django passes psycopg's check
+        # when health checks are on), so a database restart or a terminated backend costs
+        # a reconnect, not an error.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
         DATABASES["default"]["CONN_MAX_AGE"] = 0

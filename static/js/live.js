@@ -106,8 +106,11 @@
   };
 
   FerryLive.prototype.applySnapshot = function (snap) {
-    this.runId = snap.run ? snap.run.id : this.runId;
-    this.lastSeq = snap.last_seq || 0;
+    var run = snap.run ? snap.run.id : this.runId;
+    // A snapshot fetched over REST can be older than events already applied from the
+    // stream: never move the sequence backwards within a run, or events would repeat.
+    if (run !== this.runId || (snap.last_seq || 0) > this.lastSeq) this.lastSeq = snap.last_seq || 0;
+    this.runId = run;
     this.onSnapshot(snap);
   };
 

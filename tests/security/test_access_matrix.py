@@ -137,7 +137,15 @@ PAGES: dict[str, tuple[str, str | tuple[str, ...]]] = {
 REDIRECT_REFUSALS = {"plan-workflow"}
 # Not role pages: the API (covered above, and by its schema), Django's admin (staff only),
 # the schema and docs, /metrics (scraper token or address), status links (token), logout.
-PAGES_SKIPPED = {"logout", "schema", "api-docs", "metrics", "status-page", "live-plan"}
+PAGES_SKIPPED = {
+    "logout",
+    "schema",
+    "api-docs",
+    "metrics",
+    "status-page",
+    "status-snapshot",  # the status page's JSON twin, guarded by the same link token
+    "live-plan",
+}
 
 
 def allowed(user, rule) -> bool:
