@@ -6,25 +6,11 @@ import json
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
 
-EXPORT_FIELDS = (
-    "sequence",
-    "created_at",
-    "actor_type",
-    "actor_user_id",
-    "actor_name",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "before",
-    "after",
-    "reason",
-    "request_id",
-    "source_address",
-    "user_agent",
-    "prev_hash",
-    "hash",
-)
+from dashboard.audit import HASHED_FIELDS
+
+# Every hashed field plus the hash itself, in the chain's order: an export can be
+# re-verified line by line with the same canonical serialization.
+EXPORT_FIELDS = (*HASHED_FIELDS, "hash")
 # Spreadsheets run cells that start with these as formulas; an audit export must not.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

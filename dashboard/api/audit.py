@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 
-from dashboard.audit_export import audit_export_csv, audit_export_json
+from dashboard.audit_export import EXPORT_FIELDS, audit_export_csv, audit_export_json
 from dashboard.audit_selectors import AuditEventFilter, audit_events_visible
 from dashboard.models import AuditEvent
 from dashboard.permissions import can
@@ -24,25 +24,7 @@ class AuditReader(BasePermission):
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = [
-            "sequence",
-            "created_at",
-            "actor_type",
-            "actor_user_id",
-            "actor_name",
-            "action",
-            "object_type",
-            "object_id",
-            "object_repr",
-            "before",
-            "after",
-            "reason",
-            "request_id",
-            "source_address",
-            "user_agent",
-            "prev_hash",
-            "hash",
-        ]
+        fields = list(EXPORT_FIELDS)
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
