@@ -11,6 +11,8 @@ nothing is left paused (`session.make_safe`).
 import logging
 import time
 
+from django.db import DatabaseError
+
 from migrations_app.execution import claims, config, errors, services
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Session
@@ -133,6 +135,12 @@ def _drive(attempt: ItemAttempt, worker: str, reattach: bool) -> str:
         return "lease lost"
     except errors.ExecutionError as exc:
         return _fail(attempt, worker, session, exc)
+    except DatabaseError:
+        # Ferry's own database went away (failover, terminated backend), not the migration:
+        # leave the attempt claimed; its lease expires and the reconciler asks libvirt for
+        # the truth (requeue before the migrate call, re-attach after it).
+        logger.warning("attempt %s: lost the database; leaving it to the reconciler", attempt.pk)
+        raise
     except Exception as exc:
         if hasattr(exc, "get_error_message"):
             return _fail(attempt, worker, session, errors.from_libvirt(exc))

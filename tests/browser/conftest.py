@@ -15,6 +15,7 @@ from django.db import connection
 from tests.conftest import REPO, skip_or_fail
 
 ARTIFACTS = REPO / "test-artifacts"
+SERVER_APP_NAME = "ferry-test-server"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -41,7 +42,8 @@ def database_url() -> str:
     user = settings.get("USER") or "postgres"
     host = settings.get("HOST") or "127.0.0.1"
     port = settings.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
+    # Named, so fault tests can terminate the server's connections and not the test's own.
+    return f"postgres://{user}@{host}:{port}/{settings['NAME']}?application_name={SERVER_APP_NAME}"
 
 
 class FerryServer:

@@ -23,7 +23,7 @@ from migrations_app.models import ItemAttempt, PlanItem, PlanRun, RunEvent
 from migrations_app.services.plans import plan_create, plan_evacuate_host
 from migrations_app.services.validation import plan_validate
 from migrations_app.services.workflow import plan_approve, plan_start, plan_submit
-from tests.browser.conftest import FerryServer
+from tests.browser.conftest import SERVER_APP_NAME, FerryServer
 from tests.conftest import skip_or_fail
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(170)]
@@ -266,9 +266,13 @@ def test_plan_survives_postgres_connections_being_terminated(site):
         # ~1 s apart, while the three items move one after the other (one outbound per host)
         for _ in range(10):
             with connection.cursor() as cur:
+                # Only the system under test (server and workers): terminating the test's
+                # own connections would break the tests that run after this one.
                 cur.execute(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name = %s",
+                    [SERVER_APP_NAME],
                 )
                 killed += cur.fetchone()[0]
             time.sleep(1.0)
