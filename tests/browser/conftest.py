@@ -117,7 +117,12 @@ class FerryServer:
         """Kill Daphne and start it again on the same port (websockets drop meanwhile)."""
         web = self.procs[0]
         web.terminate()
-        web.wait(timeout=15)
+        try:
+            # Daphne waits for open websockets' handlers before it exits; do not wait long.
+            web.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            web.kill()
+            web.wait(timeout=10)
         log = open(self.log, "ab")  # noqa: SIM115
         cmd = [
             sys.executable,
