@@ -399,6 +399,9 @@ def register_in_ferry(hs) -> None:
                 ok, msg = False, str(e)
             if ok:
                 log(f"ferry: {' '.join(cmd[:1])} {h.name} ok")
+            elif cmd[0] == "host_add" and "already registered" in msg:
+                # A lab brought up again: the host is known, only sync it.
+                log(f"ferry: {h.name} already registered")
             else:
                 log(
                     f"WARNING: ferry {' '.join(cmd)} failed: {msg.splitlines()[-1] if msg else '?'}"
