@@ -51,7 +51,7 @@ lab-up: venv
 lab-down:
 	$(PYTHON) lab/labctl.py down
 
-bench: venv
+bench: system-deps-test venv
 	$(PY) bench/run.py
 
 clean:
