@@ -245,9 +245,10 @@ def timeline(estimates: list, items: list, policy: Policy) -> float:
     List scheduling in plan order: whenever a migration finishes, start every waiting
     item (in order) whose plan, source-outbound and destination-inbound limits allow it.
     """
-    limit_all = policy.max_concurrent
-    limit_out = policy.max_outbound_per_host
-    limit_in = policy.max_inbound_per_host
+    # The same limits the scheduler applies (explicit values, else the link rule).
+    limit_all = policy.concurrent_limit
+    limit_out = policy.outbound_limit
+    limit_in = policy.inbound_limit
     outbound: dict = {}
     inbound: dict = {}
     running: list = []  # heap of (end, index)
@@ -306,9 +307,12 @@ def plan_estimate(snapshot: Snapshot) -> PlanEstimate:
         items=estimates,
         makespan_s=makespan,
         limits={
-            "max_concurrent": policy.max_concurrent,
-            "max_outbound_per_host": policy.max_outbound_per_host,
-            "max_inbound_per_host": policy.max_inbound_per_host,
+            "max_concurrent": policy.concurrent_limit,
+            "max_outbound_per_host": policy.outbound_limit,
+            "max_inbound_per_host": policy.inbound_limit,
+            "source": "link: floor(path bandwidth / per-migration cap)"
+            if policy.limits_follow_link
+            else "policy",
         },
         window_start=plan.window_start.isoformat() if plan.window_start else None,
         window_end=plan.window_end.isoformat() if plan.window_end else None,

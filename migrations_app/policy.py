@@ -4,6 +4,11 @@ as overrides, on items; always read through `Policy`, which validates every fiel
 
 from dataclasses import asdict, dataclass, field, fields
 
+# Concurrency that follows the link: how many migrations, each held to the per-migration
+# bandwidth cap, fit the path between hosts: floor(path bandwidth ÷ cap), at least 1 (an
+# uncapped migration fills the link by itself) and at most AUTO_MAX_PER_HOST (every
+# migration also costs the source a QEMU migration thread and the destination a QEMU start).
+AUTO_MAX_PER_HOST = 8
 NON_CONVERGENCE_ACTIONS = ("raise_downtime", "auto_converge", "postcopy", "abort")
 PLACEMENT_STRATEGIES = ("spread", "pack")
 
@@ -22,9 +27,10 @@ class Policy:
     on_no_convergence: str = "auto_converge"
     downtime_steps_ms: tuple[int, ...] = (500, 1000, 2000)
     completion_timeout_s_per_gib: int = 120
-    max_concurrent: int = 2
-    max_outbound_per_host: int = 1
-    max_inbound_per_host: int = 1
+    # None = follow the link (see `per_link`); an explicit number always wins.
+    max_concurrent: int | None = None
+    max_outbound_per_host: int | None = None
+    max_inbound_per_host: int | None = None
     verify_seconds: int = 10
     remove_source_disks: bool = False
     placement_strategy: str = "spread"
@@ -33,6 +39,41 @@ class Policy:
     assumed_dirty_rate_mib_s: float = 20.0
     assumed_bandwidth_mib_s: float = 110.0
     extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def per_link(self) -> int:
+        """Migrations per host that fit the path: floor(path bandwidth ÷ cap), 1–8.
+
+        The path bandwidth is `assumed_bandwidth_mib_s` (set it to your migration network's
+        real speed); the cap is `bandwidth_mib_s`. Without a cap one migration can fill the
+        link, so the answer is 1. Scheduler and estimate both read the limits through
+        `outbound_limit`, `inbound_limit` and `concurrent_limit`, so the plan's timeline
+        follows the same rule as the run.
+        """
+        if not self.bandwidth_mib_s:
+            return 1
+        fit = int(self.assumed_bandwidth_mib_s // self.bandwidth_mib_s)
+        return max(1, min(AUTO_MAX_PER_HOST, fit))
+
+    @property
+    def outbound_limit(self) -> int:
+        """Migrations leaving one host at once: the explicit value, else `per_link`."""
+        return self.max_outbound_per_host or self.per_link
+
+    @property
+    def inbound_limit(self) -> int:
+        """Migrations arriving at one host at once: the explicit value, else `per_link`."""
+        return self.max_inbound_per_host or self.per_link
+
+    @property
+    def concurrent_limit(self) -> int:
+        """Migrations of the plan at once: the explicit value, else only the host limits."""
+        return self.max_concurrent or 100
+
+    @property
+    def limits_follow_link(self) -> bool:
+        """Whether any concurrency limit comes from the link rule rather than the policy."""
+        return None in (self.max_concurrent, self.max_outbound_per_host, self.max_inbound_per_host)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -106,10 +147,11 @@ class Policy:
             "must be 5–3600 seconds per GiB",
         )
         for name in ("max_concurrent", "max_outbound_per_host", "max_inbound_per_host"):
+            value = getattr(self, name)
             need(
-                is_int(getattr(self, name)) and 1 <= getattr(self, name) <= 100,
+                value is None or (is_int(value) and 1 <= value <= 100),
                 name,
-                "must be 1–100",
+                "must be empty (follow the link: path bandwidth ÷ per-migration cap) or 1–100",
             )
         need(
             is_int(self.verify_seconds) and 0 <= self.verify_seconds <= 600,

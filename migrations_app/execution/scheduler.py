@@ -61,16 +61,16 @@ def schedule_run(run_id: int) -> dict:
             outbound[attempt.source_host_id] = outbound.get(attempt.source_host_id, 0) + 1
             inbound[attempt.destination_host_id] = inbound.get(attempt.destination_host_id, 0) + 1
         for item in waiting:
-            if total >= policy.max_concurrent:
+            if total >= policy.concurrent_limit:
                 break
             src = item.source_host_id
             dst = item.destination_host_id or src
             storage_only = item.mode == PlanItem.Mode.STORAGE_ONLY
             # A storage-only move loads its host's disks, not the network between hosts;
             # it counts against its host once (outbound), not as an inbound move too.
-            if outbound.get(src, 0) >= policy.max_outbound_per_host:
+            if outbound.get(src, 0) >= policy.outbound_limit:
                 continue
-            if not storage_only and inbound.get(dst, 0) >= policy.max_inbound_per_host:
+            if not storage_only and inbound.get(dst, 0) >= policy.inbound_limit:
                 continue
             driver = _driver_or_fail(run, item)
             if driver is None:

@@ -290,3 +290,27 @@ def test_it_reconciles_and_queues_the_tick_when_a_worker_starts(approved_plan, s
     assert "migrations_app.execution.tasks.tick_task" in queued
     on_worker_start()  # a second worker starting does not queue a second tick
     assert DBTaskResult.objects.filter(status="READY", task_path__endswith="tick_task").count() == 1
+
+
+def test_it_starts_as_many_moves_per_host_as_the_link_fits_when_limits_are_unset(
+    approved_plan, start
+):
+    a, b = host(), host()
+    # 300 MiB/s cap on a 1190 MiB/s path: floor(1190 / 300) = 3 out of a and 3 into b.
+    plan = approved_plan(
+        [(a, b)] * 4, policy={"bandwidth_mib_s": 300, "assumed_bandwidth_mib_s": 1190}
+    )
+    run = start(plan)
+    result = schedule_run(run.pk)
+    assert len(result["started"]) == 3
+    # An explicit limit wins over the rule.
+    plan2 = approved_plan(
+        [(a, b)] * 2,
+        policy={
+            "bandwidth_mib_s": 300,
+            "assumed_bandwidth_mib_s": 1190,
+            "max_outbound_per_host": 1,
+        },
+    )
+    run2 = start(plan2)
+    assert len(schedule_run(run2.pk)["started"]) == 1

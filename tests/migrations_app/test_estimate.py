@@ -94,4 +94,37 @@ def test_it_carries_its_inputs_in_the_json():
         "converges",
     ):
         assert key in item
-    assert data["limits"]["max_concurrent"] == 2 and data["makespan_s"] == item["end_s"]
+    # No cap: one migration fills the assumed link, so one per host; no plan-wide limit.
+    assert data["limits"]["max_outbound_per_host"] == 1
+    assert data["limits"]["max_concurrent"] == 100 and data["makespan_s"] == item["end_s"]
+    assert data["limits"]["source"].startswith("link")
+
+
+def test_it_derives_per_host_concurrency_from_link_and_cap_when_limits_are_unset():
+    assert Policy().per_link == 1  # uncapped: one migration fills the link
+    assert Policy(bandwidth_mib_s=64, assumed_bandwidth_mib_s=110).per_link == 1
+    assert Policy(bandwidth_mib_s=50, assumed_bandwidth_mib_s=110).per_link == 2
+    assert Policy(bandwidth_mib_s=64, assumed_bandwidth_mib_s=1190).per_link == 8  # bounded
+    link = Policy(bandwidth_mib_s=300, assumed_bandwidth_mib_s=1190)
+    assert (link.outbound_limit, link.inbound_limit, link.concurrent_limit) == (3, 3, 100)
+    explicit = Policy.from_dict(
+        {"max_outbound_per_host": 1, "max_concurrent": 2}, base=link
+    )  # explicit values win over the rule
+    assert (explicit.outbound_limit, explicit.inbound_limit, explicit.concurrent_limit) == (
+        1,
+        3,
+        2,
+    )
+    assert Policy.from_dict({"max_inbound_per_host": None}).inbound_limit == 1
+
+
+def test_it_puts_an_evacuation_on_one_wave_when_the_link_fits_every_migration():
+    hosts = [make_host(1), make_host(2)]
+    items = [make_item(make_vm(i, f"vm{i}"), iid=i, source_id=1, dest_id=2) for i in (1, 2, 3)]
+    wide = Policy(bandwidth_mib_s=64, assumed_bandwidth_mib_s=1190)
+    estimate = plan_estimate(make_snapshot(hosts, items, policy=wide))
+    assert [e.start_s for e in estimate.items] == [0, 0, 0]
+    narrow = Policy(bandwidth_mib_s=64, assumed_bandwidth_mib_s=110)
+    estimate = plan_estimate(make_snapshot(hosts, items, policy=narrow))
+    starts = [e.start_s for e in estimate.items]
+    assert starts[0] == 0 and 0 < starts[1] < starts[2]
