@@ -79,19 +79,12 @@ def start_embedded_workers() -> int:
         if _started:
             return 0
         _started = True
-    from django_tasks_db.management.commands.db_worker import Worker
+    from migrations_app.execution.wakeup import prompt_worker
 
     for index in range(count):
-        worker = Worker(
-            queue_names=["*"],
-            interval=0.5,
-            batch=False,
-            backend_name="default",
-            startup_delay=True,
-            max_tasks=None,
-            worker_id=f"embedded-{os.getpid()}-{index}-{get_random_string(6)}",
-            excluded_queue_names=[],
-        )
+        # Woken at once by an enqueue in this process (see execution.wakeup); the interval
+        # is only the fallback poll.
+        worker = prompt_worker(f"embedded-{os.getpid()}-{index}-{get_random_string(6)}")
         threading.Thread(
             target=_run_forever, args=(worker,), name=f"ferry-worker-{index}", daemon=True
         ).start()

@@ -94,6 +94,10 @@ class DomainFacts:
     xml: str
     disks: list[DiskFacts]
     nics: list[NicFacts]
+    # Resident memory of the guest's QEMU process (virDomainMemoryStats "rss"): an upper
+    # bound of the guest memory that pre-copy must really send (untouched pages are zero
+    # pages, sent as headers); None when the domain is not running.
+    rss_mib: int | None = None
 
 
 @dataclass
@@ -326,8 +330,22 @@ def read_domain_xml(xml: str) -> dict:
     }
 
 
+def domain_state(domain: libvirt.virDomain) -> str:
+    """Ferry's name of a domain's state."""
+    return _DOMAIN_STATES.get(domain.state()[0], "other")
+
+
+def read_rss_mib(domain: libvirt.virDomain) -> int | None:
+    """The QEMU process's resident memory in MiB (running domains only), if libvirt says."""
+    try:
+        rss = domain.memoryStats().get("rss") if domain.isActive() else None
+    except libvirt.libvirtError:
+        return None
+    return int(rss) // 1024 if rss else None
+
+
 def read_domain(domain: libvirt.virDomain) -> DomainFacts:
-    """A domain with its state, persistence and devices."""
+    """A domain with its state, persistence, devices and resident memory."""
     xml = domain.XMLDesc(0)
     data = read_domain_xml(xml)
     state, _reason = domain.state()
@@ -341,6 +359,7 @@ def read_domain(domain: libvirt.virDomain) -> DomainFacts:
         persistent=persistent,
         autostart=autostart,
         xml=xml,
+        rss_mib=read_rss_mib(domain),
         **data,
     )
 

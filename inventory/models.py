@@ -147,6 +147,32 @@ class VirtualMachine(models.Model):
     dirty_rate_mib_s = models.FloatField(
         null=True, blank=True, help_text="measured memory dirty rate, when known"
     )
+    # Inputs of the pre-copy estimate that a real host can measure (see migrations_app
+    # estimate): what the guest really has to send, and the fixed cost of starting a move.
+    memory_rss_mib = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="resident memory of the guest's QEMU process at the last sync (libvirt "
+        "memoryStats rss): an upper bound of the memory a migration really sends",
+    )
+    memory_footprint_mib = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="guest memory that was not zero pages in its last completed migration "
+        "(libvirt job stats: memory_total minus constant pages)",
+    )
+    memory_rss_overhead_mib = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="resident memory beyond the guest's footprint at its last migration "
+        "(QEMU's own memory), subtracted from rss for the next estimate",
+    )
+    migration_setup_s = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="fixed cost of its last completed migration: total time minus the time "
+        "QEMU's sent bytes take at the bandwidth (destination start, TLS handshake)",
+    )
     xml = models.TextField(blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
 

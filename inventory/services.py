@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dashboard.audit import audit_record
 from inventory.libvirt_client import HostUnreachable, open_connection, transport_of
-from inventory.libvirt_read import HostFacts, PoolFacts, read_host
+from inventory.libvirt_read import MIB, HostFacts, PoolFacts, domain_state, read_domain, read_host
 from inventory.models import (
     Host,
     Network,
@@ -183,6 +183,85 @@ def host_sync(*, host: Host, actor=None) -> SyncResult:
     return _apply_facts(host, facts, actor)
 
 
+def vm_refresh(*, vm: VirtualMachine, conn, actor=None) -> str:
+    """Re-read one VM's domain on its host, on a connection the caller already holds.
+
+    Before a move this replaces a whole sync of the source (every domain, every volume):
+    state, CPU, memory and touched memory of this one VM. When its disks or NICs changed
+    (a partial read could attribute them to the wrong pool or network) the whole host is
+    synced instead.
+    """
+    dom = conn.lookupByUUIDString(str(vm.uuid))
+    facts = read_domain(dom)
+    stored_disks = {(d.target, d.source) for d in vm.disks.all()}
+    stored_nics = {(n.mac, n.network_name, n.bridge) for n in vm.nics.all()}
+    if (
+        {(d.target, d.source) for d in facts.disks} != stored_disks
+        or {(n.mac, n.network_name, n.bridge) for n in facts.nics} != stored_nics
+        or vm.host is None
+    ):
+        if vm.host is not None:
+            host_sync(host=vm.host, actor=actor)
+        return "host synced (devices changed)"
+    values = {name: getattr(facts, name) for name in _VM_FACT_FIELDS}
+    if facts.rss_mib is not None:
+        values["memory_rss_mib"] = facts.rss_mib
+    with transaction.atomic():
+        locked = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
+        before = {name: getattr(locked, name) for name in values if name != "xml"}
+        changed = _set_changed(locked, values)
+        locked.last_seen_at = timezone.now()
+        locked.save()
+        audited = [c for c in changed if c not in ("xml", "memory_rss_mib")]
+        if audited:
+            audit_record(
+                actor=actor,
+                action="vm.synced",
+                obj=locked,
+                before={c: before[c] for c in audited},
+                after={c: getattr(locked, c) for c in audited},
+                reason="re-read before a move",
+            )
+    return "refreshed"
+
+
+def host_capacity_refresh(*, host: Host, conn, actor=None) -> str:
+    """Free memory and pool space of a host, or a whole sync if its domains changed.
+
+    Before a move this replaces a whole sync of the destination. Its residents count for
+    capacity and anti-affinity, so when the set of domains (or their states) differs from
+    the inventory the whole host is synced.
+    """
+    live = {d.UUIDString(): domain_state(d) for d in conn.listAllDomains(0)}
+    stored = host.vms.filter(missing=False).values_list("uuid", "state")
+    if {str(uuid): state for uuid, state in stored} != live:
+        host_sync(host=host, actor=actor)
+        return "host synced (its domains changed)"
+    info = conn.getInfo()
+    try:
+        free = int(conn.getFreeMemory()) // MIB
+    except libvirt.libvirtError:
+        free = 0
+    values = {"memory_total_mib": int(info[1])}
+    if free > 0:
+        values["memory_free_mib"] = free
+    pools = []
+    for pool in host.storage_pools.all():
+        try:
+            lv = conn.storagePoolLookupByName(pool.name)
+            _state, capacity, allocation, available = lv.info()
+        except libvirt.libvirtError:
+            continue  # the checks then see the last synced value; the session checks space live
+        pools.append((pool.pk, capacity, allocation, available))
+    with transaction.atomic():
+        Host.objects.filter(pk=host.pk).update(**values)
+        for pk, capacity, allocation, available in pools:
+            StoragePool.objects.filter(pk=pk).update(
+                capacity_bytes=capacity, allocation_bytes=allocation, available_bytes=available
+            )
+    return "refreshed"
+
+
 def _record_sync_failure(host: Host, actor, message: str, unreachable: bool = False) -> SyncResult:
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
@@ -333,6 +412,8 @@ def _sync_domains(host, facts, pools_by_name, networks_by_name, volumes, result,
         vm = existing.get(dom.uuid)
         values = {name: getattr(dom, name) for name in _VM_FACT_FIELDS}
         values["tags"] = dom.tags
+        if dom.rss_mib is not None:
+            values["memory_rss_mib"] = dom.rss_mib
         if dom.owner:
             values["owner"] = dom.owner
         if dom.criticality in VirtualMachine.Criticality.values:

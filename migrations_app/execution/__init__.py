@@ -8,3 +8,15 @@ driver (`drivers.libvirt_driver` for real hosts, `drivers.rehearsal` for libvirt
 driver), samples progress, and hands back to the scheduler. `reconciler` recovers attempts
 whose worker vanished by asking the hypervisors what really happened.
 """
+
+from django_tasks.signals import task_enqueued
+
+
+def _wake_workers(sender, **kwargs) -> None:
+    """Every enqueue wakes idle database-queue workers at once (see `wakeup`)."""
+    from migrations_app.execution.wakeup import on_task_enqueued
+
+    on_task_enqueued(sender, **kwargs)
+
+
+task_enqueued.connect(_wake_workers, dispatch_uid="ferry-wake-workers")

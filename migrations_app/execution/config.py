@@ -12,6 +12,7 @@ DEFAULTS = {
     "FERRY_LEASE_SECONDS": 30.0,  # claim lifetime without a heartbeat
     "FERRY_WATCHDOG_SECONDS": 60.0,  # abort a transfer that makes no progress this long
     "FERRY_TICK_SECONDS": 10.0,  # periodic reconcile / auto-start / window pass
+    "FERRY_WORKER_POLL_SECONDS": 1.0,  # queue poll when no wake-up came (execution.wakeup)
 }
 
 

@@ -160,20 +160,33 @@ def _blocked(findings) -> bool:
 def _with_plan_checks(attempt, session, findings: list[dict]) -> list[dict]:
     """Re-run the plan's checks on live data (the plans code's preflight entry point).
 
-    Both hosts are synced first so the checks see current facts; libvirt's own CPU
-    comparison on the destination replaces the session's when the plans code provides it.
-    Without that module (older trees) the session's minimal live checks stand alone.
+    What the checks read is re-read first, on the session's open connections: the VM's
+    own domain and the destination's capacity (a whole sync of both hosts, every domain and
+    volume, cost more than the checks; each refresh falls back to one where a partial read
+    could be wrong). libvirt's own CPU comparison on the destination replaces the
+    session's when the plans code provides it. Without that module (older trees) the
+    session's minimal live checks stand alone.
     """
     try:
         from migrations_app.checks.cpu import cpu_compare_live, vm_cpu_xml
         from migrations_app.checks.preflight import item_preflight_findings
     except ImportError:
         return findings
-    from inventory.services import host_sync
+    from inventory.services import host_capacity_refresh, host_sync, vm_refresh
 
     actor = services.worker_actor(attempt.driver)
-    for host in {attempt.source_host, attempt.destination_host}:
-        host_sync(host=host, actor=actor)
+    refreshed = {}
+    try:
+        refreshed["vm"] = vm_refresh(vm=attempt.item.vm, conn=session.src, actor=actor)
+        refreshed["destination"] = host_capacity_refresh(
+            host=attempt.destination_host, conn=session.dst or session.src, actor=actor
+        )
+    except Exception as exc:  # libvirt hiccup mid-read: the whole syncs are the safe answer
+        logger.info("attempt %s: targeted refresh failed (%s); syncing hosts", attempt.pk, exc)
+        for host in {attempt.source_host, attempt.destination_host}:
+            host_sync(host=host, actor=actor)
+        refreshed = {"hosts": "synced"}
+    attempt.item.vm.refresh_from_db()
     # Without a connection the plans code runs its offline CPU check; it is replaced below
     # by libvirt's comparison for the guest's own virt type and arch (a TCG guest compared
     # as if it were KVM would be refused for host features it never uses).
@@ -190,7 +203,14 @@ def _with_plan_checks(attempt, session, findings: list[dict]) -> list[dict]:
         if cpu["severity"] == "blocker":
             cpu["error_class"] = errors.CPU_INCOMPATIBLE
         plan_findings.append(cpu)
-    return own + plan_findings
+    refresh = {
+        "check_id": "live.refreshed",
+        "severity": "info",
+        "message": "Inventory re-read before the checks: "
+        + ", ".join(f"{k} {v}" for k, v in refreshed.items()),
+        "evidence": refreshed,
+    }
+    return own + [refresh] + plan_findings
 
 
 def _timeout_s(attempt: ItemAttempt, policy) -> float:

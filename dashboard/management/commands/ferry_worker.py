@@ -1,4 +1,5 @@
 import logging
+import os
 import time
 
 from django.conf import settings
@@ -33,11 +34,18 @@ class Command(BaseCommand):
         """django-tasks-db's loop re-raises a lost connection (e.g. PostgreSQL terminated the
         backend, a failover), which would end the process; start the loop again on a fresh
         connection instead. A normal stop (SIGTERM/SIGINT) returns and ends the command."""
+        from django.utils.crypto import get_random_string
+
         from migrations_app.execution.tasks import on_worker_start
+        from migrations_app.execution.wakeup import prompt_worker
 
         while True:
+            # An enqueue wakes the worker at once (see execution.wakeup); the interval is
+            # only the fallback poll, for a wake-up that was lost.
+            worker = prompt_worker(f"ferry-{os.getpid()}-{get_random_string(6)}")
+            worker.configure_signals()
             try:
-                call_command("db_worker", queue_name="*", reload=False)
+                worker.run()
                 return
             except (OperationalError, InterfaceError) as exc:
                 logger.warning("worker lost its database connection (%s); restarting", exc)
