@@ -23,6 +23,11 @@ THROTTLE_INITIAL = 0.20
 THROTTLE_INCREMENT = 0.10
 THROTTLE_MAX = 0.99
 MIB = 1024 * 1024
+# The fixed cost of a move before and around the memory transfer (libvirt's prepare on the
+# destination, starting the destination QEMU, the final handshake), when no earlier move of
+# the VM measured it: ~0.5 s in the lab; a TLS session adds ~1.5 s (libvirt-lab notes).
+ASSUMED_SETUP_S = 0.5
+ASSUMED_TLS_SETUP_S = 1.5
 
 
 @dataclass(slots=True)
@@ -46,9 +51,23 @@ def bandwidth_of(policy: Policy) -> tuple[float, str]:
     return assumed, "assumed path bandwidth"
 
 
-def precopy(memory_mib: float, dirty_mib_s: float, bandwidth_mib_s: float, policy: Policy):
-    """Run the pre-copy model, then the policy's answer to non-convergence."""
+def precopy(
+    memory_mib: float,
+    dirty_mib_s: float,
+    bandwidth_mib_s: float,
+    policy: Policy,
+    touched_mib: float | None = None,
+):
+    """Run the pre-copy model, then the policy's answer to non-convergence.
+
+    `touched_mib` is the guest memory that is not zero pages (QEMU sends a zero page as a
+    header of a few bytes, so only touched memory costs bandwidth); it also bounds what the
+    guest can dirty between passes (its working set lives in touched memory). Without it,
+    every configured MiB counts.
+    """
     limit_ms = float(policy.max_downtime_ms)
+    if touched_mib is not None:
+        memory_mib = max(0.0, min(float(memory_mib), float(touched_mib)))
     remaining = float(memory_mib)
     elapsed = 0.0
     if memory_mib <= 0:
@@ -145,6 +164,10 @@ class ItemEstimate:
     vm: str
     mode: str
     memory_mib: int
+    touched_mib: float
+    touched_source: str
+    setup_s: float
+    setup_source: str
     dirty_rate_mib_s: float
     dirty_rate_source: str
     bandwidth_mib_s: float
@@ -168,6 +191,28 @@ class ItemEstimate:
     destination: str = ""
 
 
+def touched_of(vm) -> tuple[float, str]:
+    """The guest memory a migration really sends, and where that figure comes from."""
+    memory = float(vm.memory_mib)
+    if vm.memory_footprint_mib:
+        return min(memory, float(vm.memory_footprint_mib)), "measured (last migration)"
+    if vm.memory_rss_mib:
+        overhead = vm.memory_rss_overhead_mib or 0
+        touched = min(memory, max(float(vm.memory_rss_mib - overhead), 1.0))
+        if overhead:
+            return touched, "measured (rss less QEMU overhead seen at last migration)"
+        return touched, "measured (rss at sync, upper bound)"
+    return memory, "assumed (all configured memory)"
+
+
+def setup_of(vm, policy: Policy) -> tuple[float, str]:
+    """The fixed cost of a move, and where that figure comes from."""
+    if vm.migration_setup_s is not None and vm.migration_setup_s >= 0:
+        return float(vm.migration_setup_s), "measured (last migration)"
+    tls = ASSUMED_TLS_SETUP_S if policy.require_tls else 0.0
+    return ASSUMED_SETUP_S + tls, "assumed"
+
+
 def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
     """The pre-copy and storage-copy estimate of one item."""
     policy = item.policy
@@ -180,17 +225,26 @@ def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
     dest = snapshot.hosts.get(item.destination_id)
     copy_bytes = sum(d.copy_bytes for d, _target in copied_disks(snapshot, item, dest))
     copy_s = copy_bytes / MIB / bandwidth
+    touched, touched_source = touched_of(vm)
+    setup, setup_source = setup_of(vm, policy)
     if item.storage_only:
         model = PreCopy(0, 0.0, 0.0, True, "pre-copy", "storage only: memory does not move")
+        setup = 0.0
     else:
-        model = precopy(vm.memory_mib, dirty, bandwidth, policy)
-    duration = copy_s + model.transfer_s + policy.verify_seconds
+        model = precopy(vm.memory_mib, dirty, bandwidth, policy, touched_mib=touched)
+    # memory_transfer_s is the migrate call's whole time: the fixed setup plus the passes.
+    transfer = setup + model.transfer_s
+    duration = copy_s + transfer + policy.verify_seconds
     source = snapshot.hosts.get(item.source_id)
     return ItemEstimate(
         item_id=item.id,
         vm=vm.name,
         mode=item.mode,
         memory_mib=vm.memory_mib,
+        touched_mib=round(touched, 1),
+        touched_source=touched_source,
+        setup_s=round(setup, 2),
+        setup_source=setup_source,
         dirty_rate_mib_s=dirty,
         dirty_rate_source=dirty_source,
         bandwidth_mib_s=bandwidth,
@@ -198,7 +252,7 @@ def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
         max_downtime_ms=policy.max_downtime_ms,
         on_no_convergence=policy.on_no_convergence,
         iterations=model.iterations,
-        memory_transfer_s=round(model.transfer_s, 2),
+        memory_transfer_s=round(transfer, 2),
         downtime_ms=round(model.downtime_ms, 1),
         converges=model.converges,
         converges_by=model.converges_by,
@@ -233,7 +287,8 @@ class PlanEstimate:
             "limits": self.limits,
             "window_start": self.window_start,
             "window_end": self.window_end,
-            "model": "geometric pre-copy; storage copy at the migration bandwidth; "
+            "model": "fixed setup + geometric pre-copy of the touched (non-zero) memory, "
+            "dirtying bounded by it; storage copy at the migration bandwidth; "
             "list scheduling in plan order under the concurrency limits",
             "items": [{name: getattr(e, name) for name in ITEM_FIELDS} for e in self.items],
         }

@@ -107,6 +107,11 @@ class VMInfo:
     tags: tuple
     dirty_rate_mib_s: float | None
     disks: list = field(default_factory=list)
+    # Measured inputs of the estimate (inventory.VirtualMachine help texts say where from).
+    memory_rss_mib: int | None = None
+    memory_footprint_mib: int | None = None
+    memory_rss_overhead_mib: int | None = None
+    migration_setup_s: float | None = None
     nics: list = field(default_factory=list)
 
     @property
@@ -273,6 +278,10 @@ VM_FIELDS = (
     "hostdevs",
     "tags",
     "dirty_rate_mib_s",
+    "memory_rss_mib",
+    "memory_footprint_mib",
+    "memory_rss_overhead_mib",
+    "migration_setup_s",
 )
 
 
@@ -300,6 +309,10 @@ def vm_info(row: dict) -> VMInfo:
         hostdevs=list(row["hostdevs"] or ()),
         tags=tuple(t for t in (row["tags"] or ()) if isinstance(t, str)),
         dirty_rate_mib_s=row["dirty_rate_mib_s"],
+        memory_rss_mib=row.get("memory_rss_mib"),
+        memory_footprint_mib=row.get("memory_footprint_mib"),
+        memory_rss_overhead_mib=row.get("memory_rss_overhead_mib"),
+        migration_setup_s=row.get("migration_setup_s"),
     )
 
 

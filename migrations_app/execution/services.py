@@ -24,6 +24,7 @@ A = ItemAttempt.Status
 I = PlanItem.Status  # noqa: E741 - mirrors A for attempts
 R = PlanRun.Status
 ACTIVE = (A.QUEUED, A.RUNNING)
+MIB = 1024 * 1024
 
 
 class ExecutionStateError(ValueError):
@@ -517,6 +518,45 @@ def _record_inventory(row, item, actor, disk_pools, vm_record_move) -> None:
         actor=actor,
         reason=f"plan {item.plan_id} item {item.pk} attempt {row.number}",
     )
+    if item.mode != PlanItem.Mode.STORAGE_ONLY:
+        _record_measured_inputs(item, row.final_stats or {})
+
+
+def move_measurements(stats: dict, *, bandwidth_mib_s: float | None, rss_mib: int | None) -> dict:
+    """What a completed migration's job stats measured for the next estimate of the VM.
+
+    footprint: memory QEMU did not send as zero ("constant") pages; setup: libvirt's total
+    time less the time QEMU's sent bytes take at the bandwidth cap (only when capped: an
+    uncapped move's rate is not known well enough); rss overhead: the QEMU process's
+    resident memory beyond that footprint, as rss was read right before the move.
+    """
+    out: dict = {}
+    total = stats.get("memory_total")
+    constant = stats.get("memory_constant")
+    page = stats.get("memory_page_size") or 4096
+    if total and constant is not None:
+        footprint = max(int((total - constant * page) / MIB), 1)
+        out["memory_footprint_mib"] = footprint
+        if rss_mib:
+            out["memory_rss_overhead_mib"] = max(rss_mib - footprint, 0)
+    elapsed_ms = stats.get("time_elapsed")
+    sent = stats.get("data_processed") or stats.get("memory_processed")
+    if bandwidth_mib_s and elapsed_ms and sent:
+        out["migration_setup_s"] = round(
+            max(elapsed_ms / 1000 - sent / MIB / bandwidth_mib_s, 0), 2
+        )
+    return out
+
+
+def _record_measured_inputs(item, stats: dict) -> None:
+    from inventory.models import VirtualMachine
+
+    vm = VirtualMachine.objects.filter(pk=item.vm_id).values("memory_rss_mib").first() or {}
+    values = move_measurements(
+        stats, bandwidth_mib_s=item.get_policy().bandwidth_mib_s, rss_mib=vm.get("memory_rss_mib")
+    )
+    if values:
+        VirtualMachine.objects.filter(pk=item.vm_id).update(**values)
 
 
 def attempt_requeue(*, attempt: ItemAttempt, reason: str) -> bool:

@@ -128,3 +128,36 @@ def test_it_puts_an_evacuation_on_one_wave_when_the_link_fits_every_migration():
     estimate = plan_estimate(make_snapshot(hosts, items, policy=narrow))
     starts = [e.start_s for e in estimate.items]
     assert starts[0] == 0 and 0 < starts[1] < starts[2]
+
+
+def test_it_sends_only_touched_memory_and_adds_the_setup_cost():
+    source, dest = make_host(1), make_host(2)
+    idle = make_item(make_vm(memory_mib=4096, memory_footprint_mib=512, migration_setup_s=0.4))
+    estimate = item_estimate(make_snapshot([source, dest], [idle]), idle)
+    assert (estimate.touched_mib, estimate.touched_source) == (512, "measured (last migration)")
+    assert estimate.setup_source == "measured (last migration)"
+    model = precopy(4096, 20, 110, Policy(), touched_mib=512)
+    assert estimate.memory_transfer_s == pytest.approx(0.4 + model.transfer_s, abs=0.01)
+    assert model.transfer_s < precopy(4096, 20, 110, Policy()).transfer_s / 5
+
+
+def test_it_labels_where_touched_memory_and_setup_come_from():
+    source, dest = make_host(1), make_host(2)
+    snap_items = [
+        make_item(make_vm(1, "rss", memory_rss_mib=700), iid=1),
+        make_item(make_vm(2, "rss2", memory_rss_mib=700, memory_rss_overhead_mib=100), iid=2),
+        make_item(make_vm(3, "none"), iid=3),
+    ]
+    snap = make_snapshot([source, dest], snap_items)
+    rss, corrected, unknown = (item_estimate(snap, i) for i in snap_items)
+    assert (rss.touched_mib, rss.touched_source) == (700, "measured (rss at sync, upper bound)")
+    assert corrected.touched_mib == 600 and "overhead" in corrected.touched_source
+    assert (unknown.touched_mib, unknown.touched_source[:7]) == (4096, "assumed")
+    assert unknown.setup_source == "assumed" and unknown.setup_s == 2.0  # TLS by default
+
+
+def test_it_bounds_dirtying_by_the_touched_memory():
+    # A guest dirtying faster than the link, but only within 40 MiB: the passes cannot
+    # resend more than it has touched, so the downtime is bounded.
+    bounded = precopy(4096, 500, 110, Policy(on_no_convergence="abort"), touched_mib=30)
+    assert bounded.converges and bounded.downtime_ms <= 300
