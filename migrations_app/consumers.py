@@ -2,10 +2,11 @@
 
 A subscriber is authorized with the same permission function the API uses, receives a
 snapshot first, then numbered events; a heartbeat every ~15 s lets the page tell "live"
-from "stalled".
+from "stalled". Streams get their events, heartbeats and re-authorization through the
+process's live hub (migrations_app.live_hub), which holds one channel-layer subscription
+per group for all of them.
 """
 
-import asyncio
 import json
 
 from channels.db import database_sync_to_async
@@ -14,13 +15,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from dashboard.metrics import websocket_client_closed, websocket_client_opened
 from dashboard.permissions import can
 from migrations_app.events import DASHBOARD_GROUP, plan_group
+from migrations_app.live_hub import live_hub
 from migrations_app.models import MigrationPlan
 from migrations_app.selectors.live import dashboard_snapshot, plan_snapshot
 
-HEARTBEAT_SECONDS = 15
-# How often an open stream re-checks that its subscriber may still read it (a logged-out
-# session, an expired link); revocations also close streams at once through the layer.
-REAUTHORIZE_SECONDS = 3
 MAX_CLIENT_FRAME = 4096  # clients only send pings; anything larger is hostile
 CLOSE_FORBIDDEN = 4403
 CLOSE_GONE = 4410
@@ -31,6 +29,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
     """Common behaviour: snapshot, events, heartbeat, tolerant of junk input."""
 
     groups_to_join: list[str]
+    # No channel of its own on the layer: everything a stream receives from the layer
+    # comes through the hub's one subscription per group (get_channel_layer(None) is None).
+    channel_layer_alias = None
+    hub = None
 
     async def connect(self):
         snapshot = await self.authorize_and_snapshot()
@@ -40,22 +42,23 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.accept()
         websocket_client_opened()
         self.counted = True
-        # Join before sending the snapshot so nothing falls between them; the client
-        # drops events whose seq is not above the snapshot's last_seq.
-        for group in self.groups_to_join:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.hub = live_hub()
+        if self.hub is not None:
+            # The hub holds this stream's events until release(), so the snapshot is the
+            # first frame; the client drops events whose seq is not above the snapshot's
+            # last_seq and fetches over REST any committed between the snapshot's read
+            # and this subscription (it sees a gap at the next event).
+            await self.hub.subscribe(self, self.groups_to_join)
         await self.send_json({"type": "snapshot", **snapshot})
-        self.heartbeat = asyncio.ensure_future(self._heartbeat())
+        if self.hub is not None:
+            await self.hub.release(self)
 
     async def disconnect(self, code):
         if getattr(self, "counted", False):
             self.counted = False
             websocket_client_closed()
-        task = getattr(self, "heartbeat", None)
-        if task:
-            task.cancel()
-        for group in getattr(self, "groups_to_join", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.hub is not None:
+            await self.hub.unsubscribe(self)
 
     async def receive(self, text_data=None, bytes_data=None):
         raw = text_data if text_data is not None else (bytes_data or b"")
@@ -96,21 +99,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def send_json(self, data):
         await self.send(text_data=json.dumps(data, default=str))
 
-    async def _heartbeat(self):
-        elapsed = 0.0
-        while True:
-            await asyncio.sleep(REAUTHORIZE_SECONDS)
-            elapsed += REAUTHORIZE_SECONDS
-            if not await database_sync_to_async(self.still_authorized)():
-                await self.send_json({"type": "closed", "detail": "Access to this stream ended."})
-                await self.close(code=CLOSE_GONE)
-                return
-            if elapsed >= HEARTBEAT_SECONDS:
-                elapsed = 0.0
-                await self.send_json({"type": "heartbeat"})
-
     async def authorize_and_snapshot(self) -> dict | None:
         raise NotImplementedError
+
+    def authorization_key(self):
+        """Streams with equal keys share one still_authorized() answer per hub tick."""
+        session = self.scope.get("session")
+        user = self.scope.get("user")
+        return ("session", getattr(session, "session_key", None), getattr(user, "pk", None))
 
     def still_authorized(self) -> bool:
         """Whether the signed-in session behind this stream is still valid."""
@@ -163,6 +159,9 @@ class StatusConsumer(LiveConsumer):
         self.link_id = link.pk
         self.groups_to_join = [plan_group(link.plan_id), share_link_group(link.pk)]
         return plan_snapshot(link.plan, redact_hosts=not link.show_host_names)
+
+    def authorization_key(self):
+        return ("link", getattr(self, "link_id", None))
 
     def still_authorized(self) -> bool:
         from dashboard.models_sharelink import ShareLink
