@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -198,7 +199,15 @@ def main():
         f"baseline: {base_conn} clients, {base_count}/{expected:.0f} events, p95 {percentile(base_lat, 95):.1f} ms"
     )
     for layer in ("inprocess", "redis"):
-        plan = MigrationPlan.objects.create(name=f"w1 {layer}", author=user, status="running")
+        # A plan number no earlier run used: a server killed at the end of a run leaves its
+        # memberships in Redis's group (until they expire a day later), and a scratch
+        # database would number every run's plan 1, so each run would also feed the dead.
+        plan = MigrationPlan.objects.create(
+            pk=secrets.randbelow(2**31 - 2**20) + 2**20,
+            name=f"w1 {layer}",
+            author=user,
+            status="running",
+        )
         run = PlanRun.objects.create(plan=plan)
         _, token = share_link_create(plan=plan, actor=user)
         lat, count, elapsed, connected = ferry_case(
