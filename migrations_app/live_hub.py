@@ -30,7 +30,10 @@ HEARTBEAT_SECONDS = 15
 REAUTHORIZE_SECONDS = 3
 # Group memberships expire on the layer (a day by default); refresh them well before.
 REJOIN_SECONDS = 600
-CLOSE_LAYER_LOST = 1011
+# Closes a stream whose group lost the layer; the client reconnects on any code but its
+# two final ones (4403, 4410). Not 1011: Daphne's websocket library only sends 1000 and
+# 3000-4999 and raises on anything else, which would leave the stream open but deaf.
+CLOSE_LAYER_LOST = 4503
 # Layer messages a stream may be handed; anything else on a group is ignored, so a
 # message cannot reach arbitrary consumer methods.
 HANDLED = {"live.event": "live_event", "live.close": "live_close"}
@@ -183,10 +186,13 @@ class LiveHub:
         if self.groups.get(group.name) is group:
             del self.groups[group.name]
         for stream in list(group.streams.values()):
+            # Forgotten first: a stream that cannot be closed must not linger deaf, fed
+            # heartbeats that keep its page's stall watchdog quiet.
+            await self.unsubscribe(stream.consumer)
             try:
                 await stream.consumer.close(code=CLOSE_LAYER_LOST)
             except Exception:
-                logger.debug("closing a stream failed", exc_info=True)
+                logger.warning("could not close a live stream", exc_info=True)
 
     # -- reauthorization and heartbeat --------------------------------------------------
 

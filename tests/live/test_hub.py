@@ -138,3 +138,28 @@ async def test_it_fans_one_event_out_to_many_status_streams_and_closes_them_all_
     for comm in comms:
         assert (await comm.receive_json_from(timeout=5))["type"] == "closed"
         assert (await comm.receive_output(timeout=5))["type"] == "websocket.close"
+
+
+class BrokenLayer(InMemoryChannelLayer):
+    """A layer whose receive fails, as channels_redis does when Redis goes away."""
+
+    async def receive(self, channel):
+        await asyncio.sleep(0.01)
+        raise ConnectionError("Connection closed by server.")
+
+
+async def test_it_closes_streams_with_a_reconnectable_code_when_the_layer_is_lost():
+    hub = LiveHub(BrokenLayer())
+    stream = FakeStream()
+    closes = []
+
+    async def close(code=None):
+        closes.append(code)
+
+    stream.close = close
+    await hub.subscribe(stream, ["plan.1"])
+    await hub.release(stream)
+    await asyncio.sleep(0.1)
+    # Daphne can only send 1000 or 3000-4999; the page reconnects on all but 4403/4410.
+    assert len(closes) == 1 and 3000 <= closes[0] <= 4999 and closes[0] not in (4403, 4410)
+    assert stream not in hub.streams and "plan.1" not in hub.groups
