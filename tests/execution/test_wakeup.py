@@ -54,3 +54,47 @@ def test_it_returns_from_a_wait_when_another_process_touches_the_wake_file(tmp_p
     started = time.monotonic()
     assert waiter.wait(10) is True
     assert time.monotonic() - started < 1.0
+
+
+def _postgres_only():
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("NOTIFY/LISTEN is the PostgreSQL mechanism (DATABASE_URL=postgres://...)")
+
+
+def _raw_postgres():
+    """A psycopg connection of its own, as another process would have."""
+    import psycopg
+
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    return psycopg.connect(**params, autocommit=True)
+
+
+def test_it_returns_from_a_wait_when_another_process_notifies_on_postgresql():
+    _postgres_only()
+    waiter = wakeup.Waiter()
+    other = _raw_postgres()
+    try:
+        wakeup._event.clear()
+        assert waiter.wait(0.2) is False  # LISTENing, nothing sent: the full timeout
+        # The in-process event is not what wakes it: only the NOTIFY from elsewhere does.
+        threading.Timer(0.3, lambda: other.execute(f"NOTIFY {wakeup.CHANNEL}")).start()
+        started = time.monotonic()
+        assert waiter.wait(10) is True
+        assert time.monotonic() - started < 2.0
+    finally:
+        waiter.close()
+        other.close()
+
+
+def test_an_enqueue_sends_the_notify_that_wakes_workers_of_other_processes():
+    _postgres_only()
+    listener = _raw_postgres()
+    try:
+        listener.execute(f"LISTEN {wakeup.CHANNEL}")
+        tick_task.enqueue()  # autocommit here: the NOTIFY is delivered at once
+        got = [n.channel for n in listener.notifies(timeout=5, stop_after=1)]
+        assert got == [wakeup.CHANNEL]
+    finally:
+        listener.close()

@@ -15,19 +15,21 @@ from django.test import override_settings
 def test_worker_restarts_its_loop_after_a_lost_database_connection():
     calls = []
 
-    def fake_call_command(name, *args, **kwargs):
-        calls.append(name)
+    def fake_run(worker):
+        calls.append(worker.worker_id)
         if len(calls) == 1:
             raise OperationalError("terminating connection due to administrator command")
         return None  # second loop: a normal stop
 
     with (
-        mock.patch("dashboard.management.commands.ferry_worker.call_command", fake_call_command),
+        mock.patch("migrations_app.execution.wakeup.PromptWorker.run", fake_run),
+        mock.patch("migrations_app.execution.wakeup.PromptWorker.configure_signals"),
+        mock.patch("dashboard.management.commands.ferry_worker.connections"),
         mock.patch("dashboard.management.commands.ferry_worker.RESTART_DELAY_SECONDS", 0),
         mock.patch("migrations_app.execution.tasks.on_worker_start") as started,
     ):
         call_command("ferry_worker")
-    assert calls == ["db_worker", "db_worker"]
+    assert len(calls) == 2  # the loop ran again on a new worker after the lost connection
     assert started.call_count == 2  # at start, and again (reconcile) after the restart
 
 
@@ -36,9 +38,9 @@ def test_worker_restarts_its_loop_after_a_lost_database_connection():
 def test_worker_does_not_swallow_other_errors():
     with (
         mock.patch(
-            "dashboard.management.commands.ferry_worker.call_command",
-            side_effect=ValueError("bug"),
+            "migrations_app.execution.wakeup.PromptWorker.run", side_effect=ValueError("bug")
         ),
+        mock.patch("migrations_app.execution.wakeup.PromptWorker.configure_signals"),
         mock.patch("migrations_app.execution.tasks.on_worker_start"),
         pytest.raises(ValueError),
     ):
