@@ -85,12 +85,21 @@ def heartbeat(attempt_id: int, worker: str) -> tuple[bool, bool]:
     return True, cancel
 
 
-def mark_migrate_called(attempt_id: int, worker: str) -> bool:
-    """Record the one transfer call of this attempt; False means: do not call it."""
-    touched = ItemAttempt.objects.filter(
+def mark_migrate_called(attempt_id: int, worker: str, unless_cancelled: bool = False) -> bool:
+    """Record the one transfer call of this attempt; False means: do not call it.
+
+    With `unless_cancelled` the same UPDATE also refuses an attempt whose cancel was
+    requested and renews the lease (the heartbeat and the gate in one statement).
+    """
+    now = timezone.now()
+    rows = ItemAttempt.objects.filter(
         pk=attempt_id, claimed_by=worker, status=A.RUNNING, migrate_called_at__isnull=True
-    ).update(migrate_called_at=timezone.now())
-    return touched == 1
+    )
+    values: dict = {"migrate_called_at": now}
+    if unless_cancelled:
+        rows = rows.filter(cancel_requested=False)
+        values.update(lease_expires_at=now + timedelta(seconds=lease_seconds()), heartbeat_at=now)
+    return rows.update(**values) == 1
 
 
 def expired(now=None):

@@ -9,9 +9,11 @@ nothing is left paused (`session.make_safe`).
 """
 
 import logging
+import threading
 import time
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from migrations_app.execution import claims, config, errors, services
 from migrations_app.execution.drivers import open_session
@@ -35,11 +37,13 @@ def _setting(name: str, default: float) -> float:
 def execute(attempt_id: int) -> str:
     """Claim a queued attempt and carry it out; returns what happened (for task results)."""
     worker = claims.worker_name()
-    if not claims.claim(attempt_id, worker):
-        # Delivered twice, cancelled before start, or already taken: never act twice.
-        return "not claimed"
-    attempt = _load(attempt_id)
-    services.attempt_started(attempt=attempt, worker=worker)
+    # The claim, the start (audit, events) and entering preflight commit together.
+    with transaction.atomic():
+        if not claims.claim(attempt_id, worker):
+            # Delivered twice, cancelled before start, or already taken: never act twice.
+            return "not claimed"
+        attempt = _load(attempt_id)
+        services.attempt_started(attempt=attempt, worker=worker, phase=P.PREFLIGHT)
     return _drive(attempt, worker, reattach=False)
 
 
@@ -75,30 +79,36 @@ def _drive(attempt: ItemAttempt, worker: str, reattach: bool) -> str:
     try:
         session = open_session(attempt)
         if not reattach:
-            _phase(attempt, worker, P.PREFLIGHT)
-            findings = session.preflight()
-            if attempt.driver == ItemAttempt.Driver.LIBVIRT and not _blocked(findings):
-                findings = _with_plan_checks(attempt, session, findings)
-            services.attempt_evidence(
-                attempt=attempt, worker=worker, key="preflight", value=findings
-            )
+            findings = _preflight(attempt, session)
             blockers = [f for f in findings if f.get("severity") == "blocker"]
             if blockers:
+                services.attempt_evidence(
+                    attempt=attempt, worker=worker, key="preflight", value=findings
+                )
                 raise errors.ExecutionError(
                     blockers[0].get("error_class", errors.PREFLIGHT_BLOCKED),
                     "Preflight: " + "; ".join(f["message"] for f in blockers),
                     str(blockers[0].get("evidence", {}).get("libvirt", "")),
                 )
-            _phase(attempt, worker, P.PREPARE)
-            prepared = session.prepare()
-            services.attempt_evidence(attempt=attempt, worker=worker, key="prepare", value=prepared)
-            if _beat(attempt, worker):
+            prepare_started = timezone.now().isoformat()
+            try:
+                prepared = session.prepare()
+            except Exception:
+                _phase(attempt, worker, P.PREPARE)  # the failure belongs to prepare
+                raise
+            # Evidence, phases, the lease and the one-call gate: one commit, then the call.
+            gate = services.attempt_transfer_begin(
+                attempt=attempt,
+                worker=worker,
+                evidence={"preflight": findings, "prepare": prepared},
+                prepare_started=prepare_started,
+            )
+            if gate == "cancelled":
                 raise errors.ExecutionError(
                     errors.ABORTED_BY_OPERATOR, "Cancelled before the transfer started."
                 )
-            if not claims.mark_migrate_called(attempt.pk, worker):
+            if gate != "go":
                 raise LeaseLost()
-            _phase(attempt, worker, P.TRANSFER)
             session.start()
         else:
             session.prepare()
@@ -157,21 +167,49 @@ def _blocked(findings) -> bool:
     return any(f.get("severity") == "blocker" for f in findings)
 
 
-def _with_plan_checks(attempt, session, findings: list[dict]) -> list[dict]:
-    """Re-run the plan's checks on live data (the plans code's preflight entry point).
+def _preflight(attempt, session) -> list[dict]:
+    """The session's live checks, then the plan's checks on re-read inventory.
 
-    What the checks read is re-read first, on the session's open connections: the VM's
-    own domain and the destination's capacity (a whole sync of both hosts, every domain and
-    volume, cost more than the checks; each refresh falls back to one where a partial read
-    could be wrong). libvirt's own CPU comparison on the destination replaces the
-    session's when the plans code provides it. Without that module (older trees) the
-    session's minimal live checks stand alone.
+    The live checks only talk to libvirt; they run in a thread while this thread re-reads
+    the inventory the plan's checks need (libvirt calls wait on the network, not on
+    Python), so a move pays for the longer of the two instead of their sum.
+    """
+    if attempt.driver != ItemAttempt.Driver.LIBVIRT:
+        return session.preflight()
+    out: dict = {}
+
+    def live() -> None:
+        try:
+            out["findings"] = session.preflight()
+        except BaseException as exc:  # re-raised in the runner's thread below
+            out["error"] = exc
+
+    thread = threading.Thread(target=live, name=f"preflight-{attempt.pk}", daemon=True)
+    thread.start()
+    try:
+        refreshed = _refresh_inventory(attempt, session)
+    finally:
+        thread.join()
+    if "error" in out:
+        raise out["error"]
+    findings = out["findings"]
+    if _blocked(findings) or refreshed is None:
+        return findings
+    return _with_plan_checks(attempt, session, findings, refreshed)
+
+
+def _refresh_inventory(attempt, session) -> dict | None:
+    """Re-read what the plan's checks read, on the session's open connections.
+
+    The VM's own domain and the destination's capacity (a whole sync of both hosts, every
+    domain and volume, costs more than the checks); each refresh falls back to a whole
+    sync where a partial read could be wrong. None when the plans code has no preflight
+    entry point (older trees: the session's live checks stand alone).
     """
     try:
-        from migrations_app.checks.cpu import cpu_compare_live, vm_cpu_xml
-        from migrations_app.checks.preflight import item_preflight_findings
+        import migrations_app.checks.preflight  # noqa: F401
     except ImportError:
-        return findings
+        return None
     from inventory.services import host_capacity_refresh, host_sync, vm_refresh
 
     actor = services.worker_actor(attempt.driver)
@@ -187,6 +225,18 @@ def _with_plan_checks(attempt, session, findings: list[dict]) -> list[dict]:
             host_sync(host=host, actor=actor)
         refreshed = {"hosts": "synced"}
     attempt.item.vm.refresh_from_db()
+    return refreshed
+
+
+def _with_plan_checks(attempt, session, findings: list[dict], refreshed: dict) -> list[dict]:
+    """Re-run the plan's checks on live data (the plans code's preflight entry point).
+
+    The inventory was re-read just before (`_refresh_inventory`); libvirt's own CPU
+    comparison on the destination replaces the session's when the plans code provides it.
+    """
+    from migrations_app.checks.cpu import cpu_compare_live, vm_cpu_xml
+    from migrations_app.checks.preflight import item_preflight_findings
+
     # Without a connection the plans code runs its offline CPU check; it is replaced below
     # by libvirt's comparison for the guest's own virt type and arch (a TCG guest compared
     # as if it were KVM would be refused for host features it never uses).

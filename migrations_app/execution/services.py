@@ -289,8 +289,14 @@ def _owned(attempt_id: int, worker: str):
     return ItemAttempt.objects.filter(pk=attempt_id, claimed_by=worker, status=A.RUNNING)
 
 
-def attempt_started(*, attempt: ItemAttempt, worker: str, reattached: bool = False) -> None:
-    """The item is running (audited once per attempt; a re-attach is an event only)."""
+def attempt_started(
+    *, attempt: ItemAttempt, worker: str, reattached: bool = False, phase: str | None = None
+) -> None:
+    """The item is running (audited once per attempt; a re-attach is an event only).
+
+    With `phase` the attempt also enters that phase in the same transaction (the runner
+    starts a fresh attempt straight into preflight: one commit instead of two).
+    """
     with transaction.atomic():
         PlanItem.objects.filter(pk=attempt.item_id).update(status=I.RUNNING, status_reason="")
         payload = {
@@ -313,6 +319,54 @@ def attempt_started(*, attempt: ItemAttempt, worker: str, reattached: bool = Fal
             item=attempt.item,
             payload=payload,
         )
+        if phase is not None and not attempt_phase(attempt=attempt, worker=worker, phase=phase):
+            raise ExecutionStateError("The attempt is no longer owned by this worker.")
+
+
+def attempt_transfer_begin(
+    *, attempt: ItemAttempt, worker: str, evidence: dict, prepare_started: str
+) -> str:
+    """Everything between the checks and the migrate call, in one transaction.
+
+    The one-transfer-per-attempt gate (`claims.mark_migrate_called`, which also refuses a
+    cancelled attempt and renews the lease), the preflight and prepare evidence, and the
+    phases prepare (started at `prepare_started`, ISO time) and transfer with their events.
+    Returns "go", "cancelled" (a cancel was requested: do not call) or "lost" (another
+    worker owns the attempt, or the call was already made).
+    """
+    from migrations_app.execution import claims
+
+    P = ItemAttempt.Phase
+    with transaction.atomic():
+        if not claims.mark_migrate_called(attempt.pk, worker, unless_cancelled=True):
+            owned = _owned(attempt.pk, worker).filter(migrate_called_at__isnull=True)
+            row = owned.values("cancel_requested").first()
+            if row is not None and row["cancel_requested"]:
+                for key, value in evidence.items():
+                    attempt_evidence(attempt=attempt, worker=worker, key=key, value=value)
+                return "cancelled"
+            return "lost"
+        row = _owned(attempt.pk, worker).select_for_update().get()
+        now = timezone.now().isoformat()
+        times = dict(row.phase_times or {})
+        if row.phase in times and "end" not in times[row.phase]:
+            times[row.phase]["end"] = prepare_started
+        times[P.PREPARE] = {"start": prepare_started, "end": now}
+        times[P.TRANSFER] = {"start": now}
+        row.phase = P.TRANSFER
+        row.phase_times = times
+        row.evidence = {**(row.evidence or {}), **evidence}
+        row.save(update_fields=["phase", "phase_times", "evidence"])
+        attempt.phase, attempt.phase_times, attempt.evidence = P.TRANSFER, times, row.evidence
+        attempt.migrate_called_at = row.migrate_called_at
+        for phase in (P.PREPARE, P.TRANSFER):
+            run_event(
+                run=attempt.run,
+                kind="item.phase",
+                item=attempt.item,
+                payload={"attempt": attempt.pk, "phase": phase, "driver": attempt.driver},
+            )
+    return "go"
 
 
 def attempt_phase(*, attempt: ItemAttempt, worker: str, phase: str) -> bool:

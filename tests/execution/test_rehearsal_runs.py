@@ -314,3 +314,46 @@ def test_it_starts_as_many_moves_per_host_as_the_link_fits_when_limits_are_unset
     )
     run2 = start(plan2)
     assert len(schedule_run(run2.pk)["started"]) == 1
+
+
+def test_it_records_every_phase_event_in_order_with_fewer_commits(approved_plan, start):
+    a, b = host(), host()
+    plan = approved_plan([(a, b)])
+    run = drain(start(plan))
+    phases = [
+        e.payload["phase"]
+        for e in RunEvent.objects.filter(run=run, kind="item.phase").order_by("seq")
+    ]
+    assert phases[:3] == ["preflight", "prepare", "transfer"]
+    kinds = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("kind", flat=True))
+    assert kinds.index("item.started") < kinds.index("item.phase")
+    attempt = ItemAttempt.objects.get(run=run)
+    assert {"preflight", "prepare"} <= set(attempt.evidence)
+    times = attempt.phase_times
+    # each phase ends where the next one starts
+    assert times["preflight"]["end"] == times["prepare"]["start"]
+    assert times["prepare"]["end"] == times["transfer"]["start"]
+    assert AuditEvent.objects.filter(action="attempt.started").count() == 1
+
+
+def test_a_cancel_that_lands_before_the_transfer_gate_never_makes_the_call(
+    approved_plan, start, people, monkeypatch
+):
+    a, b = host(), host()
+    plan = approved_plan([(a, b)])
+    run = start(plan)
+    schedule_run(run.pk)
+    attempt = ItemAttempt.objects.get(run=run)
+    called = []
+    real_prepare = RehearsalSession.prepare
+
+    def prepare_then_cancel(self):
+        services.item_cancel(item=attempt.item, actor=people["operator"], reason="late")
+        return real_prepare(self)
+
+    monkeypatch.setattr(RehearsalSession, "prepare", prepare_then_cancel)
+    monkeypatch.setattr(RehearsalSession, "start", lambda self: called.append(1))
+    assert runner.execute(attempt.pk) == "cancelled"
+    attempt.refresh_from_db()
+    assert called == [] and attempt.migrate_called_at is None
+    assert attempt.status == "cancelled" and "preflight" in attempt.evidence

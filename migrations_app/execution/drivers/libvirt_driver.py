@@ -60,6 +60,110 @@ def ensure_event_loop() -> None:
         _event_loop_started = True
 
 
+class ConnectionCache:
+    """Idle libvirt connections of this process, per URI, reused by the next session.
+
+    A worker opens two connections per attempt; on real hosts each is a TLS handshake and
+    an authentication, a good part of the time before the migrate call. A connection goes
+    back here when its session closes and is handed out again only if libvirt still sees
+    it alive and it answers one cheap call (a restarted daemon or a dead peer, which the
+    keepalive detects, is closed and replaced by a fresh open). Connections idle longer
+    than IDLE_SECONDS are closed; at most MAX_IDLE are kept per URI. The test driver is
+    never cached (each open of a test URI may be meant to be fresh).
+    """
+
+    IDLE_SECONDS = 120.0
+    MAX_IDLE = 2
+
+    def __init__(self):
+        self._idle: dict[str, list[tuple]] = {}
+        self._lock = threading.Lock()
+
+    def _pop(self, uri: str):
+        now = time.monotonic()
+        stale = []
+        found = None
+        with self._lock:
+            entries = self._idle.get(uri, [])
+            while entries:
+                conn, since = entries.pop()
+                if now - since > self.IDLE_SECONDS:
+                    stale.append(conn)
+                    continue
+                found = conn
+                break
+        for conn in stale:
+            _close_quietly(conn)
+        return found
+
+    def take(self, uri: str, timeout: float):
+        """A live connection to `uri`: an idle one of this process, else a new one."""
+        while True:
+            conn = self._pop(uri)
+            if conn is None:
+                return open_connection(uri, timeout)
+            try:
+                if conn.isAlive() == 1:
+                    conn.getLibVersion()
+                    return conn
+            except libvirt.libvirtError:
+                pass
+            _close_quietly(conn)
+
+    def take_many(self, uris: list[str], timeout: float) -> list:
+        """`take` for several URIs at once (in threads); a failure is returned, not raised."""
+        out: list = [None] * len(uris)
+
+        def one(index: int, uri: str) -> None:
+            try:
+                out[index] = self.take(uri, timeout)
+            except HostUnreachable as exc:
+                out[index] = exc
+
+        threads = [
+            threading.Thread(target=one, args=(i, u), name=f"libvirt-take {u}", daemon=True)
+            for i, u in enumerate(uris[1:], start=1)
+        ]
+        for thread in threads:
+            thread.start()
+        one(0, uris[0])
+        for thread in threads:
+            thread.join()
+        return out
+
+    def give_back(self, uri: str, conn) -> None:
+        """Keep `conn` for the next session (or close it when it is not worth keeping)."""
+        if conn is None:
+            return
+        if uri.startswith("test:"):
+            _close_quietly(conn)
+            return
+        with self._lock:
+            entries = self._idle.setdefault(uri, [])
+            if len(entries) < self.MAX_IDLE:
+                entries.append((conn, time.monotonic()))
+                return
+        _close_quietly(conn)
+
+    def clear(self) -> None:
+        """Close every idle connection (tests; a worker that stops)."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for entries in idle.values():
+            for conn, _since in entries:
+                _close_quietly(conn)
+
+
+def _close_quietly(conn) -> None:
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass
+
+
+CONNECTIONS = ConnectionCache()
+
+
 def _timeout() -> float:
     return float(getattr(settings, "LIBVIRT_CONNECT_TIMEOUT", 10))
 
@@ -121,20 +225,30 @@ class LibvirtSession(Session):
     # ------------------------------------------------------------------ connections
 
     def _connect(self) -> None:
-        try:
-            self.src = open_connection(self.ctx.source_uri, _timeout())
-        except HostUnreachable as exc:
+        # Both hosts at once, each from this process's idle connections when it has one:
+        # opening (a TLS handshake on real hosts) is the larger part of a session's start.
+        uris = [self.ctx.source_uri]
+        if self.ctx.mode != "storage_only":
+            uris.append(self.ctx.destination_uri)
+        opened = CONNECTIONS.take_many(uris, _timeout())
+        src = opened[0]
+        if isinstance(src, HostUnreachable):
+            for other in opened[1:]:
+                if not isinstance(other, Exception):
+                    CONNECTIONS.give_back(self.ctx.destination_uri, other)
             raise errors.ExecutionError(
-                errors.CONNECTION_LOST, f"Source host {self.ctx.source_host}: {exc}", str(exc)
-            ) from None
+                errors.CONNECTION_LOST, f"Source host {self.ctx.source_host}: {src}", str(src)
+            )
+        self.src = src
         if self.ctx.mode == "storage_only":
             self.dst = self.src
             return
-        try:
-            self.dst = open_connection(self.ctx.destination_uri, _timeout())
-        except HostUnreachable as exc:
+        dst = opened[1]
+        if isinstance(dst, HostUnreachable):
             self.dst = None
-            self._dst_error = str(exc)
+            self._dst_error = str(dst)
+        else:
+            self.dst = dst
 
     def _require_dst(self):
         if self.dst is None:
@@ -685,13 +799,11 @@ class LibvirtSession(Session):
             self._thread.join(timeout=2)
             if self._thread.is_alive():
                 return
-        seen = set()
-        for conn in (self.src, self.dst):
-            if conn is not None and id(conn) not in seen:
-                seen.add(id(conn))
-                try:
-                    conn.close()
-                except libvirt.libvirtError:
-                    pass
+        # The connections go back to this process's idle set for the next session (the
+        # migrate thread has returned and no callback of ours is left on them).
+        CONNECTIONS.give_back(self.ctx.source_uri, self.src)
+        if self.dst is not None and self.dst is not self.src:
+            CONNECTIONS.give_back(self.ctx.destination_uri, self.dst)
+        self.src = self.dst = None
         # Leave time for libvirt to finish closing before the next open (event loop).
         time.sleep(0)
