@@ -43,6 +43,18 @@ class Host(models.Model):
     machine_types = models.JSONField(default=list, blank=True)
     domain_types = models.JSONField(default=list, blank=True)
     migration_address = models.CharField(max_length=255, blank=True)
+    # Learnt from the migrations this host has sent (see migrations_app estimate): what a
+    # guest's QEMU process holds beyond the guest memory a migration really sends.
+    qemu_rss_overhead_mib = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="median over this host's recent completed migrations of the guest's QEMU "
+        "rss before the move less its footprint (non-zero pages sent): QEMU's own memory "
+        "per guest here, taken off a guest's rss to estimate its first move",
+    )
+    qemu_rss_overhead_samples = models.PositiveIntegerField(
+        default=0, help_text="how many migrations the QEMU overhead median was taken over"
+    )
     last_sync_at = models.DateTimeField(null=True, blank=True)
     last_sync_error = models.TextField(blank=True)
     last_sync_task_id = models.CharField(max_length=64, blank=True)

@@ -191,16 +191,31 @@ class ItemEstimate:
     destination: str = ""
 
 
-def touched_of(vm) -> tuple[float, str]:
-    """The guest memory a migration really sends, and where that figure comes from."""
+def touched_of(vm, host=None) -> tuple[float, str]:
+    """The guest memory a migration really sends, and where that figure comes from.
+
+    In order: the footprint its last migration measured; its QEMU rss less the QEMU
+    overhead measured at its own last migration; its rss less the overhead its current
+    host has measured over the migrations it sent (a first move: rss alone counts QEMU's
+    own memory, 2-3x the guest's footprint on small TCG guests); rss as an upper bound;
+    all configured memory.
+    """
     memory = float(vm.memory_mib)
     if vm.memory_footprint_mib:
         return min(memory, float(vm.memory_footprint_mib)), "measured (last migration)"
     if vm.memory_rss_mib:
-        overhead = vm.memory_rss_overhead_mib or 0
+        own = vm.memory_rss_overhead_mib or 0
+        learnt = getattr(host, "qemu_rss_overhead_mib", None) or 0
+        overhead = own or learnt
         touched = min(memory, max(float(vm.memory_rss_mib - overhead), 1.0))
-        if overhead:
+        if own:
             return touched, "measured (rss less QEMU overhead seen at last migration)"
+        if learnt:
+            samples = getattr(host, "qemu_rss_overhead_samples", 0)
+            return touched, (
+                f"measured (rss less this host's measured QEMU overhead, {learnt} MiB: "
+                f"median of {samples} migration{'s' if samples != 1 else ''})"
+            )
         return touched, "measured (rss at sync, upper bound)"
     return memory, "assumed (all configured memory)"
 
@@ -225,7 +240,8 @@ def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
     dest = snapshot.hosts.get(item.destination_id)
     copy_bytes = sum(d.copy_bytes for d, _target in copied_disks(snapshot, item, dest))
     copy_s = copy_bytes / MIB / bandwidth
-    touched, touched_source = touched_of(vm)
+    source = snapshot.hosts.get(item.source_id)
+    touched, touched_source = touched_of(vm, source)
     setup, setup_source = setup_of(vm, policy)
     if item.storage_only:
         model = PreCopy(0, 0.0, 0.0, True, "pre-copy", "storage only: memory does not move")
@@ -235,7 +251,6 @@ def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
     # memory_transfer_s is the migrate call's whole time: the fixed setup plus the passes.
     transfer = setup + model.transfer_s
     duration = copy_s + transfer + policy.verify_seconds
-    source = snapshot.hosts.get(item.source_id)
     return ItemEstimate(
         item_id=item.id,
         vm=vm.name,

@@ -39,6 +39,9 @@ class HostInfo:
     vcpus_allocated: int = 0
     # anti-affinity group -> {vm id: name} of the VMs of that group living here now
     anti_members: dict = field(default_factory=dict)
+    # QEMU's own resident memory per guest, learnt from the migrations this host sent.
+    qemu_rss_overhead_mib: int | None = None
+    qemu_rss_overhead_samples: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -203,6 +206,8 @@ def load_hosts() -> dict:
             machine_types=frozenset(h.machine_types or ()),
             domain_types=frozenset(h.domain_types or ()),
             migration_address=h.migration_address,
+            qemu_rss_overhead_mib=h.qemu_rss_overhead_mib,
+            qemu_rss_overhead_samples=h.qemu_rss_overhead_samples,
         )
     for pool_id, host_id in StoragePool.hosts.through.objects.values_list(
         "storagepool_id", "host_id"

@@ -8,6 +8,7 @@ the reconciler recorded.
 """
 
 import logging
+import statistics
 
 from django.db import transaction
 from django.db.models import Q
@@ -25,6 +26,8 @@ I = PlanItem.Status  # noqa: E741 - mirrors A for attempts
 R = PlanRun.Status
 ACTIVE = (A.QUEUED, A.RUNNING)
 MIB = 1024 * 1024
+# A host's QEMU overhead is the median over at most this many of its latest migrations.
+OVERHEAD_SAMPLES = 25
 
 
 class ExecutionStateError(ValueError):
@@ -573,7 +576,7 @@ def _record_inventory(row, item, actor, disk_pools, vm_record_move) -> None:
         reason=f"plan {item.plan_id} item {item.pk} attempt {row.number}",
     )
     if item.mode != PlanItem.Mode.STORAGE_ONLY:
-        _record_measured_inputs(item, row.final_stats or {})
+        _record_measured_inputs(row, item, row.final_stats or {})
 
 
 def move_measurements(stats: dict, *, bandwidth_mib_s: float | None, rss_mib: int | None) -> dict:
@@ -602,15 +605,44 @@ def move_measurements(stats: dict, *, bandwidth_mib_s: float | None, rss_mib: in
     return out
 
 
-def _record_measured_inputs(item, stats: dict) -> None:
-    from inventory.models import VirtualMachine
+def _record_measured_inputs(row, item, stats: dict) -> None:
+    """Store what the migration measured on the VM, the attempt and its source host.
+
+    The VM keeps its footprint, setup cost and QEMU overhead for its next estimate; the
+    attempt keeps them as evidence; the source host's QEMU overhead becomes the median
+    over its recent migrations, for guests that have never moved (see estimate.touched_of).
+    """
+    from inventory.models import Host, VirtualMachine
 
     vm = VirtualMachine.objects.filter(pk=item.vm_id).values("memory_rss_mib").first() or {}
     values = move_measurements(
         stats, bandwidth_mib_s=item.get_policy().bandwidth_mib_s, rss_mib=vm.get("memory_rss_mib")
     )
-    if values:
-        VirtualMachine.objects.filter(pk=item.vm_id).update(**values)
+    if not values:
+        return
+    VirtualMachine.objects.filter(pk=item.vm_id).update(**values)
+    ItemAttempt.objects.filter(pk=row.pk).update(
+        evidence={
+            **(row.evidence or {}),
+            "measured": {"rss_mib": vm.get("memory_rss_mib"), **values},
+        }
+    )
+    if "memory_rss_overhead_mib" not in values:
+        return
+    overheads = [
+        (evidence or {}).get("measured", {}).get("memory_rss_overhead_mib")
+        for evidence in ItemAttempt.objects.filter(
+            source_host_id=row.source_host_id, status=A.COMPLETED
+        )
+        .order_by("-finished_at", "-id")
+        .values_list("evidence", flat=True)[:OVERHEAD_SAMPLES]
+    ]
+    overheads = [o for o in overheads if isinstance(o, int | float)]
+    if overheads:
+        Host.objects.filter(pk=row.source_host_id).update(
+            qemu_rss_overhead_mib=round(statistics.median(overheads)),
+            qemu_rss_overhead_samples=len(overheads),
+        )
 
 
 def attempt_requeue(*, attempt: ItemAttempt, reason: str) -> bool:

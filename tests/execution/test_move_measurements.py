@@ -28,3 +28,46 @@ def test_it_measures_no_setup_when_the_move_was_not_capped():
         rss_mib=None,
     )
     assert got == {"memory_footprint_mib": 8}
+
+
+def test_a_host_learns_the_median_qemu_overhead_of_the_migrations_it_sent(approved_plan):
+    from django.utils import timezone
+
+    from inventory.models import VirtualMachine
+    from migrations_app.execution import services
+    from migrations_app.models import ItemAttempt, PlanRun
+    from tests.execution.conftest import host
+
+    src, dst = host("src"), host("dst")
+    plan = approved_plan([(src, dst)] * 3, memory_mib=512)
+    run = PlanRun.objects.create(plan=plan, started_by_name="oli")
+    for item, (rss, footprint) in zip(
+        plan.items.order_by("position"), [(250, 100), (230, 120), (400, 200)], strict=True
+    ):
+        VirtualMachine.objects.filter(pk=item.vm_id).update(memory_rss_mib=rss)
+        attempt = ItemAttempt.objects.create(
+            run=run,
+            item=item,
+            number=1,
+            driver="libvirt",
+            source_host=src,
+            destination_host=dst,
+            status="completed",
+            finished_at=timezone.now(),
+        )
+        stats = {
+            "memory_total": 512 * MIB,
+            "memory_constant": (512 - footprint) * 256,
+            "memory_page_size": 4096,
+            "time_elapsed": 3000,
+            "data_processed": footprint * MIB,
+        }
+        services._record_measured_inputs(attempt, item, stats)
+        attempt.refresh_from_db()
+        assert attempt.evidence["measured"]["memory_rss_overhead_mib"] == rss - footprint
+        assert VirtualMachine.objects.get(pk=item.vm_id).memory_footprint_mib == footprint
+    src.refresh_from_db()
+    dst.refresh_from_db()
+    # overheads 150, 110, 200: the median, over the three migrations src sent
+    assert (src.qemu_rss_overhead_mib, src.qemu_rss_overhead_samples) == (150, 3)
+    assert dst.qemu_rss_overhead_mib is None

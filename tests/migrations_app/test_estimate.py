@@ -161,3 +161,21 @@ def test_it_bounds_dirtying_by_the_touched_memory():
     # resend more than it has touched, so the downtime is bounded.
     bounded = precopy(4096, 500, 110, Policy(on_no_convergence="abort"), touched_mib=30)
     assert bounded.converges and bounded.downtime_ms <= 300
+
+
+def test_a_first_move_takes_this_hosts_measured_qemu_overhead_off_the_rss():
+    source = make_host(1, qemu_rss_overhead_mib=150, qemu_rss_overhead_samples=4)
+    dest = make_host(2)
+    first = make_item(make_vm(1, "new", memory_rss_mib=250), iid=1)
+    own = make_item(make_vm(2, "moved", memory_rss_mib=250, memory_rss_overhead_mib=120), iid=2)
+    snap = make_snapshot([source, dest], [first, own])
+    new, moved = (item_estimate(snap, i) for i in (first, own))
+    assert new.touched_mib == 100
+    assert "this host's measured QEMU overhead" in new.touched_source
+    assert "median of 4 migrations" in new.touched_source
+    # the VM's own measurement wins over the host's median
+    assert moved.touched_mib == 130 and "last migration" in moved.touched_source
+    # a host that has measured nothing leaves rss as the upper bound
+    bare = make_snapshot([make_host(1), dest], [first])
+    assert item_estimate(bare, first).touched_mib == 250
+
