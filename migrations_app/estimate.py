@@ -10,6 +10,7 @@ switch to post-copy, or give up. Every estimate carries the inputs it used, labe
 """
 
 import heapq
+import math
 from dataclasses import dataclass, field, fields
 
 from migrations_app.checks.snapshot import ItemInfo, Snapshot
@@ -17,11 +18,21 @@ from migrations_app.checks.storage_paths import copied_disks
 from migrations_app.policy import Policy
 
 MAX_ITERATIONS = 30
-# QEMU's defaults for auto-converge: start throttling the guest at 20 %, add 10 % per
-# pass that still does not converge, never beyond 99 %.
+# QEMU's auto-converge, as QEMU 10 paces it (migration/ram.c migration_trigger_throttle,
+# system/cpu-throttle.c) with its default parameters: the dirty bitmap is synced at the end
+# of every pass (and, once throttling, at least every 5 s within a long pass); at a sync
+# more than 1 s after the last counted one, the period is "high" when the guest dirtied
+# more than throttle-trigger-threshold (50 %) of the bytes sent in it; every second high
+# period starts throttling at cpu-throttle-initial (20 %) or adds cpu-throttle-increment
+# (10 %), up to max-cpu-throttle (99 %). A throttled vCPU runs (1 - throttle) of the time,
+# so the guest dirties that much slower.
 THROTTLE_INITIAL = 0.20
 THROTTLE_INCREMENT = 0.10
 THROTTLE_MAX = 0.99
+THROTTLE_TRIGGER = 0.50
+THROTTLE_PERIOD_S = 1.0
+THROTTLE_SYNC_S = 5.0
+MAX_THROTTLED_PASSES = 300
 MIB = 1024 * 1024
 # The fixed cost of a move before and around the memory transfer (libvirt's prepare on the
 # destination, starting the destination QEMU, the final handshake), when no earlier move of
@@ -51,6 +62,32 @@ def bandwidth_of(policy: Policy) -> tuple[float, str]:
     return assumed, "assumed path bandwidth"
 
 
+class _Throttle:
+    """QEMU's auto-converge trigger: counts high periods and steps the vCPU throttle."""
+
+    def __init__(self):
+        self.pct = 0.0
+        self.high = 0
+        self.since = 0.0  # time since the last counted sync
+        self.dirty = 0.0  # MiB dirtied in the period
+        self.sent = 0.0  # MiB sent in the period
+
+    def sync(self, seconds: float, dirty: float, sent: float) -> None:
+        """A dirty-bitmap sync after `seconds` more of the migration."""
+        self.since += seconds
+        self.dirty += dirty
+        self.sent += sent
+        if self.since <= THROTTLE_PERIOD_S:
+            return  # QEMU only looks at periods longer than a second
+        if self.dirty > THROTTLE_TRIGGER * self.sent:
+            self.high += 1
+            if self.high >= 2:
+                self.high = 0
+                step = THROTTLE_INCREMENT if self.pct else THROTTLE_INITIAL
+                self.pct = min(THROTTLE_MAX, self.pct + step)
+        self.since = self.dirty = self.sent = 0.0
+
+
 def precopy(
     memory_mib: float,
     dirty_mib_s: float,
@@ -63,26 +100,63 @@ def precopy(
     `touched_mib` is the guest memory that is not zero pages (QEMU sends a zero page as a
     header of a few bytes, so only touched memory costs bandwidth); it also bounds what the
     guest can dirty between passes (its working set lives in touched memory). Without it,
-    every configured MiB counts.
+    every configured MiB counts. With auto-converge QEMU may throttle the guest from the
+    second pass on, whenever its trigger fires (see `_Throttle`), not only once pre-copy
+    is stuck; the model follows that pass by pass.
     """
     limit_ms = float(policy.max_downtime_ms)
     if touched_mib is not None:
         memory_mib = max(0.0, min(float(memory_mib), float(touched_mib)))
-    remaining = float(memory_mib)
-    elapsed = 0.0
     if memory_mib <= 0:
         return PreCopy(0, 0.0, 0.0, True, "pre-copy", "no memory to move")
-    for iteration in range(1, MAX_ITERATIONS + 1):
+    action = policy.on_no_convergence
+    throttle = _Throttle() if action == "auto_converge" else None
+    remaining = float(memory_mib)
+    elapsed = 0.0
+    iteration = 0
+    previous = float("inf")
+    limit = MAX_THROTTLED_PASSES if throttle else MAX_ITERATIONS
+    while iteration < limit:
+        iteration += 1
+        pct = throttle.pct if throttle else 0.0
         pass_s = remaining / bandwidth_mib_s
         elapsed += pass_s
-        remaining = min(float(memory_mib), dirty_mib_s * pass_s)
+        dirtied = min(float(memory_mib), dirty_mib_s * (1 - pct) * pass_s)
+        if throttle is not None:
+            # From the second pass on, a long pass is cut by QEMU's 5-s periodic syncs.
+            pieces = max(1, math.ceil(pass_s / THROTTLE_SYNC_S)) if iteration > 1 else 1
+            for _ in range(pieces):
+                throttle.sync(pass_s / pieces, dirtied / pieces, remaining / pieces)
+        remaining = dirtied
         stop_ms = remaining / bandwidth_mib_s * 1000
         if stop_ms <= limit_ms:
+            if pct > 0:
+                return PreCopy(
+                    iteration,
+                    elapsed + stop_ms / 1000,
+                    stop_ms,
+                    True,
+                    "auto_converge",
+                    f"converges with QEMU throttling the guest's vCPUs up to {pct:.0%}",
+                    round(pct * 100),
+                )
             return PreCopy(iteration, elapsed + stop_ms / 1000, stop_ms, True, "pre-copy")
-        if dirty_mib_s >= bandwidth_mib_s:
+        shrinking = remaining < previous * 0.999
+        previous = remaining
+        if throttle is None and dirty_mib_s >= bandwidth_mib_s:
             break  # passes no longer shrink: more iterations change nothing
+        if throttle is not None and throttle.pct >= THROTTLE_MAX and not shrinking:
+            break
     stuck_ms = remaining / bandwidth_mib_s * 1000
-    action = policy.on_no_convergence
+    if action == "auto_converge":
+        pct = round(throttle.pct * 100) if throttle else 99
+        return _fails(
+            iteration,
+            elapsed,
+            stuck_ms,
+            f"does not converge even with the guest throttled to {pct}%",
+            pct,
+        )
     if action == "raise_downtime":
         for step in policy.downtime_steps_ms:
             if stuck_ms <= step:
@@ -94,46 +168,12 @@ def precopy(
                     "raise_downtime",
                     f"converges only after raising the allowed downtime to {step} ms",
                 )
-        return PreCopy(
+        return _fails(
             iteration,
             elapsed,
             stuck_ms,
-            False,
-            "",
             f"still {stuck_ms:.0f} ms of downtime needed after the largest downtime step",
         )
-    if action == "auto_converge":
-        throttle = THROTTLE_INITIAL
-        previous = remaining
-        while True:
-            iteration += 1
-            pass_s = remaining / bandwidth_mib_s
-            elapsed += pass_s
-            remaining = min(float(memory_mib), dirty_mib_s * (1 - throttle) * pass_s)
-            stop_ms = remaining / bandwidth_mib_s * 1000
-            if stop_ms <= limit_ms:
-                return PreCopy(
-                    iteration,
-                    elapsed + stop_ms / 1000,
-                    stop_ms,
-                    True,
-                    "auto_converge",
-                    f"converges by throttling the guest's vCPUs up to {throttle:.0%}",
-                    round(throttle * 100),
-                )
-            shrinking = remaining < previous
-            previous = remaining
-            if (throttle >= THROTTLE_MAX and not shrinking) or iteration > 10 * MAX_ITERATIONS:
-                return PreCopy(
-                    iteration,
-                    elapsed,
-                    stop_ms,
-                    False,
-                    "",
-                    "does not converge even with the guest throttled to 99%",
-                    99,
-                )
-            throttle = min(THROTTLE_MAX, throttle + THROTTLE_INCREMENT)
     if action == "postcopy":
         # After switching, the guest runs on the destination at once and pulls the
         # remaining pages on demand: downtime is about one small stop-and-copy, but the
@@ -146,14 +186,17 @@ def precopy(
             "postcopy",
             "converges by switching to post-copy (a network failure then loses the VM)",
         )
-    return PreCopy(
+    return _fails(
         iteration,
         elapsed,
         stuck_ms,
-        False,
-        "",
         f"pre-copy leaves {stuck_ms:.0f} ms of downtime; the policy aborts",
     )
+
+
+def _fails(iteration: int, elapsed: float, stuck_ms: float, note: str, pct: int = 0) -> PreCopy:
+    """The model's answer when the policy cannot make pre-copy converge."""
+    return PreCopy(iteration, elapsed, stuck_ms, False, "", note, pct)
 
 
 @dataclass(slots=True)
@@ -302,8 +345,9 @@ class PlanEstimate:
             "limits": self.limits,
             "window_start": self.window_start,
             "window_end": self.window_end,
-            "model": "fixed setup + geometric pre-copy of the touched (non-zero) memory, "
-            "dirtying bounded by it; storage copy at the migration bandwidth; "
+            "model": "fixed setup + pre-copy passes of the touched (non-zero) memory, "
+            "dirtying bounded by it, with QEMU's auto-converge throttle steps when the "
+            "policy allows them; storage copy at the migration bandwidth; "
             "list scheduling in plan order under the concurrency limits",
             "items": [{name: getattr(e, name) for name in ITEM_FIELDS} for e in self.items],
         }

@@ -179,3 +179,33 @@ def test_a_first_move_takes_this_hosts_measured_qemu_overhead_off_the_rss():
     bare = make_snapshot([make_host(1), dest], [first])
     assert item_estimate(bare, first).touched_mib == 250
 
+
+def test_auto_converge_throttles_as_qemu_paces_it():
+    policy = Policy(on_no_convergence="auto_converge")
+    # Dirtying 38 MiB/s of a 110 MiB footprint at a 32 MiB/s cap: QEMU needs two "high"
+    # periods (dirtied > 50 % of sent, each over 1 s) before the first 20 % step, then two
+    # more for each 10 %; passes are ~3.4 s, so it converges at 50 % after ~11 passes.
+    model = precopy(512, 38.1, 32, policy, touched_mib=110)
+    assert model.converges and model.converges_by == "auto_converge"
+    assert model.max_throttle_pct == 50 and 9 <= model.iterations <= 12
+    assert 20 < model.transfer_s < 32
+    # Dirtying under half of what is sent never trips the trigger: plain pre-copy.
+    calm = precopy(512, 10, 32, policy, touched_mib=110)
+    assert calm.converges_by == "pre-copy" and calm.max_throttle_pct == 0
+    # Without auto-converge the same stuck guest is not throttled at all.
+    stuck = precopy(512, 38.1, 32, Policy(on_no_convergence="abort"), touched_mib=110)
+    assert not stuck.converges
+
+
+def test_short_periods_do_not_count_towards_the_throttle():
+    # Every pass well under a second: QEMU's trigger waits for a period over 1 s, so the
+    # first step comes later than one step per two passes.
+    from migrations_app.estimate import _Throttle
+
+    throttle = _Throttle()
+    for _ in range(3):
+        throttle.sync(0.4, dirty=10, sent=10)
+    assert throttle.pct == 0  # one period of 1.2 s: one high period so far
+    for _ in range(3):
+        throttle.sync(0.4, dirty=10, sent=10)
+    assert throttle.pct == 0.2
