@@ -10,7 +10,7 @@ poll interval stays as the fallback (a lost wake-up only costs that interval):
 - other processes on PostgreSQL: `NOTIFY ferry_tasks`, delivered at the enqueuer's commit,
   which the worker waits for with `LISTEN` on a connection of its own;
 - other processes on SQLite (one machine by definition): the mtime of a file next to the
-  database, which the waiting worker stats every 50 ms (no database lock, unlike a poll).
+  database, which the waiting worker stats every 10 ms (no database lock, unlike a poll).
 """
 
 import contextlib
@@ -29,7 +29,9 @@ from django_tasks_db.utils import exclusive_transaction, is_locked_database_exce
 logger = logging.getLogger("ferry.execution.wakeup")
 
 CHANNEL = "ferry_tasks"
-STAT_SECONDS = 0.05
+# One stat() per 10 ms per idle worker costs nothing measurable and answers an enqueue in
+# ~5 ms on average (50 ms cost a 2-s move ~1 % in M1).
+STAT_SECONDS = 0.01
 _event = threading.Event()
 
 
