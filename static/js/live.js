@@ -157,7 +157,8 @@
     this.onEvent(ev);
   };
 
-  // Fetch events after `after` from REST and deliver the consecutive ones.
+  // Fetch events after `after` from REST and deliver the consecutive ones, following
+  // `more` pages. Resolves true when the range was read, false when the fetch failed.
   FerryLive.prototype.fetchRange = function (after) {
     var self = this;
     var run = this.runId;
@@ -168,24 +169,21 @@
         missed.sort(function (a, b) { return a.seq - b.seq; });
         missed.forEach(function (m) { if (m.seq === self.lastSeq + 1) { self.lastSeq = m.seq; self.onEvent(m); } });
         if (body.more && self.lastSeq > after) return self.fetchRange(self.lastSeq);
+        return true;
       })
-      .catch(function () {});
+      .catch(function () { return false; });
   };
 
+  // An event arrived ahead of lastSeq + 1: fetch the range in between, then deliver the
+  // events that queued up meanwhile; a hole that remains is closed by a fresh snapshot.
   FerryLive.prototype.fillGap = function (ev) {
     var self = this;
     if (!this.eventsUrl) { this.fetchSnapshot(); return; }
     if (this.filling) { this.pending = (this.pending || []).concat([ev]); return; }
     this.filling = true;
     this.pending = [ev];
-    fetch(this.eventsUrl(ev.run, this.lastSeq), { credentials: "same-origin" })
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-      .then(function (body) {
-        var missed = Array.isArray(body) ? body : (body.events || body.results || []);
-        missed.sort(function (a, b) { return a.seq - b.seq; });
-        missed.forEach(function (m) { if (m.seq === self.lastSeq + 1) { self.lastSeq = m.seq; self.onEvent(m); } });
-      })
-      .catch(function () { return self.fetchSnapshot(); })
+    this.fetchRange(this.lastSeq)
+      .then(function (ok) { if (!ok) return self.fetchSnapshot(); })
       .finally(function () {
         self.filling = false;
         var queued = self.pending || [];
