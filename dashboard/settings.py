@@ -139,6 +139,10 @@ if REDIS_URL:
                     {
                         "address": REDIS_URL,
                         "max_connections": env_int("FERRY_REDIS_MAX_CONNECTIONS", 1000, minimum=10),
+                        # channels_redis blocks 5 s in BZPOPMIN on a quiet channel; redis-py 8
+                        # reads with a 5 s socket timeout by default, which raced that answer
+                        # and killed quiet websockets. Reads may take longer than a block.
+                        "socket_timeout": 20,
                     }
                 ]
             },
