@@ -175,10 +175,12 @@ def plan_detail_view(request, pk):
     items = list(plan_items(plan))
     run = plan_latest_validation(plan)
     current = bool(run and run.plan_version == plan.version)
-    if len(items) <= FRESH_ESTIMATE_LIMIT:
-        estimate = plan_estimate_get(plan)
-    else:
-        estimate = run.estimate if run else {}
+    # While the latest validation is current (no edit since), the page shows its estimate,
+    # next to its check results: the one approvers saw and the run is compared with (a
+    # fresh one would describe an inventory the run itself has changed). After an edit, a
+    # fresh estimate while the plan is small enough.
+    fresh = not current and len(items) <= FRESH_ESTIMATE_LIMIT
+    estimate = plan_estimate_get(plan) if fresh else (run.estimate if run else {})
     gantt = {
         "items": [
             {
@@ -207,6 +209,7 @@ def plan_detail_view(request, pk):
         "groups": groups,
         "passed": passed,
         "estimate": estimate,
+        "estimate_is_fresh": fresh,
         "gantt": gantt,
         "hosts": Host.objects.order_by("name"),
         "candidates": _candidates(request, plan),

@@ -86,3 +86,25 @@ def test_it_refuses_page_edits_to_viewers(make_user, demo):
     viewer.force_login(make_user("vic", "viewer"))
     assert viewer.get(f"/plans/{plan.pk}/").status_code == 200
     assert viewer.post(f"/plans/{plan.pk}/validate/").status_code == 403
+
+
+def test_a_submitted_plan_shows_the_estimate_its_validation_made(planner_client):
+    """Once validated, the page shows the validation's estimate (the one approvers saw), not
+    a fresh one over an inventory that has changed since (and that the run changes)."""
+    from migrations_app.services.workflow import plan_submit
+    from tests.workflow.factories import plan_make, plan_validate_stub
+
+    plan = plan_make(author=planner_client.user, items=2)
+
+    def gantt_makespan():
+        page = planner_client.get(f"/plans/{plan.pk}/").content.decode()
+        start = page.index('id="plan-gantt-data"')
+        data = json.loads(page[page.index(">", start) + 1 : page.index("</script>", start)])
+        return data["makespan_s"], page
+
+    fresh, page = gantt_makespan()  # not validated: estimated now
+    assert fresh > 0 and "as estimated by the latest validation" not in page
+    plan_validate_stub(plan)  # stores makespan 120 s
+    plan_submit(plan=plan, actor=planner_client.user)
+    makespan, page = gantt_makespan()
+    assert makespan == 120 and "as estimated by the latest validation" in page
