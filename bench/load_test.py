@@ -1,31 +1,42 @@
 """L1 — load on one machine: 200 page/API viewers, 50 websocket subscribers and 10
-concurrent rehearsal migrations against a real server (Daphne, plus worker processes when
-REDIS_URL is set, else the embedded workers) for a bounded time.
+concurrent rehearsal migrations against a real server started the way production runs it
+(`manage.py serve`: Daphne processes sharing the port, plus worker processes when REDIS_URL
+is set; else one web process with embedded worker threads) for a bounded time.
+
+A viewer is a person with Ferry open: one page or API read, then a pause of 2-6 s (mean
+4 s) before the next, so 200 viewers ask ~50 requests/s. Each of the 10 plans runs one
+rehearsal migration at a time (real-time simulation, ~25 s per item) with enough items to
+last the whole run; the number of migrations actually running is sampled every 5 s.
 
 Reports 5xx responses (target 0), p95 API latency (target < 300 ms), stream stalls (no
-frame, not even a heartbeat, for 20 s; target 0) and event gaps seen by subscribers.
+frame, not even a heartbeat, for 20 s; target 0), event gaps seen by subscribers, and the
+migrations running concurrently (median of the samples).
 
     .venv/bin/python bench/load_test.py [--seconds 300] [--viewers 200] [--subscribers 50]
-        [--plans 10] [--workers 2]
+        [--plans 10] [--workers 10] [--web-processes N] [--think 2-6]
 
-On a scratch SQLite database unless DATABASE_URL is set (then on that database: point it
-at a throwaway one). Only loopback addresses are used.
+On a scratch SQLite database, or with DATABASE_URL on PostgreSQL in a scratch database
+created on that server for the run and dropped after. Only loopback addresses are used.
 """
 
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from urllib.parse import urlsplit
 
-from common import REPO, machine, percentile, report, setup_django
+from common import REPO, machine, median, percentile, report, setup_django
 
 STALL_SECONDS = 20.0  # heartbeats come every 15 s: 20 s of silence is a stall
+ITEM_SECONDS = 20  # 2,048 MiB at 100 MiB/s in real time, plus verify and bookkeeping
 
 
 def free_port() -> int:
@@ -34,8 +45,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def seed(plans: int):
-    """Users, 10 approved rehearsal plans of 3 items each, a session cookie and a token."""
+def seed(plans: int, items: int):
+    """Users, approved rehearsal plans (one migration at a time each), a session cookie and a
+    token."""
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
@@ -68,12 +80,17 @@ def seed(plans: int):
             change_ticket="CHG-LOAD",
             author=planner,
             author_name=planner.username,
-            policy={"require_tls": False, "verify_seconds": 2},
+            policy={
+                "require_tls": False,
+                "verify_seconds": 2,
+                "max_concurrent": 1,
+                "bandwidth_mib_s": 100,
+            },
         )
-        for position in range(3):
+        for position in range(items):
             src, dst = random.sample(hosts, 2)
             vm = VirtualMachine.objects.create(
-                uuid=uuid.uuid4(), name=f"l-{tag}-vm-{p}-{position}", host=src, memory_mib=4096
+                uuid=uuid.uuid4(), name=f"l-{tag}-vm-{p}-{position}", host=src, memory_mib=2048
             )
             PlanItem.objects.create(
                 plan=plan, vm=vm, source_host=src, destination_host=dst, position=position
@@ -91,40 +108,75 @@ def seed(plans: int):
     return plan_ids, session.session_key, operator_token
 
 
-def start_server(port: int, workers: int, log_path: str) -> list[subprocess.Popen]:
+def start_server(port: int, args, log_path: str) -> subprocess.Popen:
+    """`manage.py serve`, as production runs Ferry, in real time (rehearsal speed 1)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = f"{REPO}:{env.get('PYTHONPATH', '')}"
-    env.setdefault("FERRY_REHEARSAL_SPEED", "5")
-    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the children's lifetime
-    cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-    if env.get("REDIS_URL"):
-        env["FERRY_EMBEDDED_WORKERS"] = "0"
-    else:
-        env["FERRY_EMBEDDED_WORKERS"] = str(workers)
-    procs = [
-        subprocess.Popen(
-            [*cmd, "dashboard.asgi:application"], cwd=REPO, env=env, stdout=log, stderr=log
-        )
-    ]
-    if env.get("REDIS_URL"):
-        for _ in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "manage.py", "ferry_worker"],
-                    cwd=REPO,
-                    env=env,
-                    stdout=log,
-                    stderr=log,
-                )
-            )
+    env["FERRY_REHEARSAL_SPEED"] = "1"
+    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--web-processes",
+            str(args.web_processes),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     deadline = time.time() + 40
     while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return procs
+                return proc
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"server did not start; see {log_path}")
+
+
+def scratch_postgres() -> str | None:
+    """With DATABASE_URL on PostgreSQL, a fresh database on that server for this run (so no
+    task or plan of an earlier run competes for the workers); its name, to drop after."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return None
+    import psycopg
+
+    name = f"ferry_load_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["FERRY_LOAD_ADMIN_URL"] = url
+    os.environ["DATABASE_URL"] = urlsplit(url)._replace(path=f"/{name}").geturl()
+    return name
+
+
+def drop_scratch_postgres(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["FERRY_LOAD_ADMIN_URL"], autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sample_running(plan_ids, stop: threading.Event, samples: list[int]):
+    """Every 5 s, how many migrations of the load plans are running."""
+    from django.db import connection
+
+    from migrations_app.models import ItemAttempt
+
+    while not stop.wait(5):
+        samples.append(
+            ItemAttempt.objects.filter(run__plan_id__in=plan_ids, status="running").count()
+        )
+    connection.close()
 
 
 class Stats:
@@ -140,7 +192,7 @@ class Stats:
         self.ws_failed = 0
 
 
-async def viewer(base, cookie, plan_ids, stop_at, stats: Stats):
+async def viewer(base, cookie, plan_ids, stop_at, think, stats: Stats):
     import httpx
 
     async with httpx.AsyncClient(
@@ -171,7 +223,7 @@ async def viewer(base, cookie, plan_ids, stop_at, stats: Stats):
             elapsed = (time.perf_counter() - started) * 1000
             stats.codes[response.status_code] = stats.codes.get(response.status_code, 0) + 1
             (stats.api_ms if path.startswith("/api/") else stats.page_ms).append(elapsed)
-            await asyncio.sleep(0.5 + random.random())
+            await asyncio.sleep(random.uniform(*think))
 
 
 async def subscriber(ws_base, origin, cookie, plan_id, stop_at, stats: Stats):
@@ -223,6 +275,9 @@ async def start_plans(base, token, plan_ids):
         answers = await asyncio.gather(
             *[client.post(f"/api/v1/plans/{pk}/start/", json={}) for pk in plan_ids]
         )
+    for answer in answers:
+        if answer.status_code >= 300:
+            print(f"start refused: {answer.status_code} {answer.text[:300]}")
     return [a.status_code for a in answers]
 
 
@@ -240,7 +295,7 @@ async def load(args, base, cookie, token, plan_ids) -> Stats:
     started = await start_plans(base, token, plan_ids)
     print(f"plans started: {started}")
     viewers = [
-        asyncio.create_task(viewer(base, cookie, plan_ids, stop_at, stats))
+        asyncio.create_task(viewer(base, cookie, plan_ids, stop_at, args.think, stats))
         for _ in range(args.viewers)
     ]
     await asyncio.gather(*viewers, *subscribers, return_exceptions=True)
@@ -253,35 +308,64 @@ def main():
     parser.add_argument("--viewers", type=int, default=200)
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--plans", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=10, help="background workers")
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=0,
+        help="Daphne processes (default: one per core with REDIS_URL, else 1)",
+    )
+    parser.add_argument("--think", default="2-6", help="a viewer's pause between reads, s")
     args = parser.parse_args()
+    low, _, high = args.think.partition("-")
+    args.think = (float(low), float(high or low))
+    if not args.web_processes:
+        args.web_processes = (os.cpu_count() or 1) if os.environ.get("REDIS_URL") else 1
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     sys.path.insert(0, str(REPO))
+    scratch = scratch_postgres()
+    try:
+        run(args)
+    finally:
+        if scratch:
+            from django.db import connections
+
+            connections.close_all()
+            drop_scratch_postgres(scratch)
+
+
+def run(args):
     setup_django()
     from django.db import connection
 
     from migrations_app.models import MigrationPlan
 
-    plan_ids, cookie, token = seed(args.plans)
+    items = int(args.seconds // ITEM_SECONDS) + 3  # enough to keep every plan busy
+    plan_ids, cookie, token = seed(args.plans, items)
     settings_dict = connection.settings_dict
     if connection.vendor == "sqlite":
         os.environ["DATABASE_URL"] = f"sqlite:///{settings_dict['NAME']}"
     connection.close()
     port = free_port()
     log_path = f"/tmp/ferry-load-{port}.log"
-    procs = start_server(port, args.workers, log_path)
+    server = start_server(port, args, log_path)
     base = f"http://127.0.0.1:{port}"
+    running: list[int] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_running, args=(plan_ids, stop, running))
     try:
         began = time.time()
+        sampler.start()
         stats = asyncio.run(load(args, base, cookie, token, plan_ids))
         wall = time.time() - began
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop.set()
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        sampler.join()
     states = list(MigrationPlan.objects.filter(pk__in=plan_ids).values_list("status", flat=True))
     requests = sum(stats.codes.values())
     server_errors = sum(n for code, n in stats.codes.items() if code >= 500)
@@ -292,7 +376,13 @@ def main():
         f"client errors {stats.errors}; websockets {stats.ws_connected} connected, "
         f"{stats.ws_failed} failed, {stats.frames} frames; plans: {states}"
     )
-    notes = f"{args.viewers} viewers, {args.subscribers} subscribers, {args.plans} plans, {args.seconds:.0f} s"
+    notes = (
+        f"{args.viewers} viewers ({args.think[0]:g}-{args.think[1]:g} s pauses), "
+        f"{args.subscribers} subscribers, {args.plans} plans, {args.seconds:.0f} s, "
+        f"{requests / wall:.0f} requests/s, {args.web_processes} web process(es), "
+        f"{args.workers} workers, {connection.vendor}"
+        + (" + Redis" if os.environ.get("REDIS_URL") else "")
+    )
     report("L1 5xx responses", server_errors, "", "0", server_errors == 0, notes)
     report("L1 p95 API latency", round(p95, 1), "ms", "< 300", p95 < 300, notes)
     report("L1 p95 page latency", round(percentile(stats.page_ms, 95), 1), "ms", "", None, notes)
@@ -305,8 +395,15 @@ def main():
         f"{STALL_SECONDS:.0f} s silence",
     )
     report("L1 event gaps", stats.gaps, "", "0", stats.gaps == 0, "seq jumps seen by subscribers")
-    finished = sum(s in ("completed", "partially_completed", "failed") for s in states)
-    report("L1 plans finished", finished, f"of {len(states)}", "", None, notes)
+    report(
+        "L1 migrations running at once",
+        median(running) if running else 0,
+        "",
+        "10",
+        None,
+        f"median of {len(running)} samples every 5 s (min {min(running, default=0)}, "
+        f"max {max(running, default=0)}); plans: {states}",
+    )
 
 
 if __name__ == "__main__":
