@@ -43,6 +43,8 @@ class Command(BaseCommand):
             raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         listener.set_inheritable(True)
         daphne = [python, "-m", "daphne", "--fd", str(listener.fileno())]
+        if settings.SECURE_PROXY_SSL_HEADER:  # FERRY_BEHIND_PROXY: client addresses too
+            daphne.append("--proxy-headers")
         commands = [[*daphne, "dashboard.asgi:application"] for _ in range(web_processes)]
         if settings.REDIS_URL or settings.TASK_BACKEND == "rq":
             # Events cross processes through Redis: workers run as their own processes.
