@@ -6,8 +6,12 @@ and `inventory.*`), plus the events they caused themselves. Logins of other peop
 user administration, share links and notification subscriptions stay with auditors.
 """
 
+import datetime as dt
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from dashboard.models import AuditEvent
 from dashboard.permissions import can
@@ -28,6 +32,24 @@ def audit_events_visible(user) -> QuerySet[AuditEvent]:
     return events.filter(visible)
 
 
+class UTCIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date and time, in UTC: PostgreSQL refuses offsets beyond ±15:59, which
+    Python accepts, and the query must not fail after the input was accepted."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None or parsed.tzinfo is None:
+            return parsed
+        try:
+            return parsed.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValidationError("This date and time is out of range.", code="invalid") from None
+
+
+class UTCIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCIsoDateTimeField
+
+
 class AuditEventFilter(django_filters.FilterSet):
     """Filters of the audit list, its exports and the API."""
 
@@ -36,8 +58,8 @@ class AuditEventFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter(field_name="actor_name", lookup_expr="iexact")
     actor_type = django_filters.ChoiceFilter(choices=AuditEvent.ActorType.choices)
     action = django_filters.CharFilter(method="filter_action", help_text="exact, or prefix.*")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     request_id = django_filters.CharFilter()
 
     class Meta:

@@ -46,11 +46,15 @@ def _when(value: str):
     parsed = parse_datetime(value if len(value) > 16 else value + ":00")
     if parsed is None:
         raise PlanError(f"'{value}' is not a date and time (use YYYY-MM-DD HH:MM).")
-    if parsed.tzinfo is None:
-        from datetime import UTC
+    from datetime import UTC
 
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59, which Python accepts.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise PlanError(f"'{value}' is out of range.") from None
 
 
 def _policy_from(post: QueryDict) -> dict:
