@@ -48,12 +48,12 @@ class Host(models.Model):
     qemu_rss_overhead_mib = models.BigIntegerField(
         null=True,
         blank=True,
-        help_text="median over this host's recent completed migrations of the guest's QEMU "
-        "rss before the move less its footprint (non-zero pages sent): QEMU's own memory "
+        help_text="median over this host's recent first moves (VMs not measured before) of "
+        "the QEMU rss before the move less its footprint (non-zero pages sent): QEMU's own memory "
         "per guest here, taken off a guest's rss to estimate its first move",
     )
     qemu_rss_overhead_samples = models.PositiveIntegerField(
-        default=0, help_text="how many migrations the QEMU overhead median was taken over"
+        default=0, help_text="how many first moves the QEMU overhead median was taken over"
     )
     last_sync_at = models.DateTimeField(null=True, blank=True)
     last_sync_error = models.TextField(blank=True)

@@ -239,7 +239,7 @@ def touched_of(vm, host=None) -> tuple[float, str]:
 
     In order: the footprint its last migration measured; its QEMU rss less the QEMU
     overhead measured at its own last migration; its rss less the overhead its current
-    host has measured over the migrations it sent (a first move: rss alone counts QEMU's
+    host has measured over the first moves it sent (a first move: rss alone counts QEMU's
     own memory, 2-3x the guest's footprint on small TCG guests); rss as an upper bound;
     all configured memory.
     """
@@ -257,7 +257,7 @@ def touched_of(vm, host=None) -> tuple[float, str]:
             samples = getattr(host, "qemu_rss_overhead_samples", 0)
             return touched, (
                 f"measured (rss less this host's measured QEMU overhead, {learnt} MiB: "
-                f"median of {samples} migration{'s' if samples != 1 else ''})"
+                f"median of {samples} first move{'s' if samples != 1 else ''})"
             )
         return touched, "measured (rss at sync, upper bound)"
     return memory, "assumed (all configured memory)"

@@ -13,11 +13,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='host',
             name='qemu_rss_overhead_mib',
-            field=models.BigIntegerField(blank=True, help_text="median over this host's recent completed migrations of the guest's QEMU rss before the move less its footprint (non-zero pages sent): QEMU's own memory per guest here, taken off a guest's rss to estimate its first move", null=True),
+            field=models.BigIntegerField(blank=True, help_text="median over this host's recent first moves (VMs not measured before) of the QEMU rss before the move less its footprint (non-zero pages sent): QEMU's own memory per guest here, taken off a guest's rss to estimate its first move", null=True),
         ),
         migrations.AddField(
             model_name='host',
             name='qemu_rss_overhead_samples',
-            field=models.PositiveIntegerField(default=0, help_text='how many migrations the QEMU overhead median was taken over'),
+            field=models.PositiveIntegerField(default=0, help_text='how many first moves the QEMU overhead median was taken over'),
         ),
     ]

@@ -26,7 +26,7 @@ I = PlanItem.Status  # noqa: E741 - mirrors A for attempts
 R = PlanRun.Status
 ACTIVE = (A.QUEUED, A.RUNNING)
 MIB = 1024 * 1024
-# A host's QEMU overhead is the median over at most this many of its latest migrations.
+# A host's QEMU overhead is the median over at most this many of its latest first moves.
 OVERHEAD_SAMPLES = 25
 
 
@@ -609,35 +609,46 @@ def _record_measured_inputs(row, item, stats: dict) -> None:
     """Store what the migration measured on the VM, the attempt and its source host.
 
     The VM keeps its footprint, setup cost and QEMU overhead for its next estimate; the
-    attempt keeps them as evidence; the source host's QEMU overhead becomes the median
-    over its recent migrations, for guests that have never moved (see estimate.touched_of).
+    attempt keeps them as evidence; the source host's QEMU overhead becomes the median over
+    its recent first moves (VMs with no footprint measured before), which is exactly the
+    case where the estimate uses it (see estimate.touched_of): a guest that arrived by
+    migration has a much smaller rss than one that booted there (zero pages received are
+    never touched), so later moves would understate a booted guest's overhead.
     """
     from inventory.models import Host, VirtualMachine
 
-    vm = VirtualMachine.objects.filter(pk=item.vm_id).values("memory_rss_mib").first() or {}
+    vm = (
+        VirtualMachine.objects.filter(pk=item.vm_id)
+        .values("memory_rss_mib", "memory_footprint_mib")
+        .first()
+        or {}
+    )
     values = move_measurements(
         stats, bandwidth_mib_s=item.get_policy().bandwidth_mib_s, rss_mib=vm.get("memory_rss_mib")
     )
     if not values:
         return
+    first_move = vm.get("memory_footprint_mib") is None
     VirtualMachine.objects.filter(pk=item.vm_id).update(**values)
+    measured = {"rss_mib": vm.get("memory_rss_mib"), "first_move": first_move, **values}
     ItemAttempt.objects.filter(pk=row.pk).update(
-        evidence={
-            **(row.evidence or {}),
-            "measured": {"rss_mib": vm.get("memory_rss_mib"), **values},
-        }
+        evidence={**(row.evidence or {}), "measured": measured}
     )
-    if "memory_rss_overhead_mib" not in values:
+    if "memory_rss_overhead_mib" not in values or not first_move:
         return
-    overheads = [
-        (evidence or {}).get("measured", {}).get("memory_rss_overhead_mib")
-        for evidence in ItemAttempt.objects.filter(
-            source_host_id=row.source_host_id, status=A.COMPLETED
-        )
+    overheads = []
+    for evidence in (
+        ItemAttempt.objects.filter(source_host_id=row.source_host_id, status=A.COMPLETED)
         .order_by("-finished_at", "-id")
-        .values_list("evidence", flat=True)[:OVERHEAD_SAMPLES]
-    ]
-    overheads = [o for o in overheads if isinstance(o, int | float)]
+        .values_list("evidence", flat=True)
+        .iterator()
+    ):
+        sample = (evidence or {}).get("measured") or {}
+        overhead = sample.get("memory_rss_overhead_mib")
+        if sample.get("first_move") and isinstance(overhead, int | float):
+            overheads.append(overhead)
+            if len(overheads) >= OVERHEAD_SAMPLES:
+                break
     if overheads:
         Host.objects.filter(pk=row.source_host_id).update(
             qemu_rss_overhead_mib=round(statistics.median(overheads)),

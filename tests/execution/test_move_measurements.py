@@ -68,6 +68,25 @@ def test_a_host_learns_the_median_qemu_overhead_of_the_migrations_it_sent(approv
         assert VirtualMachine.objects.get(pk=item.vm_id).memory_footprint_mib == footprint
     src.refresh_from_db()
     dst.refresh_from_db()
-    # overheads 150, 110, 200: the median, over the three migrations src sent
+    # overheads 150, 110, 200: the median, over the three first moves src sent
     assert (src.qemu_rss_overhead_mib, src.qemu_rss_overhead_samples) == (150, 3)
     assert dst.qemu_rss_overhead_mib is None
+    # A VM that arrived by migration has a small rss (received zero pages are never
+    # touched): its next move teaches the VM, not the host's first-move overhead.
+    again = plan.items.order_by("position").first()
+    VirtualMachine.objects.filter(pk=again.vm_id).update(memory_rss_mib=110)
+    attempt = ItemAttempt.objects.create(
+        run=run,
+        item=again,
+        number=2,
+        driver="libvirt",
+        source_host=src,
+        destination_host=dst,
+        status="completed",
+        finished_at=timezone.now(),
+    )
+    services._record_measured_inputs(attempt, again, stats)
+    attempt.refresh_from_db()
+    assert attempt.evidence["measured"]["first_move"] is False
+    src.refresh_from_db()
+    assert (src.qemu_rss_overhead_mib, src.qemu_rss_overhead_samples) == (150, 3)

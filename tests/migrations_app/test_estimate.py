@@ -172,7 +172,7 @@ def test_a_first_move_takes_this_hosts_measured_qemu_overhead_off_the_rss():
     new, moved = (item_estimate(snap, i) for i in (first, own))
     assert new.touched_mib == 100
     assert "this host's measured QEMU overhead" in new.touched_source
-    assert "median of 4 migrations" in new.touched_source
+    assert "median of 4 first moves" in new.touched_source
     # the VM's own measurement wins over the host's median
     assert moved.touched_mib == 130 and "last migration" in moved.touched_source
     # a host that has measured nothing leaves rss as the upper bound
