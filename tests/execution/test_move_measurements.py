@@ -30,41 +30,50 @@ def test_it_measures_no_setup_when_the_move_was_not_capped():
     assert got == {"memory_footprint_mib": 8}
 
 
-def test_a_host_learns_the_median_qemu_overhead_of_the_migrations_it_sent(approved_plan):
+def _moved(run, item, number, rss, footprint):
+    """A completed libvirt attempt of `item` whose stats measured `footprint`, rss before."""
     from django.utils import timezone
 
     from inventory.models import VirtualMachine
     from migrations_app.execution import services
-    from migrations_app.models import ItemAttempt, PlanRun
+    from migrations_app.models import ItemAttempt
+
+    VirtualMachine.objects.filter(pk=item.vm_id).update(memory_rss_mib=rss)
+    attempt = ItemAttempt.objects.create(
+        run=run,
+        item=item,
+        number=number,
+        driver="libvirt",
+        source_host=item.source_host,
+        destination_host=item.destination_host,
+        status="completed",
+        finished_at=timezone.now(),
+    )
+    stats = {
+        "memory_total": 512 * MIB,
+        "memory_constant": (512 - footprint) * 256,
+        "memory_page_size": 4096,
+        "time_elapsed": 3000,
+        "data_processed": footprint * MIB,
+    }
+    services._record_measured_inputs(attempt, item, stats)
+    attempt.refresh_from_db()
+    return attempt
+
+
+def test_a_host_learns_the_median_qemu_overhead_of_the_first_moves_it_sent(approved_plan):
+    from inventory.models import VirtualMachine
+    from migrations_app.models import PlanRun
     from tests.execution.conftest import host
 
     src, dst = host("src"), host("dst")
     plan = approved_plan([(src, dst)] * 3, memory_mib=512)
     run = PlanRun.objects.create(plan=plan, started_by_name="oli")
-    for item, (rss, footprint) in zip(
-        plan.items.order_by("position"), [(250, 100), (230, 120), (400, 200)], strict=True
-    ):
-        VirtualMachine.objects.filter(pk=item.vm_id).update(memory_rss_mib=rss)
-        attempt = ItemAttempt.objects.create(
-            run=run,
-            item=item,
-            number=1,
-            driver="libvirt",
-            source_host=src,
-            destination_host=dst,
-            status="completed",
-            finished_at=timezone.now(),
-        )
-        stats = {
-            "memory_total": 512 * MIB,
-            "memory_constant": (512 - footprint) * 256,
-            "memory_page_size": 4096,
-            "time_elapsed": 3000,
-            "data_processed": footprint * MIB,
-        }
-        services._record_measured_inputs(attempt, item, stats)
-        attempt.refresh_from_db()
+    items = list(plan.items.order_by("position"))
+    for item, (rss, footprint) in zip(items, [(250, 100), (230, 120), (400, 200)], strict=True):
+        attempt = _moved(run, item, 1, rss, footprint)
         assert attempt.evidence["measured"]["memory_rss_overhead_mib"] == rss - footprint
+        assert attempt.evidence["measured"]["first_move"] is True
         assert VirtualMachine.objects.get(pk=item.vm_id).memory_footprint_mib == footprint
     src.refresh_from_db()
     dst.refresh_from_db()
@@ -73,20 +82,7 @@ def test_a_host_learns_the_median_qemu_overhead_of_the_migrations_it_sent(approv
     assert dst.qemu_rss_overhead_mib is None
     # A VM that arrived by migration has a small rss (received zero pages are never
     # touched): its next move teaches the VM, not the host's first-move overhead.
-    again = plan.items.order_by("position").first()
-    VirtualMachine.objects.filter(pk=again.vm_id).update(memory_rss_mib=110)
-    attempt = ItemAttempt.objects.create(
-        run=run,
-        item=again,
-        number=2,
-        driver="libvirt",
-        source_host=src,
-        destination_host=dst,
-        status="completed",
-        finished_at=timezone.now(),
-    )
-    services._record_measured_inputs(attempt, again, stats)
-    attempt.refresh_from_db()
+    attempt = _moved(run, items[0], 2, 110, 100)
     assert attempt.evidence["measured"]["first_move"] is False
     src.refresh_from_db()
     assert (src.qemu_rss_overhead_mib, src.qemu_rss_overhead_samples) == (150, 3)
