@@ -94,7 +94,11 @@ def _drive(attempt: ItemAttempt, worker: str, reattach: bool) -> str:
             try:
                 prepared = session.prepare()
             except Exception:
-                _phase(attempt, worker, P.PREPARE)  # the failure belongs to prepare
+                # The failure belongs to prepare; the checks that passed stay on record.
+                services.attempt_evidence(
+                    attempt=attempt, worker=worker, key="preflight", value=findings
+                )
+                _phase(attempt, worker, P.PREPARE)
                 raise
             # Evidence, phases, the lease and the one-call gate: one commit, then the call.
             gate = services.attempt_transfer_begin(

@@ -357,3 +357,22 @@ def test_a_cancel_that_lands_before_the_transfer_gate_never_makes_the_call(
     attempt.refresh_from_db()
     assert called == [] and attempt.migrate_called_at is None
     assert attempt.status == "cancelled" and "preflight" in attempt.evidence
+
+
+def test_a_failure_in_prepare_keeps_the_preflight_evidence_and_the_phase(
+    approved_plan, start, monkeypatch
+):
+    a, b = host(), host()
+    plan = approved_plan([(a, b)])
+    run = start(plan)
+    schedule_run(run.pk)
+    attempt = ItemAttempt.objects.get(run=run)
+
+    def broken(self):
+        raise RuntimeError("prepare broke")
+
+    monkeypatch.setattr(RehearsalSession, "prepare", broken)
+    assert runner.execute(attempt.pk) == "failed"
+    attempt.refresh_from_db()
+    assert attempt.migrate_called_at is None and "preflight" in attempt.evidence
+    assert "prepare" in attempt.phase_times and "transfer" not in attempt.phase_times
