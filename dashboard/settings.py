@@ -100,8 +100,10 @@ if DATABASE_URL:
         # A bounded psycopg pool per process: requests wait for a free connection (up to
         # the timeout) instead of opening one each and running PostgreSQL out of clients.
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1,
-            "max_size": env_int("FERRY_DB_POOL_SIZE", 10, minimum=1),
+            "min_size": 2,
+            # Django runs each request in a thread of its own under ASGI, holding a
+            # connection for the whole request: 10 queued requests under load (L1).
+            "max_size": env_int("FERRY_DB_POOL_SIZE", 20, minimum=1),
             "timeout": 30,
         }
         # Connections are checked when taken from the pool (Django passes psycopg's check
