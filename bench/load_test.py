@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 from common import REPO, machine, median, percentile, report, setup_django
 
 STALL_SECONDS = 20.0  # heartbeats come every 15 s: 20 s of silence is a stall
+VIEWER_RAMP_SECONDS = 10  # viewers arrive over the first seconds, not in one instant
+SUBSCRIBER_RAMP_SECONDS = 5
 ITEM_SECONDS = 20  # 2,048 MiB at 100 MiB/s in real time, plus verify and bookkeeping
 
 
@@ -183,6 +185,8 @@ class Stats:
     def __init__(self):
         self.api_ms: list[float] = []
         self.page_ms: list[float] = []
+        self.by_path: dict[str, list[float]] = {}
+        self.timeline: list[tuple[float, float]] = []  # (when it was sent, latency ms)
         self.codes: dict[int, int] = {}
         self.errors = 0
         self.stalls = 0
@@ -190,7 +194,8 @@ class Stats:
         self.out_of_order = 0
         self.frames = 0
         self.ws_connected = 0
-        self.ws_failed = 0
+        self.ws_failed = 0  # never connected during the run
+        self.ws_reconnects = 0
 
 
 async def viewer(base, cookie, plan_ids, stop_at, think, stats: Stats):
@@ -199,7 +204,7 @@ async def viewer(base, cookie, plan_ids, stop_at, think, stats: Stats):
     async with httpx.AsyncClient(
         base_url=base, cookies={"sessionid": cookie}, timeout=30
     ) as client:
-        await asyncio.sleep(random.random() * 2)
+        await asyncio.sleep(random.uniform(0, VIEWER_RAMP_SECONDS))  # people arrive
         while time.time() < stop_at:
             plan = random.choice(plan_ids)
             path = random.choice(
@@ -224,24 +229,35 @@ async def viewer(base, cookie, plan_ids, stop_at, think, stats: Stats):
             elapsed = (time.perf_counter() - started) * 1000
             stats.codes[response.status_code] = stats.codes.get(response.status_code, 0) + 1
             (stats.api_ms if path.startswith("/api/") else stats.page_ms).append(elapsed)
+            kind = path.split("?")[0].rstrip("/").split("/")
+            kind = "/".join("N" if part.isdigit() else part for part in kind) or "/"
+            stats.by_path.setdefault(kind, []).append(elapsed)
+            stats.timeline.append((time.time(), elapsed))
             await asyncio.sleep(random.uniform(*think))
 
 
 async def subscriber(ws_base, origin, cookie, plan_id, stop_at, stats: Stats):
+    """One browser tab on a plan page: connects (the tabs of a crowd arrive over a few
+    seconds), counts silences and numbered events, and reconnects like static/js/live.js
+    after a refusal or a drop (each one counted)."""
     import websockets
 
-    try:
-        async with websockets.connect(
-            f"{ws_base}/ws/plans/{plan_id}/",
-            origin=origin,
-            additional_headers={"Cookie": f"sessionid={cookie}"},
-            open_timeout=30,
-            max_size=2**22,
-        ) as ws:
-            stats.ws_connected += 1
-            base: dict[int, int] = {}  # run -> last seq of the snapshot (0: a new run)
-            seen: dict[int, set[int]] = {}
-            try:
+    covered: dict[int, int] = {}  # run -> highest seq a snapshot covered (0: a new run)
+    seen: dict[int, set[int]] = {}
+    connected_once = False
+    await asyncio.sleep(random.uniform(0, SUBSCRIBER_RAMP_SECONDS))
+    while time.time() < stop_at - 1:
+        try:
+            async with websockets.connect(
+                f"{ws_base}/ws/plans/{plan_id}/",
+                origin=origin,
+                additional_headers={"Cookie": f"sessionid={cookie}"},
+                open_timeout=30,
+                max_size=2**22,
+            ) as ws:
+                if not connected_once:
+                    stats.ws_connected += 1
+                    connected_once = True
                 while time.time() < stop_at:
                     try:
                         raw = await asyncio.wait_for(
@@ -257,7 +273,7 @@ async def subscriber(ws_base, origin, cookie, plan_id, stop_at, stats: Stats):
                     if message.get("type") == "snapshot":
                         run = (message.get("run") or {}).get("id")
                         if run is not None:
-                            base[run] = message.get("last_seq", 0)
+                            covered[run] = max(covered.get(run, 0), message.get("last_seq", 0))
                     elif message.get("type") == "event":
                         run, seq = message.get("run"), message.get("seq")
                         if run is not None and seq is not None:
@@ -265,13 +281,15 @@ async def subscriber(ws_base, origin, cookie, plan_id, stop_at, stats: Stats):
                             if got and seq < max(got):
                                 stats.out_of_order += 1
                             got.add(seq)
-            finally:
-                for run, got in seen.items():
-                    expected = set(range(base.get(run, 0) + 1, max(got) + 1))
-                    stats.missing += len(expected - got)
-    except Exception as exc:  # noqa: BLE001 - a refused client is a result
+        except Exception as exc:  # noqa: BLE001 - a refusal or a drop is a result
+            stats.ws_reconnects += 1
+            print(f"client subscriber {plan_id}: {exc}", file=sys.stderr)
+            await asyncio.sleep(random.uniform(1, 3))
+    if not connected_once:
         stats.ws_failed += 1
-        print(f"client subscriber {plan_id}: {exc}", file=sys.stderr)
+    for run, got in seen.items():
+        expected = set(range(covered.get(run, 0) + 1, max(got) + 1))
+        stats.missing += len(expected - got)
 
 
 async def start_plans(base, token, plan_ids):
@@ -299,7 +317,7 @@ async def load(args, base, cookie, token, plan_ids) -> Stats:
         )
         for i in range(args.subscribers)
     ]
-    await asyncio.sleep(1)
+    await asyncio.sleep(SUBSCRIBER_RAMP_SECONDS)
     started = await start_plans(base, token, plan_ids)
     print(f"plans started: {started}")
     viewers = [
@@ -378,11 +396,27 @@ def run(args):
     requests = sum(stats.codes.values())
     server_errors = sum(n for code, n in stats.codes.items() if code >= 500)
     p95 = percentile(stats.api_ms, 95)
+    if stats.timeline:
+        first = stats.timeline[0][0]
+        windows: dict[int, list[float]] = {}
+        for sent, ms in stats.timeline:
+            windows.setdefault(int((sent - first) // 15), []).append(ms)
+        print(
+            "  p95 per 15 s: "
+            + ", ".join(f"{percentile(v, 95):.0f}" for _k, v in sorted(windows.items()))
+            + " ms"
+        )
+    for kind, values in sorted(stats.by_path.items()):
+        print(
+            f"  {kind:28s} {len(values):5d} requests, median {median(values):6.0f} ms, "
+            f"p95 {percentile(values, 95):6.0f} ms"
+        )
     print(f"machine: {machine()}; database: {connection.vendor}; log: {log_path}")
     print(
         f"{requests} requests in {wall:.0f} s ({requests / wall:.0f}/s), codes {stats.codes}, "
         f"client errors {stats.errors}; websockets {stats.ws_connected} connected, "
-        f"{stats.ws_failed} failed, {stats.frames} frames; plans: {states}"
+        f"{stats.ws_failed} never connected, {stats.ws_reconnects} reconnects, "
+        f"{stats.frames} frames; plans: {states}"
     )
     notes = (
         f"{args.viewers} viewers ({args.think[0]:g}-{args.think[1]:g} s pauses), "
@@ -394,13 +428,16 @@ def run(args):
     report("L1 5xx responses", server_errors, "", "0", server_errors == 0, notes)
     report("L1 p95 API latency", round(p95, 1), "ms", "< 300", p95 < 300, notes)
     report("L1 p95 page latency", round(percentile(stats.page_ms, 95), 1), "ms", "", None, notes)
+    interruptions = stats.stalls + stats.ws_reconnects + stats.ws_failed
     report(
         "L1 stream stalls",
-        stats.stalls,
+        interruptions,
         "",
         "0",
-        stats.stalls == 0,
-        f"{STALL_SECONDS:.0f} s silence",
+        interruptions == 0,
+        f"{stats.stalls} silences of {STALL_SECONDS:.0f} s, {stats.ws_reconnects} drops or "
+        f"refusals (then reconnected), {stats.ws_failed} never connected; "
+        f"{args.subscribers} subscribers arriving over {SUBSCRIBER_RAMP_SECONDS} s",
     )
     report(
         "L1 events missing",
