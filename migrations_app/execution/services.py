@@ -28,6 +28,8 @@ ACTIVE = (A.QUEUED, A.RUNNING)
 MIB = 1024 * 1024
 # A host's QEMU overhead is the median over at most this many of its latest first moves.
 OVERHEAD_SAMPLES = 25
+# A move's fixed cost is measured only from moves of at most this many passes, unthrottled.
+SETUP_MAX_PASSES = 5
 
 
 class ExecutionStateError(ValueError):
@@ -584,8 +586,11 @@ def move_measurements(stats: dict, *, bandwidth_mib_s: float | None, rss_mib: in
 
     footprint: memory QEMU did not send as zero ("constant") pages; setup: libvirt's total
     time less the time QEMU's sent bytes take at the bandwidth cap (only when capped: an
-    uncapped move's rate is not known well enough); rss overhead: the QEMU process's
-    resident memory beyond that footprint, as rss was read right before the move.
+    uncapped move's rate is not known well enough; and only from a plain move of a few
+    passes: in a long convergence fight QEMU sends below the cap, its vCPU throttle and
+    bitmap syncs taking the time, and that is not a fixed cost of the next move); rss
+    overhead: the QEMU process's resident memory beyond that footprint, as rss was read
+    right before the move.
     """
     out: dict = {}
     total = stats.get("memory_total")
@@ -598,7 +603,10 @@ def move_measurements(stats: dict, *, bandwidth_mib_s: float | None, rss_mib: in
             out["memory_rss_overhead_mib"] = max(rss_mib - footprint, 0)
     elapsed_ms = stats.get("time_elapsed")
     sent = stats.get("data_processed") or stats.get("memory_processed")
-    if bandwidth_mib_s and elapsed_ms and sent:
+    plain = (stats.get("memory_iteration") or 0) <= SETUP_MAX_PASSES and not stats.get(
+        "auto_converge_throttle"
+    )
+    if bandwidth_mib_s and elapsed_ms and sent and plain:
         out["migration_setup_s"] = round(
             max(elapsed_ms / 1000 - sent / MIB / bandwidth_mib_s, 0), 2
         )

@@ -21,6 +21,26 @@ def test_it_measures_footprint_setup_and_rss_overhead_from_job_stats():
     }
 
 
+def test_it_measures_no_setup_from_a_long_throttled_convergence():
+    stats = {
+        "memory_total": 256 * MIB,
+        "memory_constant": 0,
+        "memory_page_size": 4096,
+        "time_elapsed": 38000,  # 23 passes, the guest throttled: QEMU sent below the cap
+        "data_processed": 700 * MIB,
+        "memory_iteration": 23,
+        "auto_converge_throttle": 50,
+    }
+    got = move_measurements(stats, bandwidth_mib_s=32, rss_mib=None)
+    assert "migration_setup_s" not in got and got["memory_footprint_mib"] == 256
+    plain = move_measurements(
+        {**stats, "memory_iteration": 3, "auto_converge_throttle": 0},
+        bandwidth_mib_s=32,
+        rss_mib=None,
+    )
+    assert plain["migration_setup_s"] == round(38 - 700 / 32, 2)
+
+
 def test_it_measures_no_setup_when_the_move_was_not_capped():
     got = move_measurements(
         {"memory_total": MIB * 8, "memory_constant": 0, "time_elapsed": 900, "data_processed": 1},
