@@ -10,7 +10,7 @@ import asyncio
 import os
 
 import pytest
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.conf import settings
 
 from tests.conftest import skip_or_fail
@@ -24,12 +24,14 @@ def redis_layer():
         settings.CHANNEL_LAYERS["default"]["BACKEND"]
     ):
         skip_or_fail("REDIS_URL is not set (the Redis channel layer is not configured)")
-    return get_channel_layer()
+    # A layer of its own: the shared one keeps connections bound to other tests' loops.
+    return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
 
 
 def test_a_quiet_channel_keeps_waiting_and_then_receives(redis_layer):
+    layer = redis_layer
+
     async def scenario():
-        layer = get_channel_layer()
         channel = await layer.new_channel()
         waiting = asyncio.ensure_future(layer.receive(channel))
         await asyncio.sleep(WAIT_SECONDS)
@@ -38,6 +40,7 @@ def test_a_quiet_channel_keeps_waiting_and_then_receives(redis_layer):
         await layer.send(channel, {"type": "ping", "n": 1})
         message = await asyncio.wait_for(waiting, timeout=10)
         await layer.flush()
+        await layer.close_pools()
         return message
 
     assert asyncio.run(scenario()) == {"type": "ping", "n": 1}
