@@ -420,8 +420,12 @@ def _cores() -> int:
 
 def p1(args) -> None:
     """Estimate at planning time vs measured: memory × dirty rate × bandwidth cap."""
+    # 2 x 2 x 2 cells, each run --runs times (>= 3 in `make bench`): an idle guest and one
+    # dirtying faster than the low cap (QEMU's auto-converge then paces the move), at a
+    # cap below and above its dirty rate. The middle dirty rate (20 MB/s) was dropped to
+    # keep the lab benchmarks within their share of `make bench`'s 30 minutes.
     memories = [256, 512]
-    dirties = [(0, 0), (64, 20), (64, 40)]  # (working set MB, MB/s)
+    dirties = [(0, 0), (64, 40)]  # (working set MB, MB/s)
     caps = [32, 96]
     rows = []
     deadline = time.monotonic() + args.budget
@@ -549,7 +553,7 @@ def main() -> None:
     )
     parser.add_argument("--verify", type=int, default=3, help="Ferry's verify_seconds")
     parser.add_argument("--timeout", type=float, default=60, help="completion timeout, s")
-    parser.add_argument("--budget", type=float, default=780, help="P1: stop starting cells after")
+    parser.add_argument("--budget", type=float, default=420, help="P1: stop starting cells after")
     args = parser.parse_args()
     started = time.monotonic()
     globals()[args.which](args)
