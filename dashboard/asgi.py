@@ -13,7 +13,9 @@ django_asgi_app = get_asgi_application()
 
 from dashboard.embedded import LoopRecordingApp, start_embedded_workers  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from dashboard.warmup import warm_up  # noqa: E402
 
+warm_up()
 start_embedded_workers()
 
 application = LoopRecordingApp(
