@@ -45,10 +45,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.hub = live_hub()
         if self.hub is not None:
             # The hub holds this stream's events until release(), so the snapshot is the
-            # first frame; the client drops events whose seq is not above the snapshot's
-            # last_seq and fetches over REST any committed between the snapshot's read
-            # and this subscription (it sees a gap at the next event).
+            # first frame. The snapshot is read again once subscribed: an event committed
+            # between the first read and the subscription is then in it, instead of a gap
+            # the page would have to fill over REST. Held events at or below its last_seq
+            # are dropped by the client.
             await self.hub.subscribe(self, self.groups_to_join)
+            snapshot = await self.authorize_and_snapshot()
+            if snapshot is None:
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
         await self.send_json({"type": "snapshot", **snapshot})
         if self.hub is not None:
             await self.hub.release(self)
