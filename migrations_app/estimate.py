@@ -145,8 +145,8 @@ def precopy(
         previous = remaining
         if throttle is None and dirty_mib_s >= bandwidth_mib_s:
             break  # passes no longer shrink: more iterations change nothing
-        if throttle is not None and throttle.pct >= THROTTLE_MAX and not shrinking:
-            break
+        if throttle is not None and pct >= THROTTLE_MAX and not shrinking:
+            break  # this whole pass ran at the highest throttle and still did not shrink
     stuck_ms = remaining / bandwidth_mib_s * 1000
     if action == "auto_converge":
         pct = round(throttle.pct * 100) if throttle else 99
