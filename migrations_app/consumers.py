@@ -19,6 +19,14 @@ from migrations_app.live_hub import live_hub
 from migrations_app.models import MigrationPlan
 from migrations_app.selectors.live import dashboard_snapshot, plan_snapshot
 
+
+def _read(function):
+    """A snapshot read in a thread of the shared pool, not the one thread all of a process's
+    thread-sensitive calls queue on: a crowd connecting at once (browsers reconnecting
+    after a restart) is answered in parallel, within Daphne's 5 s handshake limit."""
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
 MAX_CLIENT_FRAME = 4096  # clients only send pings; anything larger is hostile
 CLOSE_FORBIDDEN = 4403
 CLOSE_GONE = 4410
@@ -138,7 +146,7 @@ class PlanConsumer(LiveConsumer):
     async def authorize_and_snapshot(self):
         plan_id = self.scope["url_route"]["kwargs"]["plan_id"]
         self.groups_to_join = [plan_group(plan_id)]
-        return await database_sync_to_async(self._snapshot)(self.scope.get("user"), plan_id)
+        return await _read(self._snapshot)(self.scope.get("user"), plan_id)
 
     @staticmethod
     def _snapshot(user, plan_id):
@@ -153,7 +161,7 @@ class StatusConsumer(LiveConsumer):
 
     async def authorize_and_snapshot(self):
         token = self.scope["url_route"]["kwargs"]["token"]
-        return await database_sync_to_async(self._snapshot)(token)
+        return await _read(self._snapshot)(token)
 
     def _snapshot(self, token):
         from dashboard.sharelinks import share_link_group, share_link_lookup
@@ -180,7 +188,7 @@ class DashboardConsumer(LiveConsumer):
 
     async def authorize_and_snapshot(self):
         self.groups_to_join = [DASHBOARD_GROUP]
-        return await database_sync_to_async(self._snapshot)(self.scope.get("user"))
+        return await _read(self._snapshot)(self.scope.get("user"))
 
     @staticmethod
     def _snapshot(user):
