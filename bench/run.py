@@ -10,10 +10,12 @@ import argparse
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -54,6 +56,34 @@ BENCHMARKS = {
 }
 
 
+# L1 measures Ferry as production runs it: on PostgreSQL and Redis when this machine has
+# them on loopback (FERRY_BENCH_DATABASE_URL / FERRY_BENCH_REDIS_URL pick others, "none"
+# keeps the embedded default). L1 creates and drops a scratch database of its own.
+L1_STACK = (
+    ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    ("REDIS_URL", "redis://127.0.0.1:6379/9"),
+)
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def bench_env(bench_id: str) -> dict:
+    env = dict(os.environ)
+    if bench_id == "L1":
+        for var, default in L1_STACK:
+            chosen = os.environ.get(f"FERRY_BENCH_{var}", default)
+            if chosen != "none" and _reachable(chosen):
+                env[var] = chosen
+    return env
+
+
 def run_one(bench_id: str, quick: bool) -> list[dict]:
     full, short, timeout = BENCHMARKS[bench_id]
     args = short if quick and short else full
@@ -78,7 +108,7 @@ def run_one(bench_id: str, quick: bool) -> list[dict]:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=dict(os.environ),
+            env=bench_env(bench_id),
         )
         output, code = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
