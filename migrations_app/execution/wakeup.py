@@ -63,9 +63,10 @@ def on_task_enqueued(sender=None, task_result=None, **kwargs) -> None:
 class Waiter:
     """Blocks for up to a timeout, returning early when a task may have been enqueued."""
 
-    def __init__(self):
+    def __init__(self, wake_file: Path | None = None):
         self._listen = None
         self._mtime = None
+        self._file = wake_file  # given: watch this file, whatever the database
 
     def _postgres(self):
         if self._listen is None:
@@ -83,7 +84,7 @@ class Waiter:
         if _event.is_set():
             _event.clear()
             return True
-        if connection.vendor == "postgresql":
+        if self._file is None and connection.vendor == "postgresql":
             try:
                 conn = self._postgres()
                 woke = any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
@@ -92,7 +93,7 @@ class Waiter:
             except Exception:  # LISTEN failed: fall back to the plain poll interval
                 logger.debug("LISTEN failed; polling", exc_info=True)
                 self.close()
-        path = _wake_file()
+        path = self._file or _wake_file()
         if path is not None and self._mtime is None:
             self._mtime = _mtime(path)
         deadline = time.monotonic() + timeout
