@@ -8,7 +8,7 @@ PORT ?= 8000
 # When DATABASE_URL points at PostgreSQL, `make test` also runs the fast tests on SQLite.
 SQLITE_SMOKE ?= 1
 
-.PHONY: run test setup system-deps system-deps-test venv lint test-python lab-up lab-down bench clean
+.PHONY: run test setup system-deps system-deps-test venv lint test-python lab-up lab-down bench bench-load clean
 
 run: system-deps venv
 	$(PY) manage.py migrate --noinput -v0
@@ -53,6 +53,9 @@ lab-down:
 
 bench: system-deps-test venv
 	$(PY) bench/run.py
+
+bench-load: system-deps-test venv
+	$(PY) bench/run.py --only L1 --merge
 
 clean:
 	rm -rf $(VENV) var
