@@ -79,15 +79,17 @@ def test_it_returns_from_a_wait_when_another_process_notifies_on_postgresql():
     _postgres_only()
     waiter = wakeup.Waiter()
     other = _raw_postgres()
+    notify = threading.Timer(0.3, lambda: other.execute(f"NOTIFY {wakeup.CHANNEL}"))
     try:
         wakeup._event.clear()
         assert waiter.wait(0.2) is False  # LISTENing, nothing sent: the full timeout
         # The in-process event is not what wakes it: only the NOTIFY from elsewhere does.
-        threading.Timer(0.3, lambda: other.execute(f"NOTIFY {wakeup.CHANNEL}")).start()
+        notify.start()
         started = time.monotonic()
         assert waiter.wait(10) is True
         assert time.monotonic() - started < 2.0
     finally:
+        notify.join()  # a wake-up from elsewhere may come first: never close under it
         waiter.close()
         other.close()
 
