@@ -11,6 +11,7 @@ of the baseline's.
 import argparse
 import asyncio
 import json
+import logging
 import os
 import secrets
 import socket
@@ -182,6 +183,8 @@ def main():
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
+    # The baseline server logs every connection at INFO: 400 lines of noise in the table.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     sys.path.insert(0, str(REPO / "bench"))
     setup_django()
     from django.contrib.auth import get_user_model
