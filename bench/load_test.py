@@ -147,9 +147,10 @@ def start_server(port: int, args, log_path: str) -> subprocess.Popen:
     raise RuntimeError(f"server did not start; see {log_path}")
 
 
-def scratch_postgres() -> str | None:
+def scratch_postgres() -> tuple[str, str] | None:
     """With DATABASE_URL on PostgreSQL, a fresh database on that server for this run (so no
-    task or plan of an earlier run competes for the workers); its name, to drop after."""
+    task or plan of an earlier run competes for the workers): the server's URL and the
+    database's name, to drop it after."""
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         return None
@@ -158,15 +159,14 @@ def scratch_postgres() -> str | None:
     name = f"ferry_load_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["FERRY_LOAD_ADMIN_URL"] = url
     os.environ["DATABASE_URL"] = urlsplit(url)._replace(path=f"/{name}").geturl()
-    return name
+    return url, name
 
 
-def drop_scratch_postgres(name: str) -> None:
+def drop_scratch_postgres(url: str, name: str) -> None:
     import psycopg
 
-    with psycopg.connect(os.environ["FERRY_LOAD_ADMIN_URL"], autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -185,11 +185,8 @@ def sample_running(plan_ids, stop: threading.Event, samples: list[int]):
 
 class Stats:
     def __init__(self):
-        self.api_ms: list[float] = []
-        self.api_sent: list[tuple[float, float]] = []  # (sent at, latency ms)
-        self.page_ms: list[float] = []
-        self.by_path: dict[str, list[float]] = {}
-        self.timeline: list[tuple[float, float]] = []  # (when it was sent, latency ms)
+        # One row per answered request: (sent at, latency ms, endpoint kind, API or page).
+        self.requests: list[tuple[float, float, str, bool]] = []
         self.codes: dict[int, int] = {}
         self.errors = 0
         self.stalls = 0
@@ -231,13 +228,9 @@ async def viewer(base, cookie, plan_ids, stop_at, think, stats: Stats):
                 continue
             elapsed = (time.perf_counter() - started) * 1000
             stats.codes[response.status_code] = stats.codes.get(response.status_code, 0) + 1
-            (stats.api_ms if path.startswith("/api/") else stats.page_ms).append(elapsed)
-            if path.startswith("/api/"):
-                stats.api_sent.append((started_at, elapsed))
             kind = path.split("?")[0].rstrip("/").split("/")
             kind = "/".join("N" if part.isdigit() else part for part in kind) or "/"
-            stats.by_path.setdefault(kind, []).append(elapsed)
-            stats.timeline.append((time.time(), elapsed))
+            stats.requests.append((started_at, elapsed, kind, path.startswith("/api/")))
             await asyncio.sleep(random.uniform(*think))
 
 
@@ -362,7 +355,7 @@ def main():
             from django.db import connections
 
             connections.close_all()
-            drop_scratch_postgres(scratch)
+            drop_scratch_postgres(*scratch)
 
 
 def run(args):
@@ -400,21 +393,23 @@ def run(args):
     states = list(MigrationPlan.objects.filter(pk__in=plan_ids).values_list("status", flat=True))
     requests = sum(stats.codes.values())
     server_errors = sum(n for code, n in stats.codes.items() if code >= 500)
-    p95_all = percentile(stats.api_ms, 95)
+    first = min((sent for sent, *_ in stats.requests), default=0.0)
+    api = [(sent, ms) for sent, ms, _kind, is_api in stats.requests if is_api]
+    page_ms = [ms for _sent, ms, _kind, is_api in stats.requests if not is_api]
+    p95_all = percentile([ms for _sent, ms in api], 95)
     # Steady state: requests sent after the ramp-up (viewers arrive over the first 10 s).
-    ramp_end = (stats.api_sent[0][0] if stats.api_sent else 0) + RAMP_UP_SECONDS
-    p95 = percentile([ms for sent, ms in stats.api_sent if sent >= ramp_end], 95)
-    if stats.timeline:
-        first = stats.timeline[0][0]
-        windows: dict[int, list[float]] = {}
-        for sent, ms in stats.timeline:
-            windows.setdefault(int((sent - first) // 15), []).append(ms)
-        print(
-            "  p95 per 15 s: "
-            + ", ".join(f"{percentile(v, 95):.0f}" for _k, v in sorted(windows.items()))
-            + " ms"
-        )
-    for kind, values in sorted(stats.by_path.items()):
+    p95 = percentile([ms for sent, ms in api if sent >= first + RAMP_UP_SECONDS], 95)
+    windows: dict[int, list[float]] = {}
+    by_kind: dict[str, list[float]] = {}
+    for sent, ms, kind, _is_api in stats.requests:
+        windows.setdefault(int((sent - first) // 15), []).append(ms)
+        by_kind.setdefault(kind, []).append(ms)
+    print(
+        "  p95 per 15 s: "
+        + ", ".join(f"{percentile(v, 95):.0f}" for _k, v in sorted(windows.items()))
+        + " ms"
+    )
+    for kind, values in sorted(by_kind.items()):
         print(
             f"  {kind:28s} {len(values):5d} requests, median {median(values):6.0f} ms, "
             f"p95 {percentile(values, 95):6.0f} ms"
@@ -450,7 +445,7 @@ def run(args):
         None,
         "every API request of the run",
     )
-    report("L1 p95 page latency", round(percentile(stats.page_ms, 95), 1), "ms", "", None, notes)
+    report("L1 p95 page latency", round(percentile(page_ms, 95), 1), "ms", "", None, notes)
     interruptions = stats.stalls + stats.ws_reconnects + stats.ws_failed
     report(
         "L1 stream stalls",
