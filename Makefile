@@ -8,7 +8,7 @@ PORT ?= 8000
 # When DATABASE_URL points at PostgreSQL, `make test` also runs the fast tests on SQLite.
 SQLITE_SMOKE ?= 1
 
-.PHONY: run test setup system-deps system-deps-test venv lint test-python lab-up lab-down bench bench-load clean
+.PHONY: run test setup system-deps system-deps-test venv lint test-python lab-up lab-down bench bench-load openapi clean
 
 run: system-deps venv
 	$(PY) manage.py migrate --noinput -v0
@@ -56,6 +56,10 @@ bench: system-deps-test venv
 
 bench-load: system-deps-test venv
 	$(PY) bench/run.py --only L1 --merge
+
+# Regenerate the committed API contract after an intended API change (a test compares them).
+openapi: venv
+	$(PY) manage.py spectacular --file docs/openapi.yaml
 
 clean:
 	rm -rf $(VENV) var
