@@ -38,8 +38,8 @@ def main(count: int) -> None:
     from common import report
     from django.db import connection
 
-    from dashboard.audit_bulk import audit_bulk_append
-    from dashboard.audit_verify import audit_chain_verify
+    from dashboard.audit.bulk import audit_bulk_append
+    from dashboard.audit.verify import audit_chain_verify
     from dashboard.models import AuditEvent
 
     call_command("migrate", verbosity=0)

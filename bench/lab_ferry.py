@@ -222,7 +222,7 @@ class Ferry:
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
 
-        from dashboard.audit import Actor
+        from dashboard.audit.record import Actor
         from inventory.models import Host
         from inventory.services import host_add
 
@@ -284,7 +284,7 @@ class Ferry:
         from migrations_app.models import ValidationRun
         from migrations_app.services.plans import plan_add_vms, plan_create, plan_evacuate_host
         from migrations_app.services.validation import plan_validate
-        from migrations_app.services.workflow import plan_approve, plan_submit
+        from migrations_app.workflow.services import plan_approve, plan_submit
 
         planner = self.people["planner"]
         if dirty is not None:  # the guest's dirty rate as a planner would know it (MiB/s)
@@ -317,7 +317,7 @@ class Ferry:
     def run(self, plan, timeout: float, watch: tuple[str, str] | None = None) -> dict:
         """Start the plan (operator) and wait until every attempt has ended."""
         from migrations_app.models import ItemAttempt, PlanRun
-        from migrations_app.services.workflow import plan_cancel, plan_start
+        from migrations_app.workflow.services import plan_cancel, plan_start
 
         watcher = DestWatcher(self.lab.uri(watch[1]), watch[0]) if watch else None
         if watcher:

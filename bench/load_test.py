@@ -60,8 +60,8 @@ def seed(plans: int, items: int):
 
     from inventory.models import Host, VirtualMachine
     from migrations_app.models import MigrationPlan, PlanItem
-    from migrations_app.services.workflow import plan_approve, plan_submit
-    from tests.workflow.factories import plan_validate_stub
+    from migrations_app.workflow.services import plan_approve, plan_submit
+    from tests.factories import plan_validate_stub
 
     User = get_user_model()
 

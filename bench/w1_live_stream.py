@@ -189,8 +189,8 @@ def main():
     setup_django()
     from django.contrib.auth import get_user_model
 
-    from dashboard.sharelinks import share_link_create
     from migrations_app.models import MigrationPlan, PlanRun
+    from migrations_app.sharing.services import share_link_create
 
     user = get_user_model().objects.create_superuser("bench", "", "bench-pass-123")
     expected = args.rate * args.seconds * args.clients

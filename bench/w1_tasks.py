@@ -9,7 +9,7 @@ from django_tasks import task
 @task()
 def publish(run_id: int, rate: float, seconds: float) -> int:
     """Emit `rate` events per second for `seconds`; each payload carries its send time."""
-    from migrations_app.events import run_event
+    from migrations_app.live.events import run_event
     from migrations_app.models import PlanRun
 
     run = PlanRun.objects.get(pk=run_id)

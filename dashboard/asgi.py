@@ -11,8 +11,9 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from dashboard.embedded import LoopRecordingApp, start_embedded_workers  # noqa: E402
+from dashboard.live.publish import LoopRecordingApp  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from dashboard.runtime.embedded import start_embedded_workers  # noqa: E402
 from dashboard.warmup import warm_up  # noqa: E402
 
 warm_up()

@@ -9,30 +9,16 @@ from the database at scrape time.
 
 import hmac
 import ipaddress
-import threading
 
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.http import HttpResponse, HttpResponseForbidden
 
+from dashboard.live.consumers import websocket_clients
+from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem
+
 DURATION_BUCKETS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 DOWNTIME_BUCKETS_MS = (50, 100, 200, 300, 500, 1000, 2000, 5000)
-
-_ws_lock = threading.Lock()
-_ws_clients = 0
-
-
-def websocket_client_opened() -> None:
-    """Count a websocket subscriber of this process (called by consumers)."""
-    global _ws_clients
-    with _ws_lock:
-        _ws_clients += 1
-
-
-def websocket_client_closed() -> None:
-    global _ws_clients
-    with _ws_lock:
-        _ws_clients = max(0, _ws_clients - 1)
 
 
 def _allowed(request) -> bool:
@@ -78,8 +64,6 @@ def metrics_view(request):
         return HttpResponseForbidden(
             "metrics: give the scraper token or scrape from an allowed address\n"
         )
-    from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem
-
     lines = ["# HELP ferry_plans Plans by status.", "# TYPE ferry_plans gauge"]
     plan_counts = dict(MigrationPlan.objects.values_list("status").annotate(n=Count("id")))
     for status in MigrationPlan.Status.values:
@@ -122,7 +106,7 @@ def metrics_view(request):
     lines += [
         "# HELP ferry_websocket_clients Live subscribers connected to this web process.",
         "# TYPE ferry_websocket_clients gauge",
-        f"ferry_websocket_clients {_ws_clients}",
+        f"ferry_websocket_clients {websocket_clients()}",
     ]
     return HttpResponse(
         "\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8"

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from dashboard.env import (
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -227,7 +228,7 @@ SPECTACULAR_SETTINGS = {
         "PlanItemStatusEnum": "migrations_app.models.plan.PlanItem.Status",
         "PlanRunStatusEnum": "migrations_app.models.run.PlanRun.Status",
         "AttemptStatusEnum": "migrations_app.models.run.ItemAttempt.Status",
-        "DeliveryStatusEnum": "dashboard.models_notify.NotificationDelivery.Status",
+        "DeliveryStatusEnum": "migrations_app.models.notifications.NotificationDelivery.Status",
     },
 }
 
@@ -274,6 +275,19 @@ FERRY_METRICS_ALLOW = env_list("FERRY_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"
 # libvirt: how long a connection may take before the host is reported unreachable.
 LIBVIRT_CONNECT_TIMEOUT = env_int("FERRY_LIBVIRT_TIMEOUT", 15, minimum=1)
 
+# Execution knobs (seconds unless said otherwise); every worker process reads them here.
+FERRY_SAMPLE_SECONDS = env_float("FERRY_SAMPLE_SECONDS", 1.0, minimum=0.01)  # jobStats sampling
+FERRY_LEASE_SECONDS = env_float("FERRY_LEASE_SECONDS", 30.0, minimum=1)  # claim w/o heartbeat
+# A transfer that makes no progress this long is aborted.
+FERRY_WATCHDOG_SECONDS = env_float("FERRY_WATCHDOG_SECONDS", 60.0, minimum=1)
+FERRY_TICK_SECONDS = env_float("FERRY_TICK_SECONDS", 10.0, minimum=0.5)  # reconcile/auto-start
+# The queue is polled this often only when no wake-up came (dashboard.runtime.worker).
+FERRY_WORKER_POLL_SECONDS = env_float("FERRY_WORKER_POLL_SECONDS", 1.0, minimum=0.01)
+# Simulated seconds per real second on the rehearsal driver.
+FERRY_REHEARSAL_SPEED = env_float("FERRY_REHEARSAL_SPEED", 20.0, minimum=0.001)
+# Worker threads inside the web process (set by `manage.py serve` without Redis).
+FERRY_EMBEDDED_WORKERS = env_int("FERRY_EMBEDDED_WORKERS", 0, minimum=0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -292,7 +306,7 @@ FERRY_BASE_URL = env_str("FERRY_BASE_URL", "")
 # Login lockout per account (never per address), and the backend that enforces it.
 FERRY_LOGIN_MAX_FAILURES = env_int("FERRY_LOGIN_MAX_FAILURES", 5, minimum=1)
 FERRY_LOGIN_LOCKOUT_SECONDS = env_int("FERRY_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
-AUTHENTICATION_BACKENDS = ["dashboard.auth_backend.LockoutModelBackend"]
+AUTHENTICATION_BACKENDS = ["dashboard.accounts.backend.LockoutModelBackend"]
 
 # Notifications: webhook timeout, attempts before a delivery is given up, and email.
 FERRY_WEBHOOK_TIMEOUT = env_int("FERRY_WEBHOOK_TIMEOUT", 10, minimum=1)

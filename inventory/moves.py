@@ -7,7 +7,7 @@ the inventory and the attempt agree; the next host sync confirms it from libvirt
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.audit import audit_record
+from dashboard.audit.record import audit_record
 from inventory.models import Host, StoragePool, VirtualMachine
 
 

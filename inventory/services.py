@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dashboard.audit import audit_record
+from dashboard.audit.record import audit_record
 from inventory.libvirt_client import HostUnreachable, open_connection, transport_of
 from inventory.libvirt_read import MIB, HostFacts, PoolFacts, domain_state, read_domain, read_host
 from inventory.models import (

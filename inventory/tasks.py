@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django_tasks import task
 
-from dashboard.audit import Actor
+from dashboard.audit.record import Actor
 from inventory.models import Host
 from inventory.services import host_sync
 

@@ -2,31 +2,26 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.permissions import can
+from dashboard.accounts.decorators import role_required
+from dashboard.accounts.permissions import can
 from inventory.models import Host, VirtualMachine
 from inventory.tasks import host_sync_enqueue
 
 
-def _require(request, action):
-    if not can(request.user, action):
-        raise PermissionDenied("Your role does not allow this.")
-
-
 @login_required
+@role_required("inventory.view")
 def host_list(request):
-    _require(request, "inventory.view")
     hosts = Host.objects.annotate(vm_count=Count("vms")).order_by("name")
     return render(request, "inventory/host_list.html", {"hosts": hosts})
 
 
 @login_required
+@role_required("inventory.view")
 def host_detail(request, pk):
-    _require(request, "inventory.view")
     host = get_object_or_404(Host, pk=pk)
     context = {
         "capacity_chart": _capacity_chart(host),
@@ -69,8 +64,8 @@ def _capacity_chart(host) -> dict:
 
 @login_required
 @require_POST
+@role_required("inventory.manage")
 def host_sync_view(request, pk):
-    _require(request, "inventory.manage")
     host = get_object_or_404(Host, pk=pk)
     task_id = host_sync_enqueue(host=host, user=request.user)
     messages.info(request, f"Sync of {host.name} queued (task {task_id}).")
@@ -78,8 +73,8 @@ def host_sync_view(request, pk):
 
 
 @login_required
+@role_required("inventory.view")
 def vm_detail(request, pk):
-    _require(request, "inventory.view")
     vm = get_object_or_404(
         VirtualMachine.objects.select_related("host").prefetch_related("disks__pool", "nics"), pk=pk
     )

@@ -1,8 +1,16 @@
-"""Page routes of plans (mounted at /plans/)."""
+"""Page routes of plans.
+
+`urlpatterns` are the plan pages, mounted at /plans/ under the namespace "plans".
+`root_urlpatterns` are the plan features whose URL names are global and whose paths are
+not all under /plans/ (change records, workflow buttons, status links and the public
+status page, a plan's audit timeline); dashboard.urls puts them at the site root.
+"""
 
 from django.urls import path
 
-from migrations_app import views
+from migrations_app.sharing import views as status_views
+from migrations_app.views import plans as views
+from migrations_app.views import reports, workflow
 
 app_name = "plans"
 
@@ -20,4 +28,27 @@ urlpatterns = [
         views.plan_item_remove_view,
         name="plan-item-remove",
     ),
+]
+
+root_urlpatterns = [
+    path("audit/plans/<int:pk>/", reports.audit_plan_timeline, name="audit-plan-timeline"),
+    path("plans/<int:pk>/change-record/", reports.change_record_page, name="change-record"),
+    path(
+        "plans/<int:pk>/change-record.pdf",
+        reports.change_record_pdf_page,
+        name="change-record-pdf",
+    ),
+    path("plans/<int:pk>/share-links/", workflow.sharelink_create_page, name="sharelink-create"),
+    path(
+        "plans/<int:pk>/workflow/<str:action>/",
+        workflow.plan_workflow_page,
+        name="plan-workflow",
+    ),
+    path(
+        "share-links/<int:link_id>/revoke/",
+        workflow.sharelink_revoke_page,
+        name="sharelink-revoke",
+    ),
+    path("status/<str:token>/", status_views.status_page, name="status-page"),
+    path("status/<str:token>/snapshot/", status_views.status_snapshot, name="status-snapshot"),
 ]

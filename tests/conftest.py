@@ -1,4 +1,5 @@
-"""Shared fixtures: users in each role, API clients, and the rule that CI never skips."""
+"""Shared fixtures: users in each role, a validated plan, API clients, and the rule that CI
+never skips."""
 
 import os
 from pathlib import Path
@@ -7,6 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
+
+from tests.factories import plan_make, plan_validate_stub
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_NODES = REPO / "inventory" / "demo" / "nodes"
@@ -18,6 +21,12 @@ def skip_or_fail(reason: str):
     if IN_CI:
         pytest.fail(f"required for CI but unavailable: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # Several users per test: the production hasher would dominate the run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -33,6 +42,28 @@ def make_user(db):
         return user
 
     return _make
+
+
+@pytest.fixture
+def people(make_user):
+    """One user per role, plus a second approver and an admin."""
+    return {
+        "planner": make_user("pat", "planner"),
+        "approver": make_user("ann", "approver"),
+        "approver2": make_user("abe", "approver"),
+        "operator": make_user("oli", "operator"),
+        "viewer": make_user("vic", "viewer"),
+        "auditor": make_user("aud", "auditor"),
+        "admin": make_user("ada", "admin"),
+    }
+
+
+@pytest.fixture
+def validated_plan(people):
+    """A draft plan by the planner with a passing validation of its current content."""
+    plan = plan_make(people["planner"])
+    plan_validate_stub(plan)
+    return plan
 
 
 @pytest.fixture

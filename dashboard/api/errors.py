@@ -1,26 +1,31 @@
-"""API errors people can read: every failure is a JSON body with a `detail` message."""
+"""API errors people can read: every failure is a JSON body with a `detail` message.
+
+The one translation of service errors into HTTP answers (configured as DRF's
+EXCEPTION_HANDLER): InputError → 400, StateConflict → 409, Django's ValidationError → 400,
+Django's PermissionDenied → 403 (by DRF), a database outage → 503. Views call services and
+let these errors pass; they never build error responses themselves.
+"""
 
 import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
-from rest_framework import exceptions, status
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from dashboard.errors import InputError, StateConflict
 
 logger = logging.getLogger("ferry.api")
 
 
-class Conflict(exceptions.APIException):
-    """The object's state does not allow the action (HTTP 409)."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object's current state does not allow this action."
-    default_code = "conflict"
-
-
 def exception_handler(exc, context):
-    """DRF's handler, plus Django validation errors as 400 and a readable 503 for the DB."""
+    """DRF's handler, plus Ferry's service errors, Django validation errors and the DB."""
+    if isinstance(exc, StateConflict | InputError):
+        set_rollback()
+        code = status.HTTP_409_CONFLICT if isinstance(exc, StateConflict) else 400
+        return Response({"detail": str(exc)}, status=code)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)

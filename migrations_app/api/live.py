@@ -7,8 +7,8 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
+from migrations_app.live.snapshots import dashboard_snapshot, plan_snapshot
 from migrations_app.models import MigrationPlan
-from migrations_app.selectors.live import dashboard_snapshot, plan_snapshot
 
 PlanViewPermission = action_permission("plan.view")
 

@@ -1,8 +1,7 @@
 """The plan API: CRUD of plans, nested items, validate, place, estimate, evacuate and
 move-to-group. Views are thin: input is shaped by serializers, every write is a service
-call, and service errors become 400 (PlanError) or 409 (PlanStateError) with the
-service's own message. The workflow's actions (submit, approve, start...) come from
-PlanWorkflowActionsMixin, kept in its own module by the workflow's owner.
+call, and service errors become 400 or 409 with the service's own message (dashboard.api.errors).
+The workflow's actions (submit, approve, start...) come from PlanWorkflowActionsMixin.
 """
 
 from drf_spectacular.utils import OpenApiTypes, extend_schema
@@ -11,10 +10,9 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from dashboard.api.errors import Conflict
 from dashboard.api.permissions import action_permission
 from migrations_app.api import serializers as s
-from migrations_app.errors import PlanError, PlanStateError
+from migrations_app.api.workflow_actions import PlanWorkflowActionsMixin
 from migrations_app.models import PlanItem, ValidationRun
 from migrations_app.selectors.plans import (
     plan_estimate_get,
@@ -25,14 +23,6 @@ from migrations_app.selectors.plans import (
 from migrations_app.services import plans as services
 from migrations_app.services.placing import plan_place
 from migrations_app.services.validation import plan_validate
-
-try:  # the workflow actions live in their owner's module
-    from migrations_app.api.workflow_actions import PlanWorkflowActionsMixin
-except ImportError:  # pragma: no cover - only before that module exists
-
-    class PlanWorkflowActionsMixin:  # type: ignore[no-redef]
-        pass
-
 
 PlanPermission = action_permission("plan.view", "plan.edit")
 
@@ -62,16 +52,6 @@ def validated(serializer_class, data, *, partial=False) -> dict:
     return serializer.validated_data
 
 
-def call(service, **kwargs):
-    """Call a plan service and translate its errors into API answers."""
-    try:
-        return service(**kwargs)
-    except PlanStateError as exc:
-        raise Conflict(str(exc)) from None
-    except PlanError as exc:
-        raise ValidationError({"detail": str(exc)}) from None
-
-
 class PlanViewSet(
     PlanWorkflowActionsMixin,
     mixins.ListModelMixin,
@@ -98,18 +78,18 @@ class PlanViewSet(
     @extend_schema(request=s.PlanWriteSerializer, responses={201: s.PlanDetailSerializer})
     def create(self, request, *args, **kwargs):
         data = validated(s.PlanWriteSerializer, request.data)
-        plan = call(services.plan_create, actor=request.user, **data)
+        plan = services.plan_create(actor=request.user, **data)
         return self._answer(plan, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.PlanWriteSerializer, responses={200: s.PlanDetailSerializer})
     def partial_update(self, request, *args, **kwargs):
         plan = self.get_object()
         data = validated(s.PlanWriteSerializer, request.data, partial=True)
-        plan = call(services.plan_update, plan=plan, actor=request.user, **data)
+        plan = services.plan_update(plan=plan, actor=request.user, **data)
         return self._answer(plan)
 
     def destroy(self, request, *args, **kwargs):
-        call(services.plan_delete, plan=self.get_object(), actor=request.user)
+        services.plan_delete(plan=self.get_object(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     # -- items ----------------------------------------------------------------------------
@@ -125,8 +105,7 @@ class PlanViewSet(
             page = self.paginate_queryset(plan_items(plan))
             return self.get_paginated_response(s.ItemSerializer(page, many=True).data)
         data = validated(s.ItemsAddSerializer, request.data)
-        created = call(
-            services.plan_add_vms,
+        created = services.plan_add_vms(
             plan=plan,
             vms=data["vms"],
             destination=data["destination"],
@@ -155,10 +134,10 @@ class PlanViewSet(
         if request.method == "GET":
             return Response(s.ItemSerializer(item).data)
         if request.method == "DELETE":
-            call(services.plan_item_remove, item=item, actor=request.user)
+            services.plan_item_remove(item=item, actor=request.user)
             return Response(status=status.HTTP_204_NO_CONTENT)
         data = validated(s.ItemUpdateSerializer, request.data, partial=True)
-        call(services.plan_item_update, item=item, actor=request.user, **data)
+        services.plan_item_update(item=item, actor=request.user, **data)
         return Response(s.ItemSerializer(self._item(plan, item_id)).data)
 
     # -- checks, placement, estimate ------------------------------------------------------
@@ -173,7 +152,7 @@ class PlanViewSet(
         """Run every check on every item; answers the stored run with its results
         (?severity=blocker,warning to leave out the rest)."""
         plan = self.get_object()
-        run = call(plan_validate, plan=plan, actor=request.user)
+        run = plan_validate(plan=plan, actor=request.user)
         run = ValidationRun.objects.prefetch_related("results").get(pk=run.pk)
         return self._run_answer(request, run, status.HTTP_201_CREATED)
 
@@ -193,7 +172,7 @@ class PlanViewSet(
         """Choose destinations for items without one (all items with replace=true)."""
         plan = self.get_object()
         data = validated(s.PlaceSerializer, request.data)
-        placements = call(plan_place, plan=plan, actor=request.user, replace=data["replace"])
+        placements = plan_place(plan=plan, actor=request.user, replace=data["replace"])
         placed = [p for p in placements if p.destination_id is not None]
         return Response(
             {
@@ -218,7 +197,7 @@ class PlanViewSet(
         """Add every running/paused VM of a host and place them."""
         plan = self.get_object()
         data = validated(s.EvacuateSerializer, request.data)
-        result = call(services.plan_evacuate_host, plan=plan, host=data["host"], actor=request.user)
+        result = services.plan_evacuate_host(plan=plan, host=data["host"], actor=request.user)
         return Response(result)
 
     @extend_schema(request=s.MoveToGroupSerializer, responses={200: OpenApiTypes.OBJECT})
@@ -227,8 +206,7 @@ class PlanViewSet(
         """Add (or re-target) VMs and place them on hosts of one group."""
         plan = self.get_object()
         data = validated(s.MoveToGroupSerializer, request.data)
-        result = call(
-            services.plan_move_to_group,
+        result = services.plan_move_to_group(
             plan=plan,
             vms=data["vms"],
             group=data["group"],

@@ -14,11 +14,10 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
-from migrations_app.events import event_message
 from migrations_app.execution import services
+from migrations_app.live.events import event_message
+from migrations_app.live.snapshots import attempt_dict, sample_dict
 from migrations_app.models import ItemAttempt, PlanItem, PlanRun, ProgressSample, RunEvent
-from migrations_app.selectors.live import attempt_dict, sample_dict
-from migrations_app.workflow import TransitionError
 
 RunPermission = action_permission("plan.view", "plan.run")
 EVENTS_MAX = 1000
@@ -137,12 +136,8 @@ class RunViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
     def finish(self, request, pk=None):
         """Close a run whose items have all ended (some failed): record the plan's outcome."""
         run = get_object_or_404(PlanRun, pk=pk)
-        try:
-            run = services.run_finish(plan=run.plan, actor=request.user)
-        except (services.ExecutionStateError, TransitionError) as exc:
-            # TransitionError: the plan itself may not take the outcome (cancelled or moved
-            # on meanwhile): a conflict to report, not a server error.
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        # A run or plan state that does not allow it is a 409 (dashboard.api.errors).
+        run = services.run_finish(plan=run.plan, actor=request.user)
         return Response(_run_dict(run))
 
 
@@ -206,12 +201,9 @@ class ItemActionViewSet(viewsets.GenericViewSet):
         item = get_object_or_404(PlanItem.objects.select_related("plan", "vm"), pk=pk)
         data = ItemActionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            attempt = services.item_cancel(
-                item=item, actor=request.user, reason=data.validated_data["reason"]
-            )
-        except services.ExecutionStateError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        attempt = services.item_cancel(
+            item=item, actor=request.user, reason=data.validated_data["reason"]
+        )
         return Response(
             {"item": item.pk, "attempt": attempt.pk if attempt else None, "cancel_requested": True},
             status=status.HTTP_202_ACCEPTED,
@@ -222,8 +214,5 @@ class ItemActionViewSet(viewsets.GenericViewSet):
     def retry(self, request, pk=None):
         """Queue a failed, cancelled or needs-attention item again (a new attempt)."""
         item = get_object_or_404(PlanItem.objects.select_related("plan", "vm"), pk=pk)
-        try:
-            item = services.item_retry(item=item, actor=request.user)
-        except services.ExecutionStateError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        item = services.item_retry(item=item, actor=request.user)
         return Response({"item": item.pk, "status": item.status}, status=status.HTTP_202_ACCEPTED)

@@ -6,7 +6,6 @@ action (403), the services decide whether the plan's state allows it (409 with t
 service's message) and whether a reason is missing (400).
 """
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -14,12 +13,11 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from dashboard.api.errors import Conflict
+from dashboard.accounts.permissions import can
 from dashboard.api.permissions import action_permission
-from dashboard.permissions import can
 from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
-from migrations_app.services import workflow
-from migrations_app.workflow import TransitionError
+from migrations_app.sharing.api import ShareLinkCreateSerializer, ShareLinkSerializer
+from migrations_app.workflow import services as workflow
 
 
 class CommentSerializer(serializers.Serializer):
@@ -54,37 +52,6 @@ class WorkflowStateSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class ShareLinkCreateSerializer(serializers.Serializer):
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    show_host_names = serializers.BooleanField(required=False, default=False)
-    label = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-
-
-class ShareLinkSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    token_prefix = serializers.CharField()
-    label = serializers.CharField()
-    show_host_names = serializers.BooleanField()
-    created_by_name = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    expires_at = serializers.DateTimeField(allow_null=True)
-    revoked_at = serializers.DateTimeField(allow_null=True)
-    state = serializers.SerializerMethodField()
-
-    def get_state(self, link) -> str:
-        return link.state()
-
-
-def _run(call):
-    """Call a service and translate its errors into API answers."""
-    try:
-        return call()
-    except TransitionError as exc:
-        raise Conflict(str(exc)) from None
-    except DjangoPermissionDenied as exc:
-        raise PermissionDenied(str(exc) or "Your role does not allow this.") from None
-
-
 def _permission(write_action: str):
     return [action_permission("plan.view", write_action)]
 
@@ -116,7 +83,7 @@ class PlanWorkflowActionsMixin:
     def submit(self, request, pk=None):
         """Submit a validated draft for approval (freezes its content hash)."""
         plan = self.get_object()
-        _run(lambda: workflow.plan_submit(plan=plan, actor=request.user))
+        workflow.plan_submit(plan=plan, actor=request.user)
         return self._workflow_answer(plan, f"Plan '{plan.name}' submitted for approval.")
 
     @extend_schema(request=CommentSerializer, responses={200: WorkflowStateSerializer})
@@ -125,13 +92,11 @@ class PlanWorkflowActionsMixin:
         """Approve the submitted content (never your own plan); a comment is optional."""
         data = self._input(CommentSerializer)
         plan = self.get_object()
-        _run(
-            lambda: workflow.plan_approve(
-                plan=plan,
-                actor=request.user,
-                comment=data["comment"],
-                expected_hash=data["content_hash"],
-            )
+        workflow.plan_approve(
+            plan=plan,
+            actor=request.user,
+            comment=data["comment"],
+            expected_hash=data["content_hash"],
         )
         return self._workflow_answer(plan, f"Approval of plan '{plan.name}' recorded.")
 
@@ -141,7 +106,7 @@ class PlanWorkflowActionsMixin:
         """Reject the submitted plan; a reason is required."""
         data = self._input(ReasonSerializer)
         plan = self.get_object()
-        _run(lambda: workflow.plan_reject(plan=plan, actor=request.user, reason=data["reason"]))
+        workflow.plan_reject(plan=plan, actor=request.user, reason=data["reason"])
         return self._workflow_answer(plan, f"Plan '{plan.name}' rejected.")
 
     @extend_schema(request=StartSerializer, responses={200: WorkflowStateSerializer})
@@ -150,11 +115,7 @@ class PlanWorkflowActionsMixin:
         """Start an approved plan; outside its window an override_reason is required."""
         data = self._input(StartSerializer)
         plan = self.get_object()
-        _run(
-            lambda: workflow.plan_start(
-                plan=plan, actor=request.user, override_reason=data["override_reason"]
-            )
-        )
+        workflow.plan_start(plan=plan, actor=request.user, override_reason=data["override_reason"])
         return self._workflow_answer(plan, f"Plan '{plan.name}' started.")
 
     @extend_schema(request=None, responses={200: WorkflowStateSerializer})
@@ -162,7 +123,7 @@ class PlanWorkflowActionsMixin:
     def pause(self, request, pk=None):
         """Pause a running plan."""
         plan = self.get_object()
-        _run(lambda: workflow.plan_pause(plan=plan, actor=request.user))
+        workflow.plan_pause(plan=plan, actor=request.user)
         return self._workflow_answer(plan, f"Plan '{plan.name}' paused.")
 
     @extend_schema(request=None, responses={200: WorkflowStateSerializer})
@@ -170,7 +131,7 @@ class PlanWorkflowActionsMixin:
     def resume(self, request, pk=None):
         """Resume a paused plan."""
         plan = self.get_object()
-        _run(lambda: workflow.plan_resume(plan=plan, actor=request.user))
+        workflow.plan_resume(plan=plan, actor=request.user)
         return self._workflow_answer(plan, f"Plan '{plan.name}' resumed.")
 
     # Operators cancel anything unfinished, planners only what has not started: the service
@@ -183,7 +144,7 @@ class PlanWorkflowActionsMixin:
             raise PermissionDenied("Your role does not allow you to cancel plans.")
         data = self._input(ReasonSerializer)
         plan = self.get_object()
-        _run(lambda: workflow.plan_cancel(plan=plan, actor=request.user, reason=data["reason"]))
+        workflow.plan_cancel(plan=plan, actor=request.user, reason=data["reason"])
         return self._workflow_answer(plan, f"Plan '{plan.name}' cancelled.")
 
     @extend_schema(request=ReasonSerializer, responses={200: WorkflowStateSerializer})
@@ -192,7 +153,7 @@ class PlanWorkflowActionsMixin:
         """Put an operator hold on the plan (the scheduler will not start it)."""
         data = self._input(ReasonSerializer)
         plan = self.get_object()
-        _run(lambda: workflow.plan_hold(plan=plan, actor=request.user, reason=data["reason"]))
+        workflow.plan_hold(plan=plan, actor=request.user, reason=data["reason"])
         return self._workflow_answer(plan, f"Plan '{plan.name}' is on hold.")
 
     @extend_schema(request=ReasonSerializer, responses={200: WorkflowStateSerializer})
@@ -201,7 +162,7 @@ class PlanWorkflowActionsMixin:
         """Lift the operator hold."""
         data = self._input(ReasonSerializer)
         plan = self.get_object()
-        _run(lambda: workflow.plan_release(plan=plan, actor=request.user, reason=data["reason"]))
+        workflow.plan_release(plan=plan, actor=request.user, reason=data["reason"])
         return self._workflow_answer(plan, f"Plan '{plan.name}' released.")
 
     @extend_schema(methods=["GET"], request=None, responses={200: ShareLinkSerializer(many=True)})
@@ -214,7 +175,7 @@ class PlanWorkflowActionsMixin:
     )
     def share_links(self, request, pk=None):
         """List the plan's status links, or create one (its URL is shown only once)."""
-        from dashboard.sharelinks import share_link_create, share_link_url
+        from migrations_app.sharing.services import share_link_create, share_link_url
 
         plan = self.get_object()
         if request.method == "GET":
@@ -238,7 +199,7 @@ class PlanWorkflowActionsMixin:
     )
     def change_record(self, request, pk=None):
         """The change record: plan, evidence the approvers saw, approvals, run, audit."""
-        from dashboard.change_record import change_record_build, change_record_json
+        from migrations_app.reports.change_record import change_record_build, change_record_json
 
         plan = self.get_object()
         return Response(change_record_json(change_record_build(plan)))
@@ -252,7 +213,7 @@ class PlanWorkflowActionsMixin:
     )
     def change_record_pdf(self, request, pk=None):
         """The change record as PDF (the printable page, rendered by WeasyPrint)."""
-        from dashboard.change_record_pdf import change_record_pdf
+        from migrations_app.reports.change_record_pdf import change_record_pdf
 
         plan = self.get_object()
         response = HttpResponse(

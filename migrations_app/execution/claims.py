@@ -10,11 +10,11 @@ import socket
 import threading
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from migrations_app.execution import config
 from migrations_app.models import ItemAttempt
 
 A = ItemAttempt.Status
@@ -22,7 +22,7 @@ A = ItemAttempt.Status
 
 def lease_seconds() -> float:
     """How long a claim lasts without a heartbeat (FERRY_LEASE_SECONDS, default 30)."""
-    return config.number("FERRY_LEASE_SECONDS")
+    return float(settings.FERRY_LEASE_SECONDS)
 
 
 def worker_name() -> str:

@@ -12,10 +12,11 @@ import logging
 import threading
 import time
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from migrations_app.execution import claims, config, errors, services
+from migrations_app.execution import claims, errors, services
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Session
 from migrations_app.models import ItemAttempt
@@ -28,10 +29,6 @@ A = ItemAttempt.Status
 
 class LeaseLost(Exception):
     """Another worker (the reconciler) owns the attempt now: stop without touching anything."""
-
-
-def _setting(name: str, default: float) -> float:
-    return config.number(name)
 
 
 def execute(attempt_id: int) -> str:
@@ -297,8 +294,8 @@ def _stalled(stats: dict) -> bool:
 
 def _monitor(attempt, worker, session, policy) -> errors.ExecutionError | None:
     """Sample about once a second until the transfer call returns; apply the policy."""
-    interval = _setting("FERRY_SAMPLE_SECONDS", 1.0)
-    watchdog = _setting("FERRY_WATCHDOG_SECONDS", 60.0) * _scale(attempt)
+    interval = float(settings.FERRY_SAMPLE_SECONDS)
+    watchdog = float(settings.FERRY_WATCHDOG_SECONDS) * _scale(attempt)
     timeout = _timeout_s(attempt, policy) * _scale(attempt)
     started = time.monotonic()
     if attempt.migrate_called_at is not None and attempt.phase != P.QUEUED:
@@ -434,7 +431,7 @@ def _verify(attempt, worker, session, policy) -> None:
     """Watch the VM for verify_seconds: running on the destination only, the whole time."""
     seconds = policy.verify_seconds * _scale(attempt)
     deadline = time.monotonic() + seconds
-    interval = min(1.0, _setting("FERRY_SAMPLE_SECONDS", 1.0))
+    interval = min(1.0, float(settings.FERRY_SAMPLE_SECONDS))
     checks = 0
     while True:
         _beat(attempt, worker)

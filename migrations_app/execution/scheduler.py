@@ -10,10 +10,10 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.audit import Actor
-from migrations_app.events import plan_changed
+from dashboard.audit.record import Actor
 from migrations_app.execution import errors, services
 from migrations_app.execution.drivers import driver_name_for
+from migrations_app.live.events import plan_changed
 from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem, PlanRun
 
 logger = logging.getLogger("ferry.execution.scheduler")
@@ -102,7 +102,7 @@ def _driver_or_fail(run: PlanRun, item: PlanItem) -> str | None:
 
 
 def _item_blocked(run: PlanRun, item: PlanItem, message: str) -> None:
-    from migrations_app.events import run_event
+    from migrations_app.live.events import run_event
 
     PlanItem.objects.filter(pk=item.pk).update(status=I.FAILED, status_reason=message)
     run_event(
@@ -129,8 +129,8 @@ def _pause_for_window(plan: MigrationPlan, waiting: int) -> None:
 
 def _pause_with_reason(plan: MigrationPlan, actor, reason: str, *, kind: str) -> None:
     """Pause the plan through the workflow (its hook pauses the run), keeping a reason."""
-    from migrations_app.events import run_event
-    from migrations_app.services.workflow import plan_pause
+    from migrations_app.live.events import run_event
+    from migrations_app.workflow.services import plan_pause
 
     if plan.status == S.RUNNING:
         plan_pause(plan=plan, actor=actor)
@@ -145,7 +145,7 @@ def _pause_with_reason(plan: MigrationPlan, actor, reason: str, *, kind: str) ->
 
 def _close(run: PlanRun, plan: MigrationPlan) -> None:
     """Every item has ended: complete the plan, or wait for the operator when some failed."""
-    from migrations_app.services.workflow import plan_finish
+    from migrations_app.workflow.services import plan_finish
 
     outcome = services.outcome_of(run)
     worker = services.worker_actor()
@@ -165,7 +165,7 @@ def _close(run: PlanRun, plan: MigrationPlan) -> None:
 
 def autostart_due_plans(now=None) -> list[int]:
     """Start approved plans whose window has opened (unless held); returns their ids."""
-    from migrations_app.services.workflow import plan_start
+    from migrations_app.workflow.services import plan_start
 
     now = now or timezone.now()
     due = MigrationPlan.objects.filter(

@@ -1,5 +1,5 @@
 """Execution services: every write to runs and attempts, each in one transaction with its
-audit event and its numbered run event (published after commit by migrations_app.events).
+audit event and its numbered run event (published after commit by migrations_app.live.events).
 
 Operator-facing services (run_* act on a plan's run; item_* on one item) are called from
 the workflow hooks and the runs API. Worker-facing services (attempt_*) are conditional on
@@ -14,9 +14,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dashboard.audit import Actor, audit_record
-from migrations_app.events import run_event
+from dashboard.audit.record import Actor, audit_record
+from migrations_app.errors import ExecutionStateError
 from migrations_app.execution import errors
+from migrations_app.live.events import run_event
 from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem, PlanRun, ProgressSample
 
 logger = logging.getLogger("ferry.execution")
@@ -30,10 +31,6 @@ MIB = 1024 * 1024
 OVERHEAD_SAMPLES = 25
 # A move's fixed cost is measured only from moves of at most this many passes, unthrottled.
 SETUP_MAX_PASSES = 5
-
-
-class ExecutionStateError(ValueError):
-    """The run or item is not in a state that allows the action (API: 409)."""
 
 
 def worker_actor(driver: str = "") -> Actor:
@@ -214,7 +211,7 @@ def item_cancel(*, item: PlanItem, actor, reason: str = "") -> ItemAttempt | Non
 
 def item_retry(*, item: PlanItem, actor) -> PlanItem:
     """Queue a failed, cancelled or stuck item again (a new attempt); resumes a paused run."""
-    from migrations_app.services.workflow import plan_resume
+    from migrations_app.workflow.services import plan_resume
 
     with transaction.atomic():
         run = current_run(item.plan)
@@ -242,7 +239,7 @@ def item_retry(*, item: PlanItem, actor) -> PlanItem:
 
 def run_finish(*, plan: MigrationPlan, actor) -> PlanRun:
     """Close a paused run whose items have all ended (some failed): the plan gets its outcome."""
-    from migrations_app.services.workflow import plan_finish
+    from migrations_app.workflow.services import plan_finish
 
     with transaction.atomic():
         run = current_run(plan)

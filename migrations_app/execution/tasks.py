@@ -67,9 +67,8 @@ def tick() -> dict:
 
 
 def tick_seconds() -> float:
-    from migrations_app.execution import config
 
-    return config.number("FERRY_TICK_SECONDS")
+    return float(settings.FERRY_TICK_SECONDS)
 
 
 def on_worker_start() -> None:

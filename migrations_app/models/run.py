@@ -28,7 +28,7 @@ class PlanRun(models.Model):
     override_reason = models.TextField(blank=True, help_text="why it started outside its window")
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Last sequence number handed out to this run's events (see migrations_app.events).
+    # Last sequence number handed out to this run's events (see migrations_app.live.events).
     event_seq = models.BigIntegerField(default=0)
 
     class Meta:

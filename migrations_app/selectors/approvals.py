@@ -33,3 +33,17 @@ def approvals_valid_count(plan: MigrationPlan, *, now=None) -> int:
     """Distinct approvers whose approval still counts (by name snapshot, so an approval
     survives the later deletion of its approver's account)."""
     return approvals_valid(plan, now=now).values("approver_name").distinct().count()
+
+
+def approval_excluded_reason(plan: MigrationPlan, user) -> str:
+    """Why `user` may not approve or reject `plan` under four eyes ("" when they may)."""
+    pk = getattr(user, "pk", None)
+    if plan.author_id is not None and plan.author_id == pk:
+        return "author"
+    if plan.author_id is None and plan.author_name and plan.author_name == _username(user):
+        return "author"
+    return ""
+
+
+def _username(user) -> str:
+    return user.get_username() if hasattr(user, "get_username") else ""

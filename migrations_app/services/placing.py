@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from dashboard.audit import audit_record
+from dashboard.audit.record import audit_record
 from migrations_app.checks.snapshot import snapshot_load
 from migrations_app.models import MigrationPlan
 from migrations_app.placement import placement_run

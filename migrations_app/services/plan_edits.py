@@ -10,7 +10,7 @@ an approval racing each other serialize: whichever commits second sees the other
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.audit import audit_record
+from dashboard.audit.record import audit_record
 from migrations_app.errors import PlanStateError
 from migrations_app.models import Approval, MigrationPlan
 

@@ -9,7 +9,7 @@ voided) and records its audit event.
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from dashboard.audit import audit_record
+from dashboard.audit.record import audit_record
 from inventory.models import Host, VirtualMachine
 from migrations_app.errors import PlanError, PlanStateError
 from migrations_app.models import MigrationPlan, PlanItem

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from dashboard.audit import audit_record
+from dashboard.audit.record import audit_record
 from migrations_app.checks import checks_run
 from migrations_app.checks.base import BLOCKER, INFO, WARNING
 from migrations_app.checks.snapshot import snapshot_load

@@ -12,7 +12,7 @@ def test_warm_up_compiles_every_project_template_into_the_cache():
     cached = set(loader.get_template_cache)
     for name in (
         "migrations_app/plan_detail.html",
-        "dashboard/status.html",
+        "migrations_app/status.html",
         "registration/login.html",
         "inventory/vm_detail.html",
     ):

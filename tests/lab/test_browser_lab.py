@@ -12,7 +12,7 @@ from inventory.models import Host, VirtualMachine  # noqa: E402
 from lab.guest import vm  # noqa: E402
 from migrations_app.services.plans import plan_add_vms, plan_create  # noqa: E402
 from migrations_app.services.validation import plan_validate  # noqa: E402
-from migrations_app.services.workflow import plan_approve, plan_submit  # noqa: E402
+from migrations_app.workflow.services import plan_approve, plan_submit  # noqa: E402
 
 # Real-browser fixtures live with the browser tests; this test needs both worlds.
 from tests.browser.conftest import (  # noqa: E402,F401
@@ -25,7 +25,7 @@ from tests.browser.conftest import (  # noqa: E402,F401
 from tests.browser.test_plan_flow import all_completed, drawn, wait_until  # noqa: E402
 
 # The lab execution tests own the fixtures that register the lab hosts in Ferry.
-from tests.lab.test_execution_lab import ferry, people, sync  # noqa: E402,F401,F811
+from tests.lab.test_execution_lab import ferry, sync  # noqa: E402,F401,F811
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

@@ -23,7 +23,7 @@ libvirt = pytest.importorskip("libvirt")
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from dashboard.audit import Actor  # noqa: E402
+from dashboard.audit.record import Actor  # noqa: E402
 from dashboard.models import AuditEvent  # noqa: E402
 from inventory.models import Host, StoragePool, VirtualMachine  # noqa: E402
 from inventory.services import host_add, host_sync  # noqa: E402
@@ -37,9 +37,9 @@ from migrations_app.models import (  # noqa: E402
     ProgressSample,
     RunEvent,
 )
-from migrations_app.services.workflow import plan_approve, plan_start, plan_submit  # noqa: E402
-from tests.execution.conftest import WorkerThreads, wait_for  # noqa: E402
-from tests.workflow.factories import plan_validate_stub  # noqa: E402
+from migrations_app.workflow.services import plan_approve, plan_start, plan_submit  # noqa: E402
+from tests.factories import plan_validate_stub  # noqa: E402
+from tests.migrations_app.execution.conftest import WorkerThreads, wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 REPO = Path(__file__).resolve().parents[2]
@@ -47,18 +47,8 @@ FIGURES: list[dict] = []
 
 
 @pytest.fixture
-def people(make_user):
-    return {
-        "planner": make_user("pat", "planner"),
-        "approver": make_user("ann", "approver"),
-        "operator": make_user("oli", "operator"),
-    }
-
-
-@pytest.fixture
 def ferry(lab_env, settings):
     """The lab's hosts registered in Ferry's test database (host_add + host_sync)."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.FERRY_SAMPLE_SECONDS = 0.5
     settings.FERRY_LEASE_SECONDS = 6
     settings.FERRY_WATCHDOG_SECONDS = 40

@@ -8,7 +8,7 @@ pytest.importorskip("libvirt")
 from inventory.models import Host, VirtualMachine  # noqa: E402
 
 # The lab execution tests own the fixtures that register the lab hosts in Ferry.
-from tests.lab.test_execution_lab import ferry, people, sync  # noqa: E402,F401,F811
+from tests.lab.test_execution_lab import ferry, sync  # noqa: E402,F401,F811
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

@@ -5,7 +5,7 @@ import pytest
 from migrations_app.checks.snapshot import DiskInfo, PoolInfo
 from migrations_app.estimate import bandwidth_of, item_estimate, plan_estimate, precopy
 from migrations_app.policy import Policy
-from tests.migrations_app.factory import GIB, make_host, make_item, make_snapshot, make_vm
+from tests.migrations_app.snapshots import GIB, make_host, make_item, make_snapshot, make_vm
 
 
 def test_it_converges_in_few_passes_when_dirty_rate_is_low():

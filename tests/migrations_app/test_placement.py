@@ -5,7 +5,7 @@ from migrations_app.checks.snapshot import snapshot_load
 from migrations_app.placement import placement_run
 from migrations_app.policy import Policy
 from migrations_app.services.plans import plan_add_vms, plan_create
-from tests.migrations_app.factory import make_host, make_item, make_snapshot, make_vm
+from tests.migrations_app.snapshots import make_host, make_item, make_snapshot, make_vm
 
 
 def _plan(hosts, vms, policy=None):

@@ -91,8 +91,8 @@ def test_it_refuses_page_edits_to_viewers(make_user, demo):
 def test_a_submitted_plan_shows_the_estimate_its_validation_made(planner_client):
     """Once validated, the page shows the validation's estimate (the one approvers saw), not
     a fresh one over an inventory that has changed since (and that the run changes)."""
-    from migrations_app.services.workflow import plan_submit
-    from tests.workflow.factories import plan_make, plan_validate_stub
+    from migrations_app.workflow.services import plan_submit
+    from tests.factories import plan_make, plan_validate_stub
 
     plan = plan_make(author=planner_client.user, items=2)
 

@@ -17,12 +17,12 @@ from contextlib import suppress
 import pytest
 from django.db import connection
 
-from dashboard.audit_verify import audit_chain_verify
+from dashboard.audit.verify import audit_chain_verify
 from inventory.services import host_add, host_sync
 from migrations_app.models import ItemAttempt, PlanItem, PlanRun, RunEvent
 from migrations_app.services.plans import plan_create, plan_evacuate_host
 from migrations_app.services.validation import plan_validate
-from migrations_app.services.workflow import plan_approve, plan_start, plan_submit
+from migrations_app.workflow.services import plan_approve, plan_start, plan_submit
 from tests.browser.conftest import SERVER_APP_NAME, FerryServer
 from tests.conftest import skip_or_fail
 

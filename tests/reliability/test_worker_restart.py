@@ -22,8 +22,8 @@ def test_worker_restarts_its_loop_after_a_lost_database_connection():
         return None  # second loop: a normal stop
 
     with (
-        mock.patch("migrations_app.execution.wakeup.PromptWorker.run", fake_run),
-        mock.patch("migrations_app.execution.wakeup.PromptWorker.configure_signals"),
+        mock.patch("dashboard.runtime.worker.PromptWorker.run", fake_run),
+        mock.patch("dashboard.runtime.worker.PromptWorker.configure_signals"),
         mock.patch("dashboard.management.commands.ferry_worker.connections"),
         mock.patch("dashboard.management.commands.ferry_worker.RESTART_DELAY_SECONDS", 0),
         mock.patch("migrations_app.execution.tasks.on_worker_start") as started,
@@ -37,10 +37,8 @@ def test_worker_restarts_its_loop_after_a_lost_database_connection():
 @override_settings(TASK_BACKEND="db")
 def test_worker_does_not_swallow_other_errors():
     with (
-        mock.patch(
-            "migrations_app.execution.wakeup.PromptWorker.run", side_effect=ValueError("bug")
-        ),
-        mock.patch("migrations_app.execution.wakeup.PromptWorker.configure_signals"),
+        mock.patch("dashboard.runtime.worker.PromptWorker.run", side_effect=ValueError("bug")),
+        mock.patch("dashboard.runtime.worker.PromptWorker.configure_signals"),
         mock.patch("migrations_app.execution.tasks.on_worker_start"),
         pytest.raises(ValueError),
     ):

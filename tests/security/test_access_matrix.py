@@ -18,10 +18,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from dashboard.accounts.permissions import ROLES, can
 from dashboard.models import AuditEvent
-from dashboard.permissions import ROLES, can
 from migrations_app.models import ItemAttempt, PlanRun, RunEvent
-from tests.workflow.factories import plan_make
+from tests.factories import plan_make
 
 pytestmark = pytest.mark.django_db
 
@@ -162,8 +162,8 @@ def allowed(user, rule) -> bool:
 @pytest.fixture
 def world(make_user):
     """One of everything, plus a user per role; authors are distinct people."""
-    from dashboard.notifications import subscription_create
-    from dashboard.sharelinks import share_link_create
+    from migrations_app.notifications.services import subscription_create
+    from migrations_app.sharing.services import share_link_create
 
     users = {role: make_user(f"m-{role}", role) for role in ROLES}
     users["norole"] = make_user("m-norole")
@@ -189,7 +189,7 @@ def world(make_user):
     plan_sub = subscription_create(
         actor=author, kind="webhook", target="http://127.0.0.1:9/plan", plan=plan
     )
-    from dashboard.models_notify import NotificationDelivery
+    from migrations_app.models.notifications import NotificationDelivery
 
     delivery = NotificationDelivery.objects.create(
         subscription=plan_sub, event="plan.submitted", plan_id=plan.pk, body="{}"
@@ -339,7 +339,7 @@ def page_patterns():
                     continue
                 kwargs = list(entry.pattern.converters)
                 if "action" in kwargs:
-                    from dashboard.workflow_pages import _WORKFLOW
+                    from migrations_app.views.workflow import _WORKFLOW
 
                     found.extend((f"{name}/{verb}", kwargs) for verb in _WORKFLOW)
                 else:
@@ -410,7 +410,7 @@ def test_it_allows_and_refuses_every_page_as_the_matrix_says(world, capsys):
 
 def test_it_shows_each_role_only_the_audit_events_it_may_read(world):
     """Non-auditors see their own actions and plan/inventory objects, nothing else."""
-    from dashboard.sharelinks import share_link_revoke
+    from migrations_app.sharing.services import share_link_revoke
 
     share_link_revoke(link=world["link"], actor=world["author"])  # a dashboard.* event
     total = AuditEvent.objects.count()

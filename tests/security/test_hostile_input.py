@@ -14,10 +14,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from dashboard.models import AuditEvent
-from dashboard.models_notify import NotificationSubscription
-from dashboard.models_sharelink import ShareLink
 from inventory.models import Host, VirtualMachine
 from migrations_app.models import MigrationPlan, PlanItem
+from migrations_app.models.notifications import NotificationSubscription
+from migrations_app.models.sharing import ShareLink
 from tests.security.test_access_matrix import PAGES, fill, page_url, schema_operations
 from tests.security.test_access_matrix import world as world  # noqa: F401 - fixture
 

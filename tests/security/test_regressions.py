@@ -17,8 +17,8 @@ def test_it_refuses_the_home_page_to_a_user_without_a_role(client, make_user):
 def test_it_hides_global_webhook_subscriptions_and_secrets_from_non_admins(make_user):
     """A global subscription's HMAC secret signs every plan's notifications; planners and
     operators may manage their plans' subscriptions but must not read (or forge with) it."""
-    from dashboard.notifications import subscription_create
-    from tests.workflow.factories import plan_make
+    from migrations_app.notifications.services import subscription_create
+    from tests.factories import plan_make
 
     admin = make_user("adm", "admin")
     planner = make_user("pl", "planner")
@@ -95,7 +95,7 @@ def test_it_answers_409_when_finishing_a_run_whose_plan_may_not_finish(make_user
     """Found by the hostile-input suite: a plan that moved on (here: back in draft) while
     its run stayed open made run_finish raise TransitionError, a 500."""
     from migrations_app.models import PlanRun
-    from tests.workflow.factories import plan_make
+    from tests.factories import plan_make
 
     plan = plan_make(make_user("pl", "planner"))
     run = PlanRun.objects.create(plan=plan)
@@ -120,7 +120,7 @@ def test_it_answers_an_unknown_host_to_a_name_with_a_nul_byte(make_user):
 def test_it_filters_the_audit_trail_by_any_valid_offset_without_a_database_error(make_user, value):
     """Python accepts offsets up to ±23:59, PostgreSQL only ±15:59: the filter works in UTC
     (schemathesis found a 503 'time zone displacement out of range'); out of range is a 400."""
-    from dashboard.audit import audit_record
+    from dashboard.audit.record import audit_record
 
     auditor = make_user("aud", "auditor")
     audit_record(actor=auditor, action="test.event", obj=None)

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from migrations_app.models import ItemAttempt, PlanRun
-from tests.workflow.factories import plan_make, plan_validate_stub
+from tests.factories import plan_make, plan_validate_stub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,8 +42,8 @@ def openapi_schema():
 
 def seed(make_user):
     """Objects for the fuzzed ids to find, authored by someone who is neither fuzzer."""
-    from dashboard.notifications import subscription_create
-    from dashboard.sharelinks import share_link_create
+    from migrations_app.notifications.services import subscription_create
+    from migrations_app.sharing.services import share_link_create
 
     author = make_user("fz-author", "planner")
     plans = [plan_make(author, items=2) for _ in range(2)]

@@ -127,7 +127,7 @@ async def test_it_closes_a_stream_within_5s_of_losing_the_role(change, make_user
 
 
 async def test_it_closes_a_status_stream_within_5s_of_revocation(make_user):
-    from dashboard.sharelinks import share_link_create, share_link_revoke
+    from migrations_app.sharing.services import share_link_create, share_link_revoke
 
     operator = await sync_to_async(make_user)("op", "operator")
     plan = await sync_to_async(running_plan)(operator)
@@ -143,7 +143,7 @@ async def test_it_closes_a_status_stream_within_5s_of_revocation(make_user):
 
 @pytest.mark.parametrize("path_kind", ["dashboard", "plan", "status"])
 async def test_it_answers_junk_on_every_stream_and_writes_nothing(path_kind, make_user):
-    from dashboard.sharelinks import share_link_create
+    from migrations_app.sharing.services import share_link_create
 
     user = await sync_to_async(make_user)("op", "operator")
     plan = await sync_to_async(running_plan)(user)

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboard.audit_verify import audit_chain_verify
+from dashboard.audit.verify import audit_chain_verify
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-from dashboard.audit import Actor
+from dashboard.audit.record import Actor
 from inventory.demo.generate_nodes import HOST_GROUPS
 from inventory.models import Host
 from inventory.services import host_add, host_sync

@@ -36,8 +36,8 @@ class Command(BaseCommand):
         connection instead. A normal stop (SIGTERM/SIGINT) returns and ends the command."""
         from django.utils.crypto import get_random_string
 
+        from dashboard.runtime.worker import prompt_worker
         from migrations_app.execution.tasks import on_worker_start
-        from migrations_app.execution.wakeup import prompt_worker
 
         while True:
             # An enqueue wakes the worker at once (see execution.wakeup); the interval is

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from dashboard.audit import Actor
+from dashboard.audit.record import Actor
 from inventory.models import Host
 from inventory.services import host_sync
 

@@ -16,7 +16,9 @@ Time runs FERRY_REHEARSAL_SPEED times faster than real time (default 20: an 8 Gi
 import random
 import time
 
-from migrations_app.execution import config, errors
+from django.conf import settings
+
+from migrations_app.execution import errors
 from migrations_app.execution.drivers.base import Context, Location, Session
 
 MIB = 1024 * 1024
@@ -26,7 +28,7 @@ _SWITCHOVER_MS = 25  # fixed cost of the final stop-and-copy besides the data
 
 def speed() -> float:
     """How many simulated seconds pass per real second."""
-    return config.number("FERRY_REHEARSAL_SPEED")
+    return float(settings.FERRY_REHEARSAL_SPEED)
 
 
 class _Sim:

@@ -1,0 +1,43 @@
+"""The model backend with per-account lockout, and the login form that explains a lock."""
+
+from django import forms
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import PermissionDenied
+
+from dashboard.accounts.lockout import account_locked_until
+
+
+class LockoutModelBackend(ModelBackend):
+    """Refuses a locked account even with the right password, on every login path."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username is None:
+            username = kwargs.get(self.get_user_model_username_field())
+        if username and account_locked_until(username):
+            # PermissionDenied stops Django from trying any other backend.
+            raise PermissionDenied("account locked")
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+    @staticmethod
+    def get_user_model_username_field() -> str:
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().USERNAME_FIELD
+
+
+class LockoutAuthenticationForm(AuthenticationForm):
+    """Says that the account is locked instead of 'wrong password' while it is."""
+
+    def clean(self):
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            until = account_locked_until(self.cleaned_data.get("username") or "")
+            if until is not None:
+                raise forms.ValidationError(
+                    "Too many failed logins: this account is locked until %(until)s UTC.",
+                    code="locked",
+                    params={"until": until.strftime("%H:%M")},
+                ) from None
+            raise

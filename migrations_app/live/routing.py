@@ -1,0 +1,11 @@
+"""Websocket routes of plans."""
+
+from django.urls import path
+
+from migrations_app.live.consumers import DashboardConsumer, PlanConsumer, StatusConsumer
+
+websocket_urlpatterns = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+    path("ws/plans/<int:plan_id>/", PlanConsumer.as_asgi()),
+    path("ws/status/<str:token>/", StatusConsumer.as_asgi()),
+]

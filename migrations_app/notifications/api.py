@@ -1,0 +1,118 @@
+"""Notification subscriptions and their delivery log."""
+
+from django.shortcuts import get_object_or_404
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+
+from dashboard.accounts.permissions import can
+from dashboard.api.permissions import action_permission
+from migrations_app.models import MigrationPlan
+from migrations_app.models.notifications import (
+    NOTIFY_EVENTS,
+    DeliveryAttempt,
+    NotificationDelivery,
+    NotificationSubscription,
+)
+from migrations_app.notifications.services import subscription_create, subscription_delete
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=NOTIFY_EVENTS), required=False, default=list
+    )
+    secret = serializers.SerializerMethodField(help_text="HMAC key of webhook signatures")
+
+    class Meta:
+        model = NotificationSubscription
+        fields = ["id", "kind", "target", "plan", "events", "active", "secret", "created_at"]
+        read_only_fields = ["id", "active", "secret", "created_at"]
+
+    def get_secret(self, subscription) -> str:
+        # Shown to whoever may manage subscriptions: receivers need it to verify bodies.
+        return subscription.secret
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["number", "at", "ok", "status_code", "error", "duration_ms"]
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    attempt_log = AttemptSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = NotificationDelivery
+        fields = [
+            "id",
+            "subscription",
+            "event",
+            "plan_id",
+            "status",
+            "attempts",
+            "created_at",
+            "delivered_at",
+            "next_attempt_at",
+            "last_error",
+            "attempt_log",
+        ]
+
+
+_Manage = action_permission("notification.manage", "notification.manage")
+
+
+class SubscriptionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Subscriptions: per plan (planners, operators, admins) or global (admins only)."""
+
+    serializer_class = SubscriptionSerializer
+    permission_classes = [_Manage]
+    filterset_fields = ["plan", "kind"]
+
+    def get_queryset(self):
+        subscriptions = NotificationSubscription.objects.order_by("id")
+        # A global subscription's secret signs every plan's notifications: only those who
+        # may manage global subscriptions (admins) see them at all.
+        if not can(self.request.user, "notification.manage_global"):
+            subscriptions = subscriptions.filter(plan__isnull=False)
+        return subscriptions
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        plan = data.get("plan")
+        if plan is None and not can(request.user, "notification.manage_global"):
+            raise PermissionDenied("Only admins may subscribe to every plan; name a plan.")
+        if plan is not None:
+            plan = get_object_or_404(MigrationPlan, pk=plan.pk)
+        subscription = subscription_create(
+            actor=request.user,
+            kind=data["kind"],
+            target=data["target"],
+            plan=plan,
+            events=data.get("events", []),
+        )
+        return Response(self.get_serializer(subscription).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        if instance.plan_id is None and not can(self.request.user, "notification.manage_global"):
+            raise PermissionDenied("Only admins may remove a subscription to every plan.")
+        subscription_delete(actor=self.request.user, subscription=instance)
+
+
+class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+    """Deliveries with every attempt (what the receiver answered, or why it failed)."""
+
+    serializer_class = DeliverySerializer
+    permission_classes = [_Manage]
+    filterset_fields = ["subscription", "status", "event", "plan_id"]
+
+    def get_queryset(self):
+        return NotificationDelivery.objects.prefetch_related("attempt_log").order_by("-id")

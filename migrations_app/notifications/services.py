@@ -1,0 +1,277 @@
+"""Notifications of plan events to subscribers: signed JSON webhooks and email.
+
+`notify_plan_event` runs inside the service's transaction: it stores one delivery per
+matching subscription and enqueues the delivery tasks only after commit, so nobody is told
+about a change that rolled back. Each delivery is retried with exponential backoff through
+the tasks API, and every attempt is logged (DeliveryAttempt).
+
+Webhook bodies are signed: `X-Ferry-Signature: sha256=<hex HMAC-SHA256 of the raw body
+with the subscription's secret>`; receivers recompute it over the bytes they received.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import EmailValidator, URLValidator
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from dashboard.audit.record import as_actor, audit_record
+from migrations_app.models.notifications import (
+    NOTIFY_EVENTS,
+    DeliveryAttempt,
+    NotificationDelivery,
+    NotificationSubscription,
+)
+
+logger = logging.getLogger("ferry.notify")
+
+SIGNATURE_HEADER = "X-Ferry-Signature"
+
+
+def signature_of(secret: str, body: bytes) -> str:
+    """The signature header value for a body."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def signature_valid(secret: str, body: bytes, header: str) -> bool:
+    """Constant-time check of a signature header (what a receiver does)."""
+    return hmac.compare_digest(signature_of(secret, body), header or "")
+
+
+def _plan_url(plan) -> str:
+    base = getattr(settings, "FERRY_BASE_URL", "").rstrip("/")
+    return f"{base}/plans/{plan.pk}/" if base else f"/plans/{plan.pk}/"
+
+
+def notify_plan_event(plan, event: str, *, actor, extra: dict | None = None) -> list[int]:
+    """Store deliveries of a plan event for its subscribers; send them after commit."""
+    if event not in NOTIFY_EVENTS:
+        raise ValueError(f"unknown notification event {event!r}")
+    subscriptions = NotificationSubscription.objects.filter(active=True).filter(
+        Q(plan__isnull=True) | Q(plan_id=plan.pk)
+    )
+    payload = {
+        "event": f"plan.{event}",
+        "at": timezone.now(),
+        "actor": as_actor(actor).name,
+        "plan": {
+            "id": plan.pk,
+            "name": plan.name,
+            "status": plan.status,
+            "change_ticket": plan.change_ticket,
+            "version": plan.version,
+            "url": _plan_url(plan),
+        },
+        **(extra or {}),
+    }
+    body = json.dumps(payload, cls=DjangoJSONEncoder, sort_keys=True)
+    ids = [
+        NotificationDelivery.objects.create(
+            subscription=subscription, event=event, plan_id=plan.pk, body=body
+        ).pk
+        for subscription in subscriptions
+        if subscription.wants(event)
+    ]
+    if ids:
+        transaction.on_commit(lambda: _enqueue_all(ids))
+    return ids
+
+
+def _enqueue_all(ids: list[int]) -> None:
+    from migrations_app.notifications.tasks import deliver_notification_task
+
+    for delivery_id in ids:
+        try:
+            deliver_notification_task.enqueue(delivery_id)
+        except Exception:  # a broken queue must not break the change that was committed
+            logger.exception("could not enqueue notification delivery %s", delivery_id)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook that redirects is a misconfiguration, not somewhere to send the body."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def _post_webhook(subscription, delivery) -> tuple[bool, int | None, str]:
+    body = delivery.body.encode("utf-8")
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked at subscription
+        subscription.target,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "Ferry-Webhook/1",
+            "X-Ferry-Event": f"plan.{delivery.event}",
+            "X-Ferry-Delivery": str(delivery.pk),
+            SIGNATURE_HEADER: signature_of(subscription.secret, body),
+        },
+    )
+    opener = urllib.request.build_opener(_NoRedirect)
+    timeout = getattr(settings, "FERRY_WEBHOOK_TIMEOUT", 10)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return 200 <= response.status < 300, response.status, ""
+    except urllib.error.HTTPError as exc:
+        return False, exc.code, f"HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return False, None, str(getattr(exc, "reason", exc))[:1000]
+
+
+def _send_email(subscription, delivery) -> tuple[bool, int | None, str]:
+    payload = json.loads(delivery.body)
+    plan = payload.get("plan", {})
+    subject = f"[Ferry] plan '{plan.get('name')}' {delivery.event}"
+    lines = [
+        f"Plan: {plan.get('name')} (#{plan.get('id')})",
+        f"Event: {payload.get('event')} by {payload.get('actor')} at {payload.get('at')}",
+        f"Status: {plan.get('status')}",
+        f"Change ticket: {plan.get('change_ticket') or '-'}",
+        f"Link: {plan.get('url')}",
+    ]
+    for key in ("reason", "outcome", "approvals"):
+        if key in payload:
+            lines.append(f"{key.capitalize()}: {payload[key]}")
+    try:
+        send_mail(subject, "\n".join(lines) + "\n", None, [subscription.target])
+    except Exception as exc:  # SMTP errors come in many types; each is logged as an attempt
+        return False, None, f"{type(exc).__name__}: {exc}"[:1000]
+    return True, None, ""
+
+
+def backoff_seconds(attempt: int) -> int:
+    """Wait before retry number `attempt` + 1: 30 s, 60 s, 120 s … capped at one hour."""
+    return min(3600, 30 * 2 ** max(0, attempt - 1))
+
+
+def notification_deliver(delivery_id: int) -> NotificationDelivery | None:
+    """Make one delivery attempt, log it, and decide whether and when to retry."""
+    delivery = (
+        NotificationDelivery.objects.filter(
+            pk=delivery_id, status=NotificationDelivery.Status.PENDING
+        )
+        .select_related("subscription")
+        .first()
+    )
+    if delivery is None:
+        return None
+    # Claim this attempt with a conditional update: of two workers holding the same task,
+    # exactly one moves `attempts` on and sends; the other stops here.
+    claimed = NotificationDelivery.objects.filter(
+        pk=delivery.pk, status=NotificationDelivery.Status.PENDING, attempts=delivery.attempts
+    ).update(attempts=delivery.attempts + 1)
+    if claimed != 1:
+        return None
+    delivery.attempts += 1
+    subscription = delivery.subscription
+    started = time.monotonic()
+    # The network call happens outside any transaction: a slow receiver holds no lock.
+    if subscription.kind == NotificationSubscription.Kind.WEBHOOK:
+        ok, code, error = _post_webhook(subscription, delivery)
+    else:
+        ok, code, error = _send_email(subscription, delivery)
+    duration = int((time.monotonic() - started) * 1000)
+    max_attempts = getattr(settings, "FERRY_NOTIFY_MAX_ATTEMPTS", 6)
+    now = timezone.now()
+    retry_at = None
+    with transaction.atomic():
+        DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempts,
+            ok=ok,
+            status_code=code,
+            error=error,
+            duration_ms=duration,
+        )
+        if ok:
+            delivery.status = NotificationDelivery.Status.DELIVERED
+            delivery.delivered_at = now
+            delivery.next_attempt_at = None
+            delivery.last_error = ""
+        elif delivery.attempts >= max_attempts:
+            delivery.status = NotificationDelivery.Status.FAILED
+            delivery.next_attempt_at = None
+            delivery.last_error = error
+        else:
+            retry_at = now + timedelta(seconds=backoff_seconds(delivery.attempts))
+            delivery.next_attempt_at = retry_at
+            delivery.last_error = error
+        delivery.save(update_fields=["status", "delivered_at", "next_attempt_at", "last_error"])
+        if retry_at is not None:
+            transaction.on_commit(lambda: _enqueue_retry(delivery.pk, retry_at))
+    return delivery
+
+
+def _enqueue_retry(delivery_id: int, retry_at) -> None:
+    from migrations_app.notifications.tasks import deliver_notification_task
+
+    try:
+        deliver_notification_task.using(run_after=retry_at).enqueue(delivery_id)
+    except Exception:
+        # A backend without deferral (the immediate one) cannot wait: the delivery stays
+        # pending with next_attempt_at set, visible in the delivery log.
+        logger.warning("could not schedule retry of delivery %s", delivery_id, exc_info=True)
+
+
+def subscription_create(
+    *, actor, kind: str, target: str, plan=None, events=()
+) -> NotificationSubscription:
+    """Subscribe a webhook URL or an email address to plan events (one plan or all)."""
+    target = (target or "").strip()
+    if kind == NotificationSubscription.Kind.WEBHOOK:
+        URLValidator(schemes=["http", "https"])(target)
+    elif kind == NotificationSubscription.Kind.EMAIL:
+        EmailValidator()(target)
+    else:
+        raise ValidationError({"kind": ["Use 'webhook' or 'email'."]})
+    unknown = sorted(set(events) - set(NOTIFY_EVENTS))
+    if unknown:
+        raise ValidationError({"events": [f"Unknown events: {', '.join(unknown)}."]})
+    with transaction.atomic():
+        subscription = NotificationSubscription.objects.create(
+            kind=kind,
+            target=target,
+            secret=secrets.token_urlsafe(32) if kind == "webhook" else "",
+            plan=plan,
+            events=sorted(set(events)),
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+        audit_record(
+            actor=actor,
+            action="subscription.create",
+            obj=subscription,
+            after={
+                "kind": kind,
+                "target": target,
+                "plan": plan.pk if plan else None,
+                "events": subscription.events,
+            },
+        )
+    return subscription
+
+
+def subscription_delete(*, actor, subscription: NotificationSubscription) -> None:
+    """Remove a subscription (its delivery log goes with it)."""
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action="subscription.delete",
+            obj=subscription,
+            before={"kind": subscription.kind, "target": subscription.target},
+        )
+        subscription.delete()

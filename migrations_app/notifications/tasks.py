@@ -1,0 +1,14 @@
+"""Background task that delivers one notification (retries re-enqueue it with a delay)."""
+
+from django_tasks import task
+
+from migrations_app.notifications.services import notification_deliver
+
+
+@task()
+def deliver_notification_task(delivery_id: int) -> dict:
+    """One delivery attempt; the answer says how it went."""
+    delivery = notification_deliver(delivery_id)
+    if delivery is None:
+        return {"delivery": delivery_id, "status": "not pending"}
+    return {"delivery": delivery_id, "status": delivery.status, "attempts": delivery.attempts}

@@ -1,0 +1,50 @@
+"""Status links API: list the links you may manage, revoke one. Creation is per plan at
+POST /api/v1/plans/{id}/share-links/."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from dashboard.api.permissions import action_permission
+from migrations_app.models.sharing import ShareLink
+from migrations_app.sharing.services import share_link_revoke
+
+
+class ShareLinkCreateSerializer(serializers.Serializer):
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    show_host_names = serializers.BooleanField(required=False, default=False)
+    label = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+
+class ShareLinkSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    token_prefix = serializers.CharField()
+    label = serializers.CharField()
+    show_host_names = serializers.BooleanField()
+    created_by_name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    state = serializers.SerializerMethodField()
+
+    def get_state(self, link) -> str:
+        return link.state()
+
+
+class ShareLinkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Status links (tokens are never shown again after creation)."""
+
+    serializer_class = ShareLinkSerializer
+    permission_classes = [action_permission("sharelink.manage", "sharelink.manage")]
+    filterset_fields = ["plan"]
+
+    def get_queryset(self):
+        return ShareLink.objects.order_by("-created_at", "-id")
+
+    @extend_schema(request=None, responses={200: ShareLinkSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        """Revoke the link: its page answers 410 and its live streams close."""
+        link = share_link_revoke(link=self.get_object(), actor=request.user)
+        return Response(ShareLinkSerializer(link).data)

@@ -1,0 +1,107 @@
+"""Status links: create, revoke, and look up a token (for pages and websocket consumers).
+
+The token is 32 random bytes, shown once at creation; only its SHA-256 is stored, so a
+database reader cannot rebuild working links. Lookups hash the presented token.
+"""
+
+import hashlib
+import logging
+import secrets
+
+from django.db import transaction
+from django.utils import timezone
+
+from dashboard.audit.record import audit_record
+from dashboard.live.publish import close_streams
+from migrations_app.models.sharing import ShareLink
+
+logger = logging.getLogger("ferry.sharelinks")
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256((token or "").encode("utf-8")).hexdigest()
+
+
+def share_link_url(request, token: str) -> str:
+    """The public URL of a status link (FERRY_BASE_URL when set, else this request's host)."""
+    from django.conf import settings
+
+    base = getattr(settings, "FERRY_BASE_URL", "").rstrip("/")
+    path = f"/status/{token}/"
+    return f"{base}{path}" if base else request.build_absolute_uri(path)
+
+
+def share_link_group(link_id: int) -> str:
+    """Channel-layer group of the streams opened with one link (closed when it is revoked)."""
+    return f"sharelink.{link_id}"
+
+
+def share_link_create(
+    *, plan, actor, expires_at=None, show_host_names: bool = False, label: str = ""
+) -> tuple[ShareLink, str]:
+    """Create a link to the plan's status page; returns the link and its token (shown once)."""
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        link = ShareLink.objects.create(
+            token_hash=token_hash(token),
+            token_prefix=token[:6],
+            plan=plan,
+            label=(label or "")[:200],
+            show_host_names=show_host_names,
+            created_by=actor,
+            created_by_name=actor.get_username(),
+            expires_at=expires_at,
+        )
+        audit_record(
+            actor=actor,
+            action="sharelink.create",
+            obj=link,
+            after={
+                "plan": plan.pk,
+                "token_prefix": link.token_prefix,
+                "expires_at": expires_at,
+                "show_host_names": show_host_names,
+                "label": link.label,
+            },
+        )
+    return link, token
+
+
+def share_link_revoke(*, link: ShareLink, actor) -> ShareLink:
+    """Revoke a link: its page answers 410 and its open live streams are closed."""
+    with transaction.atomic():
+        locked = ShareLink.objects.select_for_update().get(pk=link.pk)
+        if locked.revoked_at is not None:
+            return locked
+        locked.revoked_at = timezone.now()
+        locked.revoked_by_name = actor.get_username()
+        locked.save(update_fields=["revoked_at", "revoked_by_name"])
+        audit_record(
+            actor=actor,
+            action="sharelink.revoke",
+            obj=locked,
+            before={"state": "active"},
+            after={"state": "revoked", "plan": locked.plan_id},
+        )
+        transaction.on_commit(lambda: _close_streams(locked.pk))
+    return locked
+
+
+def _close_streams(link_id: int) -> None:
+    close_streams(share_link_group(link_id), "This status link was revoked.")
+
+
+def share_link_lookup(token: str) -> ShareLink | None:
+    """The link for a token whatever its state (None for an unknown token)."""
+    if not token or len(token) > 200:
+        return None
+    return ShareLink.objects.select_related("plan").filter(token_hash=token_hash(token)).first()
+
+
+def share_link_active(token: str) -> ShareLink | None:
+    """The link for a token when it is usable right now (not revoked, not expired)."""
+    link = share_link_lookup(token)
+    if link is None or link.state() != "active":
+        return None
+    return link

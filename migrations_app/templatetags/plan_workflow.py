@@ -1,0 +1,46 @@
+"""Template tags that plan pages include: the workflow actions and the status links."""
+
+from django import template
+from django.utils import timezone
+
+from dashboard.accounts.permissions import can
+from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
+from migrations_app.workflow.services import in_window
+from migrations_app.workflow.states import available_actions
+
+register = template.Library()
+
+
+@register.inclusion_tag("migrations_app/_share_links.html", takes_context=True)
+def plan_share_links(context, plan):
+    """The status links of a plan, with create/revoke forms for those who may manage them."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    manage = can(user, "sharelink.manage")
+    links = list(plan.share_links.all()) if manage else []
+    for link in links:
+        link.current_state = link.state()
+    return {
+        "plan": plan,
+        "links": links,
+        "can_manage": manage,
+        "csrf_token": context.get("csrf_token"),
+        "request": request,
+    }
+
+
+@register.inclusion_tag("migrations_app/_workflow_actions.html", takes_context=True)
+def plan_workflow_actions(context, plan):
+    """Approval state and the buttons this user may press on the plan."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    return {
+        "plan": plan,
+        "actions": available_actions(plan, user),
+        "approvals_valid": approvals_valid_count(plan),
+        "approvals_required": approvals_required(),
+        "decisions": list(plan.approvals.order_by("created_at", "id")),
+        "outside_window": not in_window(plan, timezone.now()),
+        "csrf_token": context.get("csrf_token"),
+        "request": request,
+    }

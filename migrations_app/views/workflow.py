@@ -1,0 +1,116 @@
+"""Pages around the workflow: its buttons on the plan page and the status link forms."""
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from dashboard.accounts.decorators import role_required
+from dashboard.accounts.permissions import can
+from dashboard.errors import FerryError
+from migrations_app.models import MigrationPlan
+from migrations_app.models.sharing import ShareLink
+from migrations_app.sharing.services import share_link_create, share_link_revoke, share_link_url
+from migrations_app.workflow import services as workflow
+
+
+def _back(request, plan_id: int):
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("plans:plan-detail", pk=plan_id)
+
+
+@login_required
+@require_POST
+@role_required("sharelink.manage")
+def sharelink_create_page(request, pk):
+    plan = get_object_or_404(MigrationPlan, pk=pk)
+    hours = request.POST.get("hours", "").strip()
+    expires_at = None
+    if hours:
+        if not hours.isdigit() or not 1 <= int(hours) <= 8760:
+            messages.error(request, "Expiry must be a whole number of hours from 1 to 8760.")
+            return _back(request, plan.pk)
+        expires_at = timezone.now() + timedelta(hours=int(hours))
+    _, token = share_link_create(
+        plan=plan,
+        actor=request.user,
+        expires_at=expires_at,
+        show_host_names=bool(request.POST.get("show_host_names")),
+        label=request.POST.get("label", ""),
+    )
+    url = share_link_url(request, token)
+    messages.success(request, f"Status link created; copy it now, it is shown once: {url}")
+    return _back(request, plan.pk)
+
+
+@login_required
+@require_POST
+@role_required("sharelink.manage")
+def sharelink_revoke_page(request, link_id):
+    link = get_object_or_404(ShareLink, pk=link_id)
+    share_link_revoke(link=link, actor=request.user)
+    messages.success(request, f"Status link {link.token_prefix}… revoked.")
+    return _back(request, link.plan_id)
+
+
+_WORKFLOW = {
+    "submit": lambda plan, user, post: workflow.plan_submit(plan=plan, actor=user),
+    "approve": lambda plan, user, post: workflow.plan_approve(
+        plan=plan,
+        actor=user,
+        comment=post.get("comment", ""),
+        expected_hash=post.get("content_hash", ""),
+    ),
+    "reject": lambda plan, user, post: workflow.plan_reject(
+        plan=plan, actor=user, reason=post.get("reason", "")
+    ),
+    "start": lambda plan, user, post: workflow.plan_start(
+        plan=plan, actor=user, override_reason=post.get("override_reason", "")
+    ),
+    "pause": lambda plan, user, post: workflow.plan_pause(plan=plan, actor=user),
+    "resume": lambda plan, user, post: workflow.plan_resume(plan=plan, actor=user),
+    "cancel": lambda plan, user, post: workflow.plan_cancel(
+        plan=plan, actor=user, reason=post.get("reason", "")
+    ),
+    "hold": lambda plan, user, post: workflow.plan_hold(
+        plan=plan, actor=user, reason=post.get("reason", "")
+    ),
+    "release": lambda plan, user, post: workflow.plan_release(
+        plan=plan, actor=user, reason=post.get("reason", "")
+    ),
+}
+
+
+@login_required
+@require_POST
+def plan_workflow_page(request, pk, action):
+    """The workflow buttons of the plan page: call the service, say what happened."""
+    call = _WORKFLOW.get(action)
+    if call is None:
+        raise Http404("Unknown workflow action.")
+    # After the 404 for an unknown action, as before: the role check of every plan page.
+    if not can(request.user, "plan.view"):
+        raise PermissionDenied("Your role does not allow this.")
+    plan = get_object_or_404(MigrationPlan, pk=pk)
+    try:
+        call(plan, request.user, request.POST)
+    except (FerryError, PermissionDenied) as exc:
+        messages.error(request, str(exc) or "Your role does not allow this.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        plan.refresh_from_db()
+        messages.success(
+            request, f"Plan '{plan.name}': {action} done; it is now {plan.get_status_display()}."
+        )
+    return _back(request, plan.pk)
