@@ -39,8 +39,8 @@ def main(count: int) -> None:
     from django.db import connection
 
     from dashboard.audit.bulk import audit_bulk_append
+    from dashboard.audit.models import AuditEvent
     from dashboard.audit.verify import audit_chain_verify
-    from dashboard.models import AuditEvent
 
     call_command("migrate", verbosity=0)
     if AuditEvent.objects.exists():

@@ -270,7 +270,7 @@ class Ferry:
 
     def sync(self) -> None:
         from inventory.models import Host
-        from inventory.services import host_sync
+        from inventory.sync import host_sync
 
         for host in Host.objects.all():
             for _ in range(3):

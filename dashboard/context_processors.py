@@ -1,6 +1,6 @@
 """Template context shared by every page."""
 
-from dashboard.accounts.permissions import role_names
+from dashboard.permissions import role_names
 
 
 def ferry(request):

@@ -1,6 +1,7 @@
 """Strict helpers that read settings from the environment (every variable is in .env.example)."""
 
 import os
+import secrets
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -82,8 +83,6 @@ def secret_from_env_or_file(name: str, fallback_path) -> str:
             return handle.read().strip()
     if fallback_path.exists():
         return fallback_path.read_text(encoding="utf-8").strip()
-    import secrets
-
     fallback_path.parent.mkdir(parents=True, exist_ok=True)
     generated = secrets.token_urlsafe(50)
     fd = os.open(fallback_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -2,7 +2,7 @@
 
 Services raise these (or their domain subclasses) with a message written for the person
 who asked; the API maps them in one place (dashboard.api.errors: InputError → 400,
-StateConflict → 409) and pages show the message (dashboard.accounts.decorators). A
+StateConflict → 409) and pages show the message (dashboard.permissions). A
 refusal by role is Django's PermissionDenied (403), which both already understand.
 """
 

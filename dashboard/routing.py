@@ -1,5 +1,5 @@
 """Websocket routes of the whole project."""
 
-from migrations_app.live.routing import websocket_urlpatterns as plan_routes
+from migrations_app.routing import websocket_urlpatterns as plan_routes
 
 websocket_urlpatterns = [*plan_routes]

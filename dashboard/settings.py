@@ -92,8 +92,8 @@ SQLITE_OPTIONS = {
 if DATABASE_URL:
     try:
         # No persistent per-thread connections: under ASGI a kept connection outlives the
-        # thread that opened it and leaks (the L1 load test exhausted PostgreSQL's 100
-        # connections). PostgreSQL gets a bounded pool instead (below).
+        # thread that opened it and leaks (a load of 200 viewers exhausted PostgreSQL's
+        # 100 connections). PostgreSQL gets a bounded pool instead (below).
         DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     except Exception as exc:  # dj_database_url raises several types for bad URLs
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
@@ -103,7 +103,7 @@ if DATABASE_URL:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 2,
             # Django runs each request in a thread of its own under ASGI, holding a
-            # connection for the whole request: 10 queued requests under load (L1).
+            # connection for the whole request: with 10, requests queued under load.
             "max_size": env_int("FERRY_DB_POOL_SIZE", 20, minimum=1),
             "timeout": 30,
         }

@@ -5,8 +5,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.shortcuts import render
 
-from dashboard.accounts.permissions import can
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
+from dashboard.permissions import can
 from inventory.models import Host, Network, StoragePool, VirtualMachine
 
 

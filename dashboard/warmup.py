@@ -2,7 +2,7 @@
 
 Django does both lazily, on the first request that needs them, so the first requests to a
 freshly started process paid ~100 ms more each, all at once when a crowd arrives (browsers
-reconnecting after a restart); in the L1 load test that was the first 15 s's p95.
+reconnecting after a restart).
 """
 
 import logging

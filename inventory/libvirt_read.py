@@ -2,6 +2,8 @@
 everything first and then write it in one short transaction."""
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+from xml.etree.ElementTree import tostring  # noqa: S405 - serialises XML parsed safely
 
 import libvirt
 
@@ -156,8 +158,6 @@ def read_capabilities(xml: str) -> dict:
                     machines.add(machine.text.strip())
     cpu_xml = ""
     if cpu is not None:
-        from xml.etree.ElementTree import tostring
-
         cpu_xml = tostring(cpu, encoding="unicode")
     return {
         "host_uuid": text_of(root, "host/uuid"),
@@ -335,6 +335,36 @@ def domain_state(domain: libvirt.virDomain) -> str:
     return _DOMAIN_STATES.get(domain.state()[0], "other")
 
 
+def read_domain_states(conn: libvirt.virConnect) -> dict[str, str]:
+    """{domain UUID: state name} of every domain on a host (one call)."""
+    return {d.UUIDString(): domain_state(d) for d in conn.listAllDomains(0)}
+
+
+def read_capacity(conn: libvirt.virConnect, pools: dict) -> tuple[dict, dict]:
+    """A host's memory and the space of its pools {name: key}, without a whole read.
+
+    Returns ({"memory_total_mib", "memory_free_mib" (when known)}, {key: (capacity,
+    allocation, available)}); a pool libvirt cannot read is left out (the caller keeps its
+    last synced value; a session checks space live before a move).
+    """
+    info = conn.getInfo()
+    try:
+        free = int(conn.getFreeMemory()) // MIB
+    except libvirt.libvirtError:
+        free = 0
+    memory = {"memory_total_mib": int(info[1])}
+    if free > 0:
+        memory["memory_free_mib"] = free
+    space = {}
+    for name, key in pools.items():
+        try:
+            _state, capacity, allocation, available = conn.storagePoolLookupByName(name).info()
+        except libvirt.libvirtError:
+            continue
+        space[key] = (capacity, allocation, available)
+    return memory, space
+
+
 def read_rss_mib(domain: libvirt.virDomain) -> int | None:
     """The QEMU process's resident memory in MiB (running domains only), if libvirt says."""
     try:
@@ -392,8 +422,6 @@ def read_host(conn: libvirt.virConnect) -> HostFacts:
     migration_address = ""
     uri = conn.getURI()
     if "://" in uri:
-        from urllib.parse import urlsplit
-
         migration_address = urlsplit(uri).hostname or ""
     return HostFacts(
         hostname=hostname,

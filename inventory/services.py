@@ -1,119 +1,18 @@
-"""Inventory services: registering hosts and syncing them from libvirt.
-
-A sync reads the whole host first (no transaction open while libvirt answers), then writes
-everything in one transaction with its audit event, so the inventory is never half-written.
+"""Inventory services: registering and changing hosts, and recording what Ferry's moves did
+to a VM (its host, its disks' pools, the measurements of the move). Syncing from libvirt
+is inventory.sync.
 """
 
-import logging
-from dataclasses import dataclass, field
-
-import libvirt
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dashboard.audit.record import audit_record
-from inventory.libvirt_client import HostUnreachable, open_connection, transport_of
-from inventory.libvirt_read import MIB, HostFacts, PoolFacts, domain_state, read_domain, read_host
-from inventory.models import (
-    Host,
-    Network,
-    StoragePool,
-    VirtualDisk,
-    VirtualMachine,
-    VirtualNIC,
-)
-from inventory.xmlparse import UnsafeXML
-
-logger = logging.getLogger("ferry.inventory")
-
-# Directory-like pools that several hosts can mount at the same path (a cluster file
-# system, or the lab's shared directory). libvirt cannot tell whether they are shared;
-# Ferry treats them as one shared pool when hosts report the same pool UUID and path.
-_PATH_POOL_TYPES = {"dir", "fs"}
-
-_HOST_FACT_FIELDS = (
-    "hostname",
-    "host_uuid",
-    "hypervisor_type",
-    "hypervisor_version",
-    "libvirt_version",
-    "arch",
-    "cpu_vendor",
-    "cpu_model",
-    "cpu_features",
-    "cpu_xml",
-    "cpu_sockets",
-    "cpu_cores",
-    "cpu_threads",
-    "cpus",
-    "memory_total_mib",
-    "memory_free_mib",
-    "machine_types",
-    "domain_types",
-    "migration_address",
-)
-_VM_FACT_FIELDS = (
-    "name",
-    "state",
-    "vcpus",
-    "memory_mib",
-    "max_memory_mib",
-    "cpu_mode",
-    "cpu_model",
-    "cpu_features",
-    "machine_type",
-    "arch",
-    "domain_type",
-    "persistent",
-    "autostart",
-    "hostdevs",
-    "xml",
-)
+from inventory.libvirt_client import transport_of
+from inventory.models import Host, StoragePool, VirtualMachine
 
 
 class InventoryError(Exception):
     """A request the inventory cannot carry out; the message is meant for people."""
-
-
-@dataclass
-class SyncResult:
-    """What one sync found and changed."""
-
-    ok: bool
-    error: str = ""
-    vms_created: list[str] = field(default_factory=list)
-    vms_updated: list[str] = field(default_factory=list)
-    vms_moved: list[str] = field(default_factory=list)
-    vms_missing: list[str] = field(default_factory=list)
-    vms_unchanged: int = 0
-    pools: int = 0
-    networks: int = 0
-    host_fields_changed: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(
-            self.vms_created
-            or self.vms_updated
-            or self.vms_moved
-            or self.vms_missing
-            or self.host_fields_changed
-        )
-
-    def summary(self) -> dict:
-        return {
-            "ok": self.ok,
-            "error": self.error,
-            "vms_created": self.vms_created,
-            "vms_updated": self.vms_updated,
-            "vms_moved": self.vms_moved,
-            "vms_missing": self.vms_missing,
-            "vms_unchanged": self.vms_unchanged,
-            "pools": self.pools,
-            "networks": self.networks,
-            "host_fields_changed": self.host_fields_changed,
-        }
 
 
 def host_add(*, name: str, uri: str, actor, group: str = "") -> Host:
@@ -165,389 +64,64 @@ def host_update(*, host: Host, actor, state: str | None = None, group: str | Non
     return locked
 
 
-def host_sync(*, host: Host, actor=None) -> SyncResult:
-    """Read the host through libvirt and bring the inventory in line with it."""
-    timeout = settings.LIBVIRT_CONNECT_TIMEOUT
-    try:
-        conn = open_connection(host.uri, timeout)
-        try:
-            facts = read_host(conn)
-        finally:
-            conn.close()
-    except HostUnreachable as exc:
-        return _record_sync_failure(host, actor, str(exc), unreachable=True)
-    except libvirt.libvirtError as exc:
-        return _record_sync_failure(host, actor, f"libvirt error: {exc.get_error_message()}")
-    except UnsafeXML as exc:
-        return _record_sync_failure(host, actor, f"Host sent XML Ferry refuses to read: {exc}")
-    return _apply_facts(host, facts, actor)
-
-
-def vm_refresh(*, vm: VirtualMachine, conn, actor=None) -> str:
-    """Re-read one VM's domain on its host, on a connection the caller already holds.
-
-    Before a move this replaces a whole sync of the source (every domain, every volume):
-    state, CPU, memory and touched memory of this one VM. When its disks or NICs changed
-    (a partial read could attribute them to the wrong pool or network) the whole host is
-    synced instead.
-    """
-    dom = conn.lookupByUUIDString(str(vm.uuid))
-    facts = read_domain(dom)
-    stored_disks = {(d.target, d.source) for d in vm.disks.all()}
-    stored_nics = {(n.mac, n.network_name, n.bridge) for n in vm.nics.all()}
-    if (
-        {(d.target, d.source) for d in facts.disks} != stored_disks
-        or {(n.mac, n.network_name, n.bridge) for n in facts.nics} != stored_nics
-        or vm.host is None
-    ):
-        if vm.host is not None:
-            host_sync(host=vm.host, actor=actor)
-        return "host synced (devices changed)"
-    values = {name: getattr(facts, name) for name in _VM_FACT_FIELDS}
-    if facts.rss_mib is not None:
-        values["memory_rss_mib"] = facts.rss_mib
+def vm_record_move(
+    *, vm: VirtualMachine, host: Host, disk_pools: dict, actor, reason: str = ""
+) -> VirtualMachine:
+    """Record that a VM now runs on `host` and that disks {target: pool id} moved pools."""
     with transaction.atomic():
         locked = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
-        before = {name: getattr(locked, name) for name in values if name != "xml"}
-        changed = _set_changed(locked, values)
+        before = {
+            "host": locked.host.name if locked.host_id else None,
+            "disks": {d.target: d.pool.name if d.pool else None for d in locked.disks.all()},
+        }
+        locked.host = host
+        locked.missing = False
+        locked.missing_since = None
         locked.last_seen_at = timezone.now()
-        locked.save()
-        audited = [c for c in changed if c not in ("xml", "memory_rss_mib")]
-        if audited:
-            audit_record(
-                actor=actor,
-                action="vm.synced",
-                obj=locked,
-                before={c: before[c] for c in audited},
-                after={c: getattr(locked, c) for c in audited},
-                reason="re-read before a move",
-            )
-    return "refreshed"
+        locked.save(update_fields=["host", "missing", "missing_since", "last_seen_at"])
+        pools = {str(p.pk): p for p in StoragePool.objects.filter(pk__in=list(disk_pools.values()))}
+        for disk in locked.disks.all():
+            pool = pools.get(str(disk_pools.get(disk.target)))
+            if pool is not None and disk.pool_id != pool.pk:
+                disk.pool = pool
+                disk.save(update_fields=["pool"])
+        after = {
+            "host": host.name,
+            "disks": {d.target: d.pool.name if d.pool else None for d in locked.disks.all()},
+        }
+        audit_record(
+            actor=actor, action="vm.moved", obj=locked, before=before, after=after, reason=reason
+        )
+    return locked
 
 
-def host_capacity_refresh(*, host: Host, conn, actor=None) -> str:
-    """Free memory and pool space of a host, or a whole sync if its domains changed.
+def vm_measurements_get(*, vm_id: int) -> dict:
+    """What the estimate knows of a VM's memory before a move's measurements are stored."""
+    return (
+        VirtualMachine.objects.filter(pk=vm_id)
+        .values("memory_rss_mib", "memory_footprint_mib")
+        .first()
+        or {}
+    )
 
-    Before a move this replaces a whole sync of the destination. Its residents count for
-    capacity and anti-affinity, so when the set of domains (or their states) differs from
-    the inventory the whole host is synced.
+
+def vm_record_measurements(*, vm_id: int, measurements: dict) -> None:
+    """Store what a completed migration measured on the VM (footprint, setup cost, QEMU
+    overhead) for its next estimate.
+
+    Not audited: these are measurements Ferry derives from libvirt's job statistics, not a
+    change anyone made; the attempt that measured them keeps them as evidence.
     """
-    live = {d.UUIDString(): domain_state(d) for d in conn.listAllDomains(0)}
-    stored = host.vms.filter(missing=False).values_list("uuid", "state")
-    if {str(uuid): state for uuid, state in stored} != live:
-        host_sync(host=host, actor=actor)
-        return "host synced (its domains changed)"
-    info = conn.getInfo()
-    try:
-        free = int(conn.getFreeMemory()) // MIB
-    except libvirt.libvirtError:
-        free = 0
-    values = {"memory_total_mib": int(info[1])}
-    if free > 0:
-        values["memory_free_mib"] = free
-    pools = []
-    for pool in host.storage_pools.all():
-        try:
-            lv = conn.storagePoolLookupByName(pool.name)
-            _state, capacity, allocation, available = lv.info()
-        except libvirt.libvirtError:
-            continue  # the checks then see the last synced value; the session checks space live
-        pools.append((pool.pk, capacity, allocation, available))
-    with transaction.atomic():
-        Host.objects.filter(pk=host.pk).update(**values)
-        for pk, capacity, allocation, available in pools:
-            StoragePool.objects.filter(pk=pk).update(
-                capacity_bytes=capacity, allocation_bytes=allocation, available_bytes=available
-            )
-    return "refreshed"
+    allowed = {"memory_footprint_mib", "memory_rss_overhead_mib", "migration_setup_s"}
+    VirtualMachine.objects.filter(pk=vm_id).update(
+        **{k: v for k, v in measurements.items() if k in allowed}
+    )
 
 
-def _record_sync_failure(host: Host, actor, message: str, unreachable: bool = False) -> SyncResult:
-    with transaction.atomic():
-        locked = Host.objects.select_for_update().get(pk=host.pk)
-        before = {"state": locked.state, "last_sync_error": locked.last_sync_error}
-        locked.last_sync_at = timezone.now()
-        locked.last_sync_error = message
-        if unreachable and locked.state == Host.State.ACTIVE:
-            locked.state = Host.State.UNREACHABLE
-        locked.save(update_fields=["last_sync_at", "last_sync_error", "state"])
-        audit_record(
-            actor=actor,
-            action="host.sync_failed",
-            obj=locked,
-            before=before,
-            after={"state": locked.state, "last_sync_error": message},
-        )
-    logger.warning("sync of %s failed: %s", host.name, message)
-    return SyncResult(ok=False, error=message)
-
-
-def _pool_identity(host: Host, facts: HostFacts, pool: PoolFacts) -> tuple[str, bool]:
-    if pool.identity_source:
-        return pool.identity_source, True
-    if pool.pool_type in _PATH_POOL_TYPES and pool.uuid:
-        return f"path:{pool.uuid}:{pool.target_path}", False
-    host_key = facts.host_uuid or f"host-{host.pk}"
-    return f"local:{host_key}:{pool.uuid or pool.name}", False
-
-
-def _set_changed(obj, values: dict) -> list[str]:
-    changed = []
-    for name, value in values.items():
-        if getattr(obj, name) != value:
-            setattr(obj, name, value)
-            changed.append(name)
-    return changed
-
-
-def _apply_facts(host: Host, facts: HostFacts, actor) -> SyncResult:
-    result = SyncResult(ok=True, pools=len(facts.pools), networks=len(facts.networks))
-    now = timezone.now()
-    with transaction.atomic():
-        host = Host.objects.select_for_update().get(pk=host.pk)
-        values = {name: getattr(facts, name) for name in _HOST_FACT_FIELDS}
-        if host.migration_address and not facts.migration_address:
-            values.pop("migration_address")  # keep an address set by an administrator
-        # Free memory moves on every sync; only count it as a change worth auditing when
-        # something else changed too.
-        result.host_fields_changed = [
-            f for f in _set_changed(host, values) if f != "memory_free_mib"
-        ]
-        previous_state = host.state
-        if host.state == Host.State.UNREACHABLE:
-            host.state = Host.State.ACTIVE
-            result.host_fields_changed.append("state")
-        host.last_sync_at = now
-        host.last_sync_error = ""
-        host.save()
-
-        pools_by_name = _sync_pools(host, facts)
-        networks_by_name = _sync_networks(host, facts)
-        volumes = {}
-        for pool_facts in facts.pools:
-            for path, volume in pool_facts.volumes.items():
-                volumes[path] = (pools_by_name[pool_facts.name], volume)
-        _sync_domains(host, facts, pools_by_name, networks_by_name, volumes, result, now, actor)
-
-        audit_record(
-            actor=actor,
-            action="host.synced",
-            obj=host,
-            before={"state": previous_state},
-            after=result.summary(),
-        )
-    return result
-
-
-def _sync_pools(host: Host, facts: HostFacts) -> dict[str, StoragePool]:
-    by_name = {}
-    for pool_facts in facts.pools:
-        identity, network_shared = _pool_identity(host, facts, pool_facts)
-        pool, _ = StoragePool.objects.get_or_create(
-            identity=identity,
-            defaults={"name": pool_facts.name, "pool_type": pool_facts.pool_type},
-        )
-        values = {
-            "name": pool_facts.name,
-            "pool_type": pool_facts.pool_type,
-            "uuid": pool_facts.uuid,
-            "target_path": pool_facts.target_path,
-            "source": pool_facts.source,
-            "capacity_bytes": pool_facts.capacity_bytes,
-            "allocation_bytes": pool_facts.allocation_bytes,
-            "available_bytes": pool_facts.available_bytes,
-            "active": pool_facts.active,
-        }
-        if _set_changed(pool, values):
-            pool.save()
-        pool.hosts.add(host)
-        shared = network_shared or pool.hosts.count() > 1
-        if pool.shared != shared:
-            pool.shared = shared
-            pool.save(update_fields=["shared"])
-        by_name[pool_facts.name] = pool
-    seen = {p.pk for p in by_name.values()}
-    for gone in host.storage_pools.exclude(pk__in=seen):
-        gone.hosts.remove(host)
-        if (
-            gone.shared
-            and gone.hosts.count() <= 1
-            and not gone.identity.startswith(
-                tuple(f"{t}:" for t in ("netfs", "rbd", "iscsi", "iscsi-direct", "gluster"))
-            )
-        ):
-            gone.shared = False
-            gone.save(update_fields=["shared"])
-    return by_name
-
-
-def _sync_networks(host: Host, facts: HostFacts) -> dict[str, Network]:
-    by_name = {}
-    for net in facts.networks:
-        network, _ = Network.objects.get_or_create(name=net.name)
-        if _set_changed(
-            network, {"bridge": net.bridge, "vlan": net.vlan, "forward_mode": net.forward_mode}
-        ):
-            network.save()
-        network.hosts.add(host)
-        by_name[net.name] = network
-    host.networks.remove(*host.networks.exclude(pk__in=[n.pk for n in by_name.values()]))
-    return by_name
-
-
-def _sync_domains(host, facts, pools_by_name, networks_by_name, volumes, result, now, actor):
-    uuids = [d.uuid for d in facts.domains]
-    existing = {
-        str(vm.uuid): vm
-        for vm in VirtualMachine.objects.filter(uuid__in=uuids).select_related("host")
-    }
-    disks_by_vm: dict[int, dict[str, VirtualDisk]] = {}
-    nics_by_vm: dict[int, dict[str, VirtualNIC]] = {}
-    for disk in VirtualDisk.objects.filter(vm__uuid__in=uuids):
-        disks_by_vm.setdefault(disk.vm_id, {})[disk.target] = disk
-    for nic in VirtualNIC.objects.filter(vm__uuid__in=uuids):
-        nics_by_vm.setdefault(nic.vm_id, {})[nic.mac] = nic
-
-    for dom in facts.domains:
-        vm = existing.get(dom.uuid)
-        values = {name: getattr(dom, name) for name in _VM_FACT_FIELDS}
-        values["tags"] = dom.tags
-        if dom.rss_mib is not None:
-            values["memory_rss_mib"] = dom.rss_mib
-        if dom.owner:
-            values["owner"] = dom.owner
-        if dom.criticality in VirtualMachine.Criticality.values:
-            values["criticality"] = dom.criticality
-        if vm is None:
-            vm = VirtualMachine.objects.create(uuid=dom.uuid, host=host, last_seen_at=now, **values)
-            result.vms_created.append(dom.name)
-        else:
-            elsewhere = vm.host_id is not None and vm.host_id != host.pk
-            if (
-                elsewhere
-                and not vm.missing
-                and vm.state in ("running", "paused")
-                and dom.state not in ("running", "paused")
-            ):
-                # An inactive leftover definition (e.g. the source after a migration that
-                # kept it) must not pull a running VM back to this host.
-                continue
-            changed = _set_changed(vm, values)
-            if elsewhere:
-                old_host = vm.host.name if vm.host else "?"
-                vm.host = host
-                changed.append("host")
-                result.vms_moved.append(dom.name)
-                audit_record(
-                    actor=actor,
-                    action="vm.moved",
-                    obj=vm,
-                    before={"host": old_host},
-                    after={"host": host.name},
-                    reason="found on another host during sync",
-                )
-            if vm.missing:
-                vm.missing = False
-                vm.missing_since = None
-                changed.append("missing")
-            vm.last_seen_at = now
-            vm.save()
-            if changed and dom.name not in result.vms_moved:
-                result.vms_updated.append(dom.name)
-            elif not changed:
-                result.vms_unchanged += 1
-        _sync_disks(vm, dom, disks_by_vm.get(vm.pk, {}), pools_by_name, volumes, result)
-        _sync_nics(vm, dom, nics_by_vm.get(vm.pk, {}), networks_by_name, result)
-
-    gone = host.vms.filter(missing=False).exclude(uuid__in=uuids)
-    for vm in gone:
-        vm.missing = True
-        vm.missing_since = now
-        vm.save(update_fields=["missing", "missing_since"])
-        result.vms_missing.append(vm.name)
-        audit_record(
-            actor=actor,
-            action="vm.missing",
-            obj=vm,
-            after={"host": host.name},
-            reason="not seen on its host during sync; kept, not deleted",
-        )
-
-
-def _disk_pool(disk, pools_by_name, volumes):
-    if disk.source_type == "volume":
-        return pools_by_name.get(disk.pool_name), None
-    found = volumes.get(disk.source)
-    if found:
-        return found
-    # Not a known volume: attribute it to the pool whose directory holds the file.
-    for pool in pools_by_name.values():
-        if pool.target_path and disk.source.startswith(pool.target_path.rstrip("/") + "/"):
-            return pool, None
-    return None, None
-
-
-def _sync_disks(vm, dom, current, pools_by_name, volumes, result):
-    seen = set()
-    for disk in dom.disks:
-        seen.add(disk.target)
-        pool, volume = _disk_pool(disk, pools_by_name, volumes)
-        values = {
-            "bus": disk.bus,
-            "device": disk.device,
-            "source_type": disk.source_type,
-            "source": disk.source,
-            "pool": pool,
-            "volume": disk.volume or (volume or {}).get("name", ""),
-            "format": disk.format or (volume or {}).get("format", ""),
-            "capacity_bytes": (volume or {}).get("capacity"),
-            "allocation_bytes": (volume or {}).get("allocation"),
-            "shareable": disk.shareable,
-            "readonly": disk.readonly,
-        }
-        row = current.get(disk.target)
-        if row is None:
-            VirtualDisk.objects.create(vm=vm, target=disk.target, **values)
-            _note_update(vm, result)
-        elif _set_changed(row, values):
-            row.save()
-            _note_update(vm, result)
-    stale = [t for t in current if t not in seen]
-    if stale:
-        VirtualDisk.objects.filter(vm=vm, target__in=stale).delete()
-        _note_update(vm, result)
-
-
-def _sync_nics(vm, dom, current, networks_by_name, result):
-    seen = set()
-    for nic in dom.nics:
-        seen.add(nic.mac)
-        network = networks_by_name.get(nic.network_name) if nic.network_name else None
-        values = {
-            "model": nic.model,
-            "source_type": nic.source_type,
-            "network": network,
-            "network_name": nic.network_name,
-            "bridge": nic.bridge or (network.bridge if network else ""),
-            "vlan": nic.vlan if nic.vlan is not None else (network.vlan if network else None),
-        }
-        row = current.get(nic.mac)
-        if row is None:
-            VirtualNIC.objects.create(vm=vm, mac=nic.mac, **values)
-            _note_update(vm, result)
-        elif _set_changed(row, values):
-            row.save()
-            _note_update(vm, result)
-    stale = [m for m in current if m not in seen]
-    if stale:
-        VirtualNIC.objects.filter(vm=vm, mac__in=stale).delete()
-        _note_update(vm, result)
-
-
-def _note_update(vm, result):
-    if vm.name in result.vms_created or vm.name in result.vms_moved:
-        return
-    if vm.name not in result.vms_updated:
-        result.vms_updated.append(vm.name)
-        if result.vms_unchanged:
-            result.vms_unchanged -= 1
+def host_qemu_overhead_record(*, host_id: int, overhead_mib: int, samples: int) -> None:
+    """A host's QEMU memory overhead beyond the guest's footprint, learnt from its moves
+    (the median the execution code computed over `samples` first moves; not audited, like
+    vm_record_measurements)."""
+    Host.objects.filter(pk=host_id).update(
+        qemu_rss_overhead_mib=overhead_mib, qemu_rss_overhead_samples=samples
+    )

@@ -5,7 +5,7 @@ from django_tasks import task
 
 from dashboard.audit.record import Actor
 from inventory.models import Host
-from inventory.services import host_sync
+from inventory.sync import host_sync
 
 
 @task()

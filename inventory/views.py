@@ -2,12 +2,12 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.accounts.decorators import role_required
-from dashboard.accounts.permissions import can
+from dashboard.permissions import can, role_required
+from inventory.capacity import planned_memory_changes
 from inventory.models import Host, VirtualMachine
 from inventory.tasks import host_sync_enqueue
 
@@ -35,31 +35,13 @@ def host_detail(request, pk):
 
 
 def _capacity_chart(host) -> dict:
-    """Memory of this host now and after each open plan that moves VMs in or out of it."""
-    from migrations_app.models import MigrationPlan, PlanItem
-
+    """Memory of this host now and after each open change that moves VMs in or out of it
+    (the changes come from the apps registered in inventory.capacity: open plans)."""
     used = host.memory_used_mib or 0
-    total = host.memory_total_mib or 0
     bars = [{"label": "now", "used": used}]
-    touching = (
-        PlanItem.objects.filter(plan__status__in=MigrationPlan.EDITABLE | {"running", "paused"})
-        .exclude(mode=PlanItem.Mode.STORAGE_ONLY)
-        .filter(Q(source_host=host) | Q(destination_host=host))
-        .select_related("vm", "plan")
-    )
-    delta: dict[int, tuple[str, int]] = {}
-    for item in touching:
-        if item.status == "completed":
-            continue  # already reflected in the host's current memory
-        name, change = delta.get(item.plan_id, (item.plan.name, 0))
-        if item.destination_host_id == host.pk:
-            change += item.vm.memory_mib
-        if item.source_host_id == host.pk:
-            change -= item.vm.memory_mib
-        delta[item.plan_id] = (name, change)
-    for name, change in delta.values():
-        bars.append({"label": f"after {name}", "used": max(used + change, 0)})
-    return {"total": total, "bars": bars}
+    for label, change in planned_memory_changes(host):
+        bars.append({"label": f"after {label}", "used": max(used + change, 0)})
+    return {"total": host.memory_total_mib or 0, "bars": bars}
 
 
 @login_required

@@ -9,9 +9,14 @@ class MigrationsAppConfig(AppConfig):
 
     def ready(self):
         from dashboard.audit.selectors import audit_visibility_register
+        from inventory.capacity import planned_memory_source_register
 
         # The run follows the plan's status through the workflow's signals.
         from migrations_app.execution import receivers  # noqa: F401
+        from migrations_app.selectors.plans import plan_memory_changes_of_host
+
+        # Host pages draw the memory each open plan will leave on the host.
+        planned_memory_source_register(plan_memory_changes_of_host)
 
         # Every role that may view plans may read their audit events, except status links
         # and notification subscriptions (their tokens and targets stay with auditors).

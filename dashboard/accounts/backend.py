@@ -1,6 +1,7 @@
 """The model backend with per-account lockout, and the login form that explains a lock."""
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
@@ -21,8 +22,6 @@ class LockoutModelBackend(ModelBackend):
 
     @staticmethod
     def get_user_model_username_field() -> str:
-        from django.contrib.auth import get_user_model
-
         return get_user_model().USERNAME_FIELD
 
 

@@ -1,8 +1,8 @@
-"""DRF permission classes built on the role matrix in dashboard.accounts.permissions."""
+"""DRF permission classes built on the role matrix in dashboard.permissions."""
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from dashboard.accounts.permissions import can
+from dashboard.permissions import can
 
 
 def action_permission(read_action: str, write_action: str | None = None):

@@ -6,10 +6,10 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 
-from dashboard.accounts.permissions import can
 from dashboard.audit.export import EXPORT_FIELDS, audit_export_csv, audit_export_json
+from dashboard.audit.models import AuditEvent
 from dashboard.audit.selectors import AuditEventFilter, audit_events_visible
-from dashboard.models import AuditEvent
+from dashboard.permissions import can
 
 
 class AuditReader(BasePermission):

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.audit.record import GENESIS_HASH, _jsonable, _lock_chain, event_hash
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
+from dashboard.audit.record import GENESIS_HASH, event_hash, jsonable, lock_chain
 
 _DEFAULTS = {
     "actor_type": AuditEvent.ActorType.SYSTEM,
@@ -32,7 +32,7 @@ def audit_bulk_append(events: Iterable[dict], *, batch_size: int = 5_000) -> int
     """Append events (dicts with at least `action`) to the chain; returns how many."""
     written = 0
     with transaction.atomic():
-        _lock_chain()
+        lock_chain()
         tail = AuditEvent.objects.order_by("-sequence").values("sequence", "hash").first()
         sequence = tail["sequence"] if tail else 0
         prev_hash = tail["hash"] if tail else GENESIS_HASH
@@ -40,8 +40,8 @@ def audit_bulk_append(events: Iterable[dict], *, batch_size: int = 5_000) -> int
         for event in events:
             sequence += 1
             fields = {**_DEFAULTS, **event}
-            fields["before"] = _jsonable(fields["before"])
-            fields["after"] = _jsonable(fields["after"])
+            fields["before"] = jsonable(fields["before"])
+            fields["after"] = jsonable(fields["after"])
             fields["created_at"] = fields.get("created_at") or timezone.now()
             fields["sequence"] = sequence
             fields["prev_hash"] = prev_hash

@@ -15,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from dashboard.request_context import current_context
 
 GENESIS_HASH = "0" * 64
@@ -75,7 +75,7 @@ def as_actor(who) -> Actor:
     return Actor.of(who)
 
 
-def _jsonable(value):
+def jsonable(value):
     """Round-trip through JSON so what is hashed is exactly what the database returns."""
     if value is None:
         return None
@@ -97,7 +97,7 @@ def event_hash(fields: dict) -> str:
     return hashlib.sha256(canonical_bytes(fields)).hexdigest()
 
 
-def _lock_chain() -> None:
+def lock_chain() -> None:
     # SQLite runs every write transaction as BEGIN IMMEDIATE (see settings), which already
     # serializes writers; PostgreSQL needs an explicit lock so two appends cannot both
     # read the same tail and fork the chain.
@@ -126,7 +126,7 @@ def audit_record(
         object_repr = object_repr or str(obj)[:300]
     context = current_context()
     with transaction.atomic():
-        _lock_chain()
+        lock_chain()
         tail = AuditEvent.objects.order_by("-sequence").values("sequence", "hash").first()
         fields = {
             "sequence": (tail["sequence"] + 1) if tail else 1,
@@ -138,8 +138,8 @@ def audit_record(
             "object_type": object_type,
             "object_id": str(object_id)[:64],
             "object_repr": object_repr[:300],
-            "before": _jsonable(before),
-            "after": _jsonable(after),
+            "before": jsonable(before),
+            "after": jsonable(after),
             "reason": reason,
             "request_id": context.request_id,
             "source_address": context.source_address,

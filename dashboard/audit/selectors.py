@@ -14,8 +14,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django_filters.fields import IsoDateTimeField
 
-from dashboard.accounts.permissions import can
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
+from dashboard.permissions import can
 
 # (object_type prefix, permission that opens it, object types under the prefix kept back)
 _OPEN_TO_ROLES: list[tuple[str, str, frozenset[str]]] = []

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from dashboard.audit.models import AuditEvent
 from dashboard.audit.record import GENESIS_HASH, HASHED_FIELDS, event_hash
-from dashboard.models import AuditEvent
 
 # The same serialization as dashboard.audit.record.canonical_bytes (every value here is already a
 # JSON type, so DjangoJSONEncoder's extras are never needed), built once instead of per row.

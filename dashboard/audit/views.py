@@ -7,11 +7,10 @@ from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from dashboard.accounts.decorators import role_required
-from dashboard.accounts.permissions import can
 from dashboard.audit.export import audit_export_csv, audit_export_json
+from dashboard.audit.models import AuditEvent
 from dashboard.audit.selectors import audit_events_filtered
-from dashboard.models import AuditEvent
+from dashboard.permissions import can, role_required
 
 AUDIT_READER_ONLY = "Your role does not allow reading the audit trail."
 

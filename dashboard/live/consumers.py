@@ -15,8 +15,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.base import SessionBase
 
-from dashboard.accounts.permissions import can
 from dashboard.live.hub import live_hub
+from dashboard.permissions import can
 
 _clients_lock = threading.Lock()
 _clients = 0

@@ -21,8 +21,13 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, connection
-from django.db.utils import OperationalError
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+)
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
@@ -31,7 +36,7 @@ logger = logging.getLogger("ferry.execution.wakeup")
 
 CHANNEL = "ferry_tasks"
 # One stat() per 10 ms per idle worker costs nothing measurable and answers an enqueue in
-# ~5 ms on average (50 ms cost a 2-s move ~1 % in M1).
+# ~5 ms on average (a 50 ms poll cost a 2-s move about 1 %).
 STAT_SECONDS = 0.01
 _event = threading.Event()
 
@@ -177,3 +182,26 @@ def prompt_worker(worker_id: str) -> PromptWorker:
         worker_id=worker_id,
         excluded_queue_names=[],
     )
+
+
+RESTART_DELAY_SECONDS = 1.0
+
+
+def run_forever(make_worker, *, on_restart=None) -> None:
+    """Run database-queue workers until one stops normally (SIGTERM/SIGINT).
+
+    django-tasks-db's loop re-raises a lost connection (PostgreSQL terminated the backend,
+    a failover), which would end the thread or process; a fresh worker on a fresh
+    connection takes over instead, after `on_restart` (recover what the lost one held).
+    """
+    while True:
+        worker = make_worker()
+        try:
+            worker.run()
+            return
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("worker lost its database connection (%s); restarting", exc)
+            connections.close_all()
+            time.sleep(RESTART_DELAY_SECONDS)
+            if on_restart is not None:
+                on_restart()

@@ -13,10 +13,13 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from dashboard.accounts.permissions import can
 from dashboard.api.permissions import action_permission
+from dashboard.permissions import can
+from migrations_app.reports.change_record import change_record_build, change_record_json
+from migrations_app.reports.change_record_pdf import change_record_pdf
 from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
 from migrations_app.sharing.api import ShareLinkCreateSerializer, ShareLinkSerializer
+from migrations_app.sharing.services import share_link_create, share_link_url
 from migrations_app.workflow import services as workflow
 
 
@@ -175,8 +178,6 @@ class PlanWorkflowActionsMixin:
     )
     def share_links(self, request, pk=None):
         """List the plan's status links, or create one (its URL is shown only once)."""
-        from migrations_app.sharing.services import share_link_create, share_link_url
-
         plan = self.get_object()
         if request.method == "GET":
             if not can(request.user, "sharelink.manage"):
@@ -199,8 +200,6 @@ class PlanWorkflowActionsMixin:
     )
     def change_record(self, request, pk=None):
         """The change record: plan, evidence the approvers saw, approvals, run, audit."""
-        from migrations_app.reports.change_record import change_record_build, change_record_json
-
         plan = self.get_object()
         return Response(change_record_json(change_record_build(plan)))
 
@@ -213,8 +212,6 @@ class PlanWorkflowActionsMixin:
     )
     def change_record_pdf(self, request, pk=None):
         """The change record as PDF (the printable page, rendered by WeasyPrint)."""
-        from migrations_app.reports.change_record_pdf import change_record_pdf
-
         plan = self.get_object()
         response = HttpResponse(
             change_record_pdf(plan, request=request), content_type="application/pdf"

@@ -168,6 +168,16 @@ def vm_cpu_xml(domain_xml: str) -> str:
     return tostring(cpu, encoding="unicode") if cpu is not None else ""
 
 
+def guest_arch_and_type(domain_xml: str) -> tuple[str | None, str]:
+    """(arch, virt type) of a domain's XML, for libvirt's CPU comparison of that guest."""
+    try:
+        root = parse_xml(domain_xml)
+    except UnsafeXML:
+        return None, "kvm"
+    os_type = root.find("os/type")
+    return (os_type.get("arch") if os_type is not None else None), root.get("type") or "kvm"
+
+
 def cpu_compare_live(conn, vm_cpu_xml_text: str, *, arch=None, virttype=None) -> Finding:
     """cpu.compat on a live destination via compareHypervisorCPU (used at preflight).
 

@@ -40,7 +40,7 @@ def reconcile_attempt(attempt_id: int) -> str:
     worker = claims.worker_name()
     if not claims.take_over(attempt_id, worker):
         return "taken by another reconciler"
-    attempt = runner._load(attempt_id)
+    attempt = services.attempt_load(attempt_id)
     try:
         session = open_session(attempt)
     except errors.ExecutionError as exc:

@@ -16,9 +16,14 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from inventory.sync import host_capacity_refresh, host_sync, vm_refresh
+from migrations_app.checks.cpu import cpu_compare_live, guest_arch_and_type, vm_cpu_xml
 from migrations_app.execution import claims, errors, services
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Session
+from migrations_app.execution.drivers.rehearsal import speed as rehearsal_speed
+from migrations_app.execution.preflight import item_preflight_findings
+from migrations_app.execution.stats import stalled
 from migrations_app.models import ItemAttempt
 
 logger = logging.getLogger("ferry.execution.runner")
@@ -39,22 +44,16 @@ def execute(attempt_id: int) -> str:
         if not claims.claim(attempt_id, worker):
             # Delivered twice, cancelled before start, or already taken: never act twice.
             return "not claimed"
-        attempt = _load(attempt_id)
+        attempt = services.attempt_load(attempt_id)
         services.attempt_started(attempt=attempt, worker=worker, phase=P.PREFLIGHT)
     return _drive(attempt, worker, reattach=False)
 
 
 def reattach(attempt_id: int, worker: str) -> str:
     """Follow a transfer whose worker vanished (the caller has taken over the lease)."""
-    attempt = _load(attempt_id)
+    attempt = services.attempt_load(attempt_id)
     services.attempt_started(attempt=attempt, worker=worker, reattached=True)
     return _drive(attempt, worker, reattach=True)
-
-
-def _load(attempt_id: int) -> ItemAttempt:
-    return ItemAttempt.objects.select_related(
-        "run", "run__plan", "item", "item__vm", "item__plan", "source_host", "destination_host"
-    ).get(pk=attempt_id)
 
 
 def _beat(attempt: ItemAttempt, worker: str) -> bool:
@@ -114,7 +113,7 @@ def _drive(attempt: ItemAttempt, worker: str, reattach: bool) -> str:
         else:
             session.prepare()
             session.attach()
-        failure = _monitor(attempt, worker, session, policy)
+        failure = TransferMonitor(attempt, worker, session, policy).run()
         if failure is not None:
             raise failure
         _phase(attempt, worker, P.SWITCHOVER)
@@ -194,25 +193,18 @@ def _preflight(attempt, session) -> list[dict]:
     if "error" in out:
         raise out["error"]
     findings = out["findings"]
-    if _blocked(findings) or refreshed is None:
+    if _blocked(findings):
         return findings
     return _with_plan_checks(attempt, session, findings, refreshed)
 
 
-def _refresh_inventory(attempt, session) -> dict | None:
+def _refresh_inventory(attempt, session) -> dict:
     """Re-read what the plan's checks read, on the session's open connections.
 
     The VM's own domain and the destination's capacity (a whole sync of both hosts, every
     domain and volume, costs more than the checks); each refresh falls back to a whole
-    sync where a partial read could be wrong. None when the plans code has no preflight
-    entry point (older trees: the session's live checks stand alone).
+    sync where a partial read could be wrong.
     """
-    try:
-        import migrations_app.checks.preflight  # noqa: F401
-    except ImportError:
-        return None
-    from inventory.services import host_capacity_refresh, host_sync, vm_refresh
-
     actor = services.worker_actor(attempt.driver)
     refreshed = {}
     try:
@@ -230,14 +222,11 @@ def _refresh_inventory(attempt, session) -> dict | None:
 
 
 def _with_plan_checks(attempt, session, findings: list[dict], refreshed: dict) -> list[dict]:
-    """Re-run the plan's checks on live data (the plans code's preflight entry point).
+    """Re-run the plan's checks on live data (checks.preflight).
 
-    The inventory was re-read just before (`_refresh_inventory`); libvirt's own CPU
-    comparison on the destination replaces the session's when the plans code provides it.
+    The inventory was re-read just before (`_refresh_inventory`); the CPU check is
+    libvirt's own comparison on the destination.
     """
-    from migrations_app.checks.cpu import cpu_compare_live, vm_cpu_xml
-    from migrations_app.checks.preflight import item_preflight_findings
-
     # Without a connection the plans code runs its offline CPU check; it is replaced below
     # by libvirt's comparison for the guest's own virt type and arch (a TCG guest compared
     # as if it were KVM would be refused for host features it never uses).
@@ -249,7 +238,8 @@ def _with_plan_checks(attempt, session, findings: list[dict], refreshed: dict) -
     own = [f for f in findings if f["check_id"] != "live.cpu_compatible"]
     dest_conn = getattr(session, "dst", None)
     if dest_conn is not None and attempt.item.mode != "storage_only":
-        xml, arch, virttype = session.cpu_facts()
+        xml = session.domain_xml()
+        arch, virttype = guest_arch_and_type(xml)
         cpu = cpu_compare_live(dest_conn, vm_cpu_xml(xml), arch=arch, virttype=virttype).as_dict()
         if cpu["severity"] == "blocker":
             cpu["error_class"] = errors.CPU_INCOMPATIBLE
@@ -276,155 +266,155 @@ def _timeout_s(attempt: ItemAttempt, policy) -> float:
 def _scale(attempt: ItemAttempt) -> float:
     """Real seconds per policy second: a rehearsal runs faster than real time."""
     if attempt.driver == ItemAttempt.Driver.REHEARSAL:
-        from migrations_app.execution.drivers.rehearsal import speed
-
-        return 1.0 / max(speed(), 0.001)
+        return 1.0 / max(rehearsal_speed(), 0.001)
     return 1.0
 
 
-def _stalled(stats: dict) -> bool:
-    """Pre-copy is not converging: the guest dirties memory nearly as fast as it is sent."""
-    iteration = stats.get("memory_iteration") or 0
-    if iteration < 3:
-        return False
-    dirty = (stats.get("memory_dirty_rate") or 0) * (stats.get("memory_page_size") or 4096)
-    sent = stats.get("memory_bps") or 0
-    return iteration >= 8 or (sent > 0 and dirty >= 0.6 * sent)
+class TransferMonitor:
+    """Follows one transfer: samples it about once a second until the call returns, and
+    applies the policy (convergence steps, cancel, completion timeout, watchdog).
 
+    `run()` returns None when the transfer succeeded, else the classified failure.
+    """
 
-def _monitor(attempt, worker, session, policy) -> errors.ExecutionError | None:
-    """Sample about once a second until the transfer call returns; apply the policy."""
-    interval = float(settings.FERRY_SAMPLE_SECONDS)
-    watchdog = float(settings.FERRY_WATCHDOG_SECONDS) * _scale(attempt)
-    timeout = _timeout_s(attempt, policy) * _scale(attempt)
-    started = time.monotonic()
-    if attempt.migrate_called_at is not None and attempt.phase != P.QUEUED:
-        # Re-attached: count from the original call, not from now.
-        from django.utils import timezone
+    ABORT_GIVE_UP_S = 60  # an abort that has not ended the job by then: an operator looks
+    ABORT_REPEAT_S = 5  # an abort sent in the setup phase may be ignored: send it again
 
-        started -= (timezone.now() - attempt.migrate_called_at).total_seconds()
-    last_progress = time.monotonic()
-    last_processed = -1
-    abort_reason: errors.ExecutionError | None = None
-    abort_at = None
-    downtime_set = False
-    steps = list(policy.downtime_steps_ms)
-    next_step_iteration = 0
-    acted = False
-    while True:
-        cancel = _beat(attempt, worker)
-        finished, error = session.outcome()
-        if finished:
-            if abort_reason is not None:
-                if error is not None and getattr(error, "libvirt_message", ""):
-                    abort_reason.libvirt_message = error.libvirt_message
-                return abort_reason
+    def __init__(self, attempt, worker, session, policy):
+        self.attempt, self.worker, self.session, self.policy = attempt, worker, session, policy
+        self.interval = float(settings.FERRY_SAMPLE_SECONDS)
+        self.watchdog = float(settings.FERRY_WATCHDOG_SECONDS) * _scale(attempt)
+        self.timeout = _timeout_s(attempt, policy) * _scale(attempt)
+        self.started = time.monotonic()
+        if attempt.migrate_called_at is not None and attempt.phase != P.QUEUED:
+            # Re-attached: count from the original call, not from now.
+            self.started -= (timezone.now() - attempt.migrate_called_at).total_seconds()
+        self.last_progress = time.monotonic()
+        self.last_processed = -1
+        self.abort_reason: errors.ExecutionError | None = None
+        self.abort_at: float | None = None
+        self.downtime_set = False
+        self.steps = list(policy.downtime_steps_ms)
+        self.next_step_iteration = 0
+        self.acted = False
+
+    def run(self) -> errors.ExecutionError | None:
+        while True:
+            cancel = _beat(self.attempt, self.worker)
+            finished, error = self.session.outcome()
+            if finished:
+                return self._result(error)
+            stats = self.session.poll()
+            now = time.monotonic()
+            if stats:
+                self.on_sample(stats, now)
+            given_up = self.check_limits(now, cancel)
+            if given_up is not None:
+                return given_up
+            time.sleep(self.interval)
+
+    def _result(self, error) -> errors.ExecutionError | None:
+        if self.abort_reason is None:
             return error
-        stats = session.poll()
-        now = time.monotonic()
-        if stats:
-            elapsed_ms = int((now - started) * 1000)
-            services.attempt_sample(attempt=attempt, stats=stats, elapsed_ms=elapsed_ms)
-            processed = stats.get("data_processed") or stats.get("memory_processed") or 0
-            if processed != last_processed:
-                last_processed, last_progress = processed, now
-            if not downtime_set and attempt.item.mode != "storage_only":
-                session.set_max_downtime(policy.max_downtime_ms)
-                downtime_set = True
-            if abort_reason is None and _stalled(stats):
-                iteration = stats.get("memory_iteration") or 0
-                acted = _converge(
-                    attempt,
-                    worker,
-                    session,
-                    policy,
-                    stats,
-                    steps,
-                    iteration,
-                    next_step_iteration,
-                    acted,
-                )
-                if (
-                    policy.on_no_convergence == "raise_downtime"
-                    and iteration >= next_step_iteration
-                ):
-                    next_step_iteration = iteration + 2
-                if policy.on_no_convergence == "abort":
-                    abort_reason = errors.ExecutionError(
-                        errors.NOT_CONVERGING, errors.EXPLANATIONS[errors.NOT_CONVERGING]
-                    )
-                    abort_at = now
-        if abort_reason is None:
+        if error is not None and getattr(error, "libvirt_message", ""):
+            self.abort_reason.libvirt_message = error.libvirt_message
+        return self.abort_reason
+
+    def on_sample(self, stats: dict, now: float) -> None:
+        """Store the sample, note progress, and act on a stalled pre-copy."""
+        attempt, policy = self.attempt, self.policy
+        elapsed_ms = int((now - self.started) * 1000)
+        services.attempt_sample(attempt=attempt, stats=stats, elapsed_ms=elapsed_ms)
+        processed = stats.get("data_processed") or stats.get("memory_processed") or 0
+        if processed != self.last_processed:
+            self.last_processed, self.last_progress = processed, now
+        if not self.downtime_set and attempt.item.mode != "storage_only":
+            self.session.set_max_downtime(policy.max_downtime_ms)
+            self.downtime_set = True
+        if self.abort_reason is not None or not stalled(stats):
+            return
+        iteration = stats.get("memory_iteration") or 0
+        self.converge(stats, iteration)
+        if policy.on_no_convergence == "raise_downtime" and iteration >= self.next_step_iteration:
+            self.next_step_iteration = iteration + 2
+        if policy.on_no_convergence == "abort":
+            self.abort_reason = errors.ExecutionError(
+                errors.NOT_CONVERGING, errors.EXPLANATIONS[errors.NOT_CONVERGING]
+            )
+            self.abort_at = now
+
+    def check_limits(self, now: float, cancel: bool) -> errors.ExecutionError | None:
+        """Cancel, timeout and watchdog; repeats an abort, and gives up on one that hangs."""
+        if self.abort_reason is None:
             if cancel:
-                abort_reason = errors.ExecutionError(
+                self.abort_reason = errors.ExecutionError(
                     errors.ABORTED_BY_OPERATOR, errors.EXPLANATIONS[errors.ABORTED_BY_OPERATOR]
                 )
-            elif now - started > timeout:
-                abort_reason = errors.ExecutionError(
+            elif now - self.started > self.timeout:
+                self.abort_reason = errors.ExecutionError(
                     errors.TIMEOUT,
-                    f"{errors.EXPLANATIONS[errors.TIMEOUT]} (limit {timeout:.0f} s)",
+                    f"{errors.EXPLANATIONS[errors.TIMEOUT]} (limit {self.timeout:.0f} s)",
                 )
-            elif now - last_progress > watchdog:
-                abort_reason = errors.ExecutionError(
+            elif now - self.last_progress > self.watchdog:
+                self.abort_reason = errors.ExecutionError(
                     errors.NO_PROGRESS,
-                    f"{errors.EXPLANATIONS[errors.NO_PROGRESS]} (no progress for {watchdog:.0f} s)",
+                    f"{errors.EXPLANATIONS[errors.NO_PROGRESS]} "
+                    f"(no progress for {self.watchdog:.0f} s)",
                 )
-            if abort_reason is not None:
-                abort_at = now
+            if self.abort_reason is not None:
+                self.abort_at = now
                 services.attempt_note(
-                    attempt=attempt,
+                    attempt=self.attempt,
                     kind="item.aborting",
                     payload={
-                        "error_class": abort_reason.error_class,
-                        "message": abort_reason.message,
+                        "error_class": self.abort_reason.error_class,
+                        "message": self.abort_reason.message,
                     },
                 )
-                session.abort()
-        elif abort_at is not None and now - abort_at > 60:
+                self.session.abort()
+        elif self.abort_at is not None and now - self.abort_at > self.ABORT_GIVE_UP_S:
             return errors.ExecutionError(
                 errors.AMBIGUOUS,
                 "The job was aborted but did not stop within 60 s; an operator must look.",
             )
-        elif abort_at is not None and now - abort_at > 5 and int(now - abort_at) % 5 == 0:
-            session.abort()  # repeat: an abort sent in the setup phase may be ignored
-        time.sleep(interval)
+        elif (
+            self.abort_at is not None
+            and now - self.abort_at > self.ABORT_REPEAT_S
+            and int(now - self.abort_at) % self.ABORT_REPEAT_S == 0
+        ):
+            self.session.abort()
+        return None
 
-
-def _converge(
-    attempt, worker, session, policy, stats, steps, iteration, next_step_iteration, acted
-):
-    """Apply the policy's answer to a stalled pre-copy; returns whether anything was done."""
-    action = policy.on_no_convergence
-    payload = {"policy": action, "iteration": iteration}
-    if not acted:
-        _phase(attempt, worker, P.CONVERGE)
-    if action == "raise_downtime":
-        if iteration < next_step_iteration or not steps:
-            return acted
-        value = steps.pop(0)
-        session.set_max_downtime(value)
-        payload["max_downtime_ms"] = value
-    elif action == "auto_converge":
-        if acted:
-            return acted
-        payload["throttle_pct"] = stats.get("auto_converge_throttle")
-    elif action == "postcopy":
-        if acted:
-            return acted
-        session.start_postcopy()
-        payload["postcopy"] = "started"
-    elif action == "abort":
-        if acted:
-            return acted
-        session.abort()
-    services.attempt_note(attempt=attempt, kind="item.converge", payload=payload)
-    services.attempt_evidence(
-        attempt=attempt,
-        worker=worker,
-        key="converge",
-        value={**(attempt.evidence or {}).get("converge", {}), str(iteration): payload},
-    )
-    return True
+    def converge(self, stats: dict, iteration: int) -> None:
+        """Apply the policy's answer to a stalled pre-copy (recorded as evidence)."""
+        attempt, policy = self.attempt, self.policy
+        action = policy.on_no_convergence
+        payload = {"policy": action, "iteration": iteration}
+        if not self.acted:
+            _phase(attempt, self.worker, P.CONVERGE)
+        if action == "raise_downtime":
+            if iteration < self.next_step_iteration or not self.steps:
+                return
+            value = self.steps.pop(0)
+            self.session.set_max_downtime(value)
+            payload["max_downtime_ms"] = value
+        elif self.acted:
+            return  # auto-converge, post-copy and abort act once
+        elif action == "auto_converge":
+            payload["throttle_pct"] = stats.get("auto_converge_throttle")
+        elif action == "postcopy":
+            self.session.start_postcopy()
+            payload["postcopy"] = "started"
+        elif action == "abort":
+            self.session.abort()
+        self.acted = True
+        services.attempt_note(attempt=attempt, kind="item.converge", payload=payload)
+        services.attempt_evidence(
+            attempt=attempt,
+            worker=self.worker,
+            key="converge",
+            value={**(attempt.evidence or {}).get("converge", {}), str(iteration): payload},
+        )
 
 
 def _verify(attempt, worker, session, policy) -> None:

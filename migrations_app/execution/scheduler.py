@@ -13,8 +13,10 @@ from django.utils import timezone
 from dashboard.audit.record import Actor
 from migrations_app.execution import errors, services
 from migrations_app.execution.drivers import driver_name_for
-from migrations_app.live.events import plan_changed
+from migrations_app.execution.tasks import execute_attempt_task
+from migrations_app.live.events import plan_changed, run_event
 from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem, PlanRun
+from migrations_app.workflow.services import plan_finish, plan_pause, plan_start
 
 logger = logging.getLogger("ferry.execution.scheduler")
 
@@ -83,8 +85,6 @@ def schedule_run(run_id: int) -> dict:
                 inbound[dst] = inbound.get(dst, 0) + 1
         if not started and not active and not waiting:
             _close(run, plan)
-        from migrations_app.execution.tasks import execute_attempt_task
-
         for attempt_id in started:
             transaction.on_commit(lambda a=attempt_id: execute_attempt_task.enqueue(a))
     return {"run": run_id, "started": started, "active": len(active)}
@@ -102,8 +102,6 @@ def _driver_or_fail(run: PlanRun, item: PlanItem) -> str | None:
 
 
 def _item_blocked(run: PlanRun, item: PlanItem, message: str) -> None:
-    from migrations_app.live.events import run_event
-
     PlanItem.objects.filter(pk=item.pk).update(status=I.FAILED, status_reason=message)
     run_event(
         run=run,
@@ -128,16 +126,16 @@ def _pause_for_window(plan: MigrationPlan, waiting: int) -> None:
 
 
 def _pause_with_reason(plan: MigrationPlan, actor, reason: str, *, kind: str) -> None:
-    """Pause the plan through the workflow (its hook pauses the run), keeping a reason."""
-    from migrations_app.live.events import run_event
-    from migrations_app.workflow.services import plan_pause
-
+    """Pause the plan through the workflow, with the reason; its run follows (audited once
+    by the workflow and once by the run's receiver), and a run event says why."""
+    plan.refresh_from_db()
     if plan.status == S.RUNNING:
-        plan_pause(plan=plan, actor=actor)
-    MigrationPlan.objects.filter(pk=plan.pk).update(status_reason=reason)
+        plan_pause(plan=plan, actor=actor, reason=reason)
     run = services.current_run(plan)
+    if run is not None and run.status == R.RUNNING:
+        # The plan was already paused (by an operator) while its run went on: pause the run.
+        services.run_pause(plan=plan, actor=actor, reason=reason)
     if run is not None:
-        PlanRun.objects.filter(pk=run.pk).update(status=R.PAUSED, status_reason=reason)
         run_event(run=run, kind=kind, payload={"status": R.PAUSED, "reason": reason})
     plan.refresh_from_db()
     plan_changed(plan, reason=reason)
@@ -145,12 +143,10 @@ def _pause_with_reason(plan: MigrationPlan, actor, reason: str, *, kind: str) ->
 
 def _close(run: PlanRun, plan: MigrationPlan) -> None:
     """Every item has ended: complete the plan, or wait for the operator when some failed."""
-    from migrations_app.workflow.services import plan_finish
-
     outcome = services.outcome_of(run)
     worker = services.worker_actor()
     if outcome == R.COMPLETED:
-        services._set_run_status(run, R.COMPLETED, actor=worker, action="run.completed")
+        services.run_set_status(run, R.COMPLETED, actor=worker, action="run.completed")
         if plan.status in (S.RUNNING, S.PAUSED):
             plan_finish(plan=plan, actor=worker, outcome=outcome)
         return
@@ -165,8 +161,6 @@ def _close(run: PlanRun, plan: MigrationPlan) -> None:
 
 def autostart_due_plans(now=None) -> list[int]:
     """Start approved plans whose window has opened (unless held); returns their ids."""
-    from migrations_app.workflow.services import plan_start
-
     now = now or timezone.now()
     due = MigrationPlan.objects.filter(
         status__in=[S.APPROVED, S.SCHEDULED],

@@ -15,10 +15,21 @@ from django.db.models import Q
 from django.utils import timezone
 
 from dashboard.audit.record import Actor, audit_record
+from inventory.services import (
+    host_qemu_overhead_record,
+    vm_measurements_get,
+    vm_record_measurements,
+    vm_record_move,
+)
 from migrations_app.errors import ExecutionStateError
-from migrations_app.execution import errors
+from migrations_app.execution import claims, errors
+from migrations_app.execution.drivers import driver_name_for
+from migrations_app.execution.stats import eta_seconds, move_measurements, sample_fields
+from migrations_app.execution.tasks import ensure_tick, execute_attempt_task, schedule_run_task
 from migrations_app.live.events import run_event
 from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem, PlanRun, ProgressSample
+from migrations_app.selectors.runs import latest_run
+from migrations_app.workflow.services import plan_finish, plan_resume
 
 logger = logging.getLogger("ferry.execution")
 
@@ -26,11 +37,8 @@ A = ItemAttempt.Status
 I = PlanItem.Status  # noqa: E741 - mirrors A for attempts
 R = PlanRun.Status
 ACTIVE = (A.QUEUED, A.RUNNING)
-MIB = 1024 * 1024
 # A host's QEMU overhead is the median over at most this many of its latest first moves.
 OVERHEAD_SAMPLES = 25
-# A move's fixed cost is measured only from moves of at most this many passes, unthrottled.
-SETUP_MAX_PASSES = 5
 
 
 def worker_actor(driver: str = "") -> Actor:
@@ -40,14 +48,19 @@ def worker_actor(driver: str = "") -> Actor:
     )
 
 
+def attempt_load(attempt_id: int) -> ItemAttempt:
+    """An attempt with everything the runner and the reconciler read of it."""
+    return ItemAttempt.objects.select_related(
+        "run", "run__plan", "item", "item__vm", "item__plan", "source_host", "destination_host"
+    ).get(pk=attempt_id)
+
+
 def current_run(plan: MigrationPlan) -> PlanRun | None:
     """The plan's latest run."""
-    return PlanRun.objects.filter(plan=plan).order_by("-started_at", "-id").first()
+    return latest_run(plan)
 
 
 def _enqueue_schedule(run_id: int) -> None:
-    from migrations_app.execution.tasks import schedule_run_task
-
     transaction.on_commit(lambda: schedule_run_task.enqueue(run_id))
 
 
@@ -90,15 +103,11 @@ def run_start(*, plan: MigrationPlan, actor, override_reason: str = "") -> PlanR
             payload={"status": run.status, "items": len(items), "drivers": drivers},
         )
         _enqueue_schedule(run.pk)
-        from migrations_app.execution.tasks import ensure_tick
-
         transaction.on_commit(ensure_tick)
     return run
 
 
 def _driver_label(item: PlanItem) -> str:
-    from migrations_app.execution.drivers import driver_name_for
-
     if item.destination_host is None:
         return "unknown"
     try:
@@ -107,7 +116,8 @@ def _driver_label(item: PlanItem) -> str:
         return "mixed (refused)"
 
 
-def _set_run_status(run: PlanRun, status: str, *, actor, action: str, reason: str = "") -> PlanRun:
+def run_set_status(run: PlanRun, status: str, *, actor, action: str, reason: str = "") -> PlanRun:
+    """The one writer of a run's status: the locked row, its audit event and run event."""
     locked = PlanRun.objects.select_for_update().get(pk=run.pk)
     before = {"status": locked.status, "reason": locked.status_reason}
     locked.status = status
@@ -137,7 +147,7 @@ def run_pause(*, plan: MigrationPlan, actor, reason: str = "") -> PlanRun | None
         run = current_run(plan)
         if run is None or run.status != R.RUNNING:
             return run
-        return _set_run_status(run, R.PAUSED, actor=actor, action="run.paused", reason=reason)
+        return run_set_status(run, R.PAUSED, actor=actor, action="run.paused", reason=reason)
 
 
 def run_resume(*, plan: MigrationPlan, actor) -> PlanRun | None:
@@ -146,7 +156,7 @@ def run_resume(*, plan: MigrationPlan, actor) -> PlanRun | None:
         run = current_run(plan)
         if run is None or run.status != R.PAUSED:
             return run
-        run = _set_run_status(run, R.RUNNING, actor=actor, action="run.resumed")
+        run = run_set_status(run, R.RUNNING, actor=actor, action="run.resumed")
         _enqueue_schedule(run.pk)
     return run
 
@@ -159,7 +169,7 @@ def run_cancel(*, plan: MigrationPlan, actor, reason: str = "") -> PlanRun | Non
             return run
         _cancel_queued(run, reason)
         ItemAttempt.objects.filter(run=run, status=A.RUNNING).update(cancel_requested=True)
-        run = _set_run_status(run, R.CANCELLED, actor=actor, action="run.cancelled", reason=reason)
+        run = run_set_status(run, R.CANCELLED, actor=actor, action="run.cancelled", reason=reason)
     return run
 
 
@@ -211,8 +221,6 @@ def item_cancel(*, item: PlanItem, actor, reason: str = "") -> ItemAttempt | Non
 
 def item_retry(*, item: PlanItem, actor) -> PlanItem:
     """Queue a failed, cancelled or stuck item again (a new attempt); resumes a paused run."""
-    from migrations_app.workflow.services import plan_resume
-
     with transaction.atomic():
         run = current_run(item.plan)
         locked = PlanItem.objects.select_for_update().get(pk=item.pk)
@@ -239,8 +247,6 @@ def item_retry(*, item: PlanItem, actor) -> PlanItem:
 
 def run_finish(*, plan: MigrationPlan, actor) -> PlanRun:
     """Close a paused run whose items have all ended (some failed): the plan gets its outcome."""
-    from migrations_app.workflow.services import plan_finish
-
     with transaction.atomic():
         run = current_run(plan)
         if run is None or run.status not in (R.RUNNING, R.PAUSED):
@@ -249,7 +255,7 @@ def run_finish(*, plan: MigrationPlan, actor) -> PlanRun:
             raise ExecutionStateError("Items are still moving: wait for them or cancel them.")
         _cancel_queued(run, "not started: the run was finished by an operator")
         outcome = outcome_of(run)
-        run = _set_run_status(run, outcome, actor=actor, action=f"run.{outcome}")
+        run = run_set_status(run, outcome, actor=actor, action=f"run.{outcome}")
         plan_finish(plan=plan, actor=actor, outcome=outcome)
     return run
 
@@ -336,8 +342,6 @@ def attempt_transfer_begin(
     Returns "go", "cancelled" (a cancel was requested: do not call) or "lost" (another
     worker owns the attempt, or the call was already made).
     """
-    from migrations_app.execution import claims
-
     P = ItemAttempt.Phase
     with transaction.atomic():
         if not claims.mark_migrate_called(attempt.pk, worker, unless_cancelled=True):
@@ -421,37 +425,6 @@ def attempt_note(*, attempt: ItemAttempt, kind: str, payload: dict) -> None:
     )
 
 
-def sample_fields(stats: dict) -> dict:
-    """ProgressSample fields from libvirt jobStats keys."""
-    page = stats.get("memory_page_size") or 4096
-    dirty = stats.get("memory_dirty_rate")
-    throttle = stats.get("auto_converge_throttle")
-    return {
-        "memory_total": stats.get("memory_total"),
-        "memory_processed": stats.get("memory_processed"),
-        "memory_remaining": stats.get("memory_remaining"),
-        "dirty_rate_bps": dirty * page if dirty is not None else None,
-        "transfer_bps": stats.get("memory_bps"),
-        "iteration": stats.get("memory_iteration"),
-        "disk_total": stats.get("disk_total"),
-        "disk_processed": stats.get("disk_processed"),
-        "disk_remaining": stats.get("disk_remaining"),
-        "expected_downtime_ms": stats.get("downtime"),
-        "throttle_pct": throttle if throttle is not None else None,
-    }
-
-
-def eta_seconds(fields: dict) -> float | None:
-    """Time left from the measured transfer rate against the dirty rate."""
-    remaining = (fields.get("memory_remaining") or 0) + (fields.get("disk_remaining") or 0)
-    rate = (fields.get("transfer_bps") or 0) - (fields.get("dirty_rate_bps") or 0)
-    if not remaining:
-        return 0.0
-    if rate <= 0:
-        return None  # not converging at the current rates
-    return round(remaining / rate, 1)
-
-
 def attempt_sample(*, attempt: ItemAttempt, stats: dict, elapsed_ms: int) -> ProgressSample:
     """Store one progress sample and publish a small progress event."""
     fields = sample_fields(stats)
@@ -487,8 +460,6 @@ def attempt_finish(
     reconciled: bool = False,
 ) -> bool:
     """End an attempt (conditional on ownership); on success update the inventory."""
-    from inventory.moves import vm_record_move
-
     stats = stats or {}
     with transaction.atomic():
         qs = ItemAttempt.objects.filter(pk=attempt.pk, status=A.RUNNING)
@@ -549,13 +520,13 @@ def attempt_finish(
             reason=row.error_message,
         )
         if status == A.COMPLETED:
-            _record_inventory(row, item, actor, disk_pools or {}, vm_record_move)
+            _record_inventory(row, item, actor, disk_pools or {})
         run_event(run=row.run, kind="item.finished", item=item, payload=summary)
         _enqueue_schedule(row.run_id)
     return True
 
 
-def _record_inventory(row, item, actor, disk_pools, vm_record_move) -> None:
+def _record_inventory(row, item, actor, disk_pools) -> None:
     if row.driver == ItemAttempt.Driver.REHEARSAL:
         # A rehearsal moved nothing: the inventory keeps the truth of the test driver.
         return
@@ -575,42 +546,10 @@ def _record_inventory(row, item, actor, disk_pools, vm_record_move) -> None:
         reason=f"plan {item.plan_id} item {item.pk} attempt {row.number}",
     )
     if item.mode != PlanItem.Mode.STORAGE_ONLY:
-        _record_measured_inputs(row, item, row.final_stats or {})
+        attempt_record_measurements(row, item, row.final_stats or {})
 
 
-def move_measurements(stats: dict, *, bandwidth_mib_s: float | None, rss_mib: int | None) -> dict:
-    """What a completed migration's job stats measured for the next estimate of the VM.
-
-    footprint: memory QEMU did not send as zero ("constant") pages; setup: libvirt's total
-    time less the time QEMU's sent bytes take at the bandwidth cap (only when capped: an
-    uncapped move's rate is not known well enough; and only from a plain move of a few
-    passes: in a long convergence fight QEMU sends below the cap, its vCPU throttle and
-    bitmap syncs taking the time, and that is not a fixed cost of the next move); rss
-    overhead: the QEMU process's resident memory beyond that footprint, as rss was read
-    right before the move.
-    """
-    out: dict = {}
-    total = stats.get("memory_total")
-    constant = stats.get("memory_constant")
-    page = stats.get("memory_page_size") or 4096
-    if total and constant is not None:
-        footprint = max(int((total - constant * page) / MIB), 1)
-        out["memory_footprint_mib"] = footprint
-        if rss_mib:
-            out["memory_rss_overhead_mib"] = max(rss_mib - footprint, 0)
-    elapsed_ms = stats.get("time_elapsed")
-    sent = stats.get("data_processed") or stats.get("memory_processed")
-    plain = (stats.get("memory_iteration") or 0) <= SETUP_MAX_PASSES and not stats.get(
-        "auto_converge_throttle"
-    )
-    if bandwidth_mib_s and elapsed_ms and sent and plain:
-        out["migration_setup_s"] = round(
-            max(elapsed_ms / 1000 - sent / MIB / bandwidth_mib_s, 0), 2
-        )
-    return out
-
-
-def _record_measured_inputs(row, item, stats: dict) -> None:
+def attempt_record_measurements(row, item, stats: dict) -> None:
     """Store what the migration measured on the VM, the attempt and its source host.
 
     The VM keeps its footprint, setup cost and QEMU overhead for its next estimate; the
@@ -620,21 +559,14 @@ def _record_measured_inputs(row, item, stats: dict) -> None:
     migration has a much smaller rss than one that booted there (zero pages received are
     never touched), so later moves would understate a booted guest's overhead.
     """
-    from inventory.models import Host, VirtualMachine
-
-    vm = (
-        VirtualMachine.objects.filter(pk=item.vm_id)
-        .values("memory_rss_mib", "memory_footprint_mib")
-        .first()
-        or {}
-    )
+    vm = vm_measurements_get(vm_id=item.vm_id)
     values = move_measurements(
         stats, bandwidth_mib_s=item.get_policy().bandwidth_mib_s, rss_mib=vm.get("memory_rss_mib")
     )
     if not values:
         return
     first_move = vm.get("memory_footprint_mib") is None
-    VirtualMachine.objects.filter(pk=item.vm_id).update(**values)
+    vm_record_measurements(vm_id=item.vm_id, measurements=values)
     measured = {"rss_mib": vm.get("memory_rss_mib"), "first_move": first_move, **values}
     ItemAttempt.objects.filter(pk=row.pk).update(
         evidence={**(row.evidence or {}), "measured": measured}
@@ -655,9 +587,10 @@ def _record_measured_inputs(row, item, stats: dict) -> None:
             if len(overheads) >= OVERHEAD_SAMPLES:
                 break
     if overheads:
-        Host.objects.filter(pk=row.source_host_id).update(
-            qemu_rss_overhead_mib=round(statistics.median(overheads)),
-            qemu_rss_overhead_samples=len(overheads),
+        host_qemu_overhead_record(
+            host_id=row.source_host_id,
+            overhead_mib=round(statistics.median(overheads)),
+            samples=len(overheads),
         )
 
 
@@ -684,8 +617,6 @@ def attempt_requeue(*, attempt: ItemAttempt, reason: str) -> bool:
             item=attempt.item,
             payload={"attempt": attempt.pk, "reason": reason, "driver": attempt.driver},
         )
-        from migrations_app.execution.tasks import execute_attempt_task
-
         transaction.on_commit(lambda: execute_attempt_task.enqueue(attempt.pk))
     return True
 

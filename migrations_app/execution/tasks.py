@@ -3,6 +3,10 @@
 The periodic tick re-enqueues itself (FERRY_TICK_SECONDS, default 10) and does what no
 single event triggers: reconcile expired leases, start plans whose window opened, pause
 runs whose window closed. Only one tick is kept queued (see ensure_tick).
+
+Task bodies import the code they run inside the function, and only here: the services,
+the scheduler and the reconciler enqueue these tasks (so they import this module at the
+top), and a task's body runs them (the service ↔ task pair of the HackSoft styleguide).
 """
 
 import logging
@@ -67,7 +71,6 @@ def tick() -> dict:
 
 
 def tick_seconds() -> float:
-
     return float(settings.FERRY_TICK_SECONDS)
 
 

@@ -1,15 +1,15 @@
 """Websocket consumers of plans: read-only subscribers. Commands go through the REST API.
 
-/ws/plans/<id>/ and /ws/dashboard/ for signed-in users who may view plans, /ws/status/<token>/
-for holders of a status link. The common behaviour is the platform's LiveConsumer.
+/ws/plans/<id>/ and /ws/dashboard/ for signed-in users who may view plans (the status link
+stream is migrations_app.sharing.consumers). The common behaviour is the platform's
+LiveConsumer.
 """
 
-from dashboard.accounts.permissions import can
 from dashboard.live.consumers import LiveConsumer, read_in_pool
+from dashboard.permissions import can
 from migrations_app.live.events import DASHBOARD_GROUP, plan_group
 from migrations_app.live.snapshots import dashboard_snapshot, plan_snapshot
-from migrations_app.models import MigrationPlan, ShareLink
-from migrations_app.sharing.services import share_link_group, share_link_lookup
+from migrations_app.models import MigrationPlan
 
 
 class PlanConsumer(LiveConsumer):
@@ -26,29 +26,6 @@ class PlanConsumer(LiveConsumer):
             return None
         plan = MigrationPlan.objects.filter(pk=plan_id).first()
         return plan_snapshot(plan) if plan else None
-
-
-class StatusConsumer(LiveConsumer):
-    """/ws/status/<token>/ for stakeholders holding a valid status link (no login)."""
-
-    async def authorize_and_snapshot(self):
-        token = self.scope["url_route"]["kwargs"]["token"]
-        return await read_in_pool(self._snapshot)(token)
-
-    def _snapshot(self, token):
-        link = share_link_lookup(token)
-        if link is None or link.state() != "active":
-            return None
-        self.link_id = link.pk
-        self.groups_to_join = [plan_group(link.plan_id), share_link_group(link.pk)]
-        return plan_snapshot(link.plan, redact_hosts=not link.show_host_names)
-
-    def authorization_key(self):
-        return ("link", getattr(self, "link_id", None))
-
-    def still_authorized(self) -> bool:
-        link = ShareLink.objects.filter(pk=getattr(self, "link_id", None)).first()
-        return link is not None and link.state() == "active"
 
 
 class DashboardConsumer(LiveConsumer):

@@ -2,7 +2,8 @@
 
 from django.db.models import Prefetch
 
-from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem, PlanRun, ProgressSample
+from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem, ProgressSample
+from migrations_app.selectors.runs import latest_run
 
 
 def _latest_sample(attempt: ItemAttempt | None) -> ProgressSample | None:
@@ -56,7 +57,7 @@ def attempt_dict(attempt: ItemAttempt | None) -> dict | None:
 
 def plan_snapshot(plan: MigrationPlan, *, redact_hosts: bool = False) -> dict:
     """Plan state, items with their latest attempt and sample, and the run's last sequence."""
-    run = PlanRun.objects.filter(plan=plan).order_by("-started_at", "-id").first()
+    run = latest_run(plan)
     items = (
         PlanItem.objects.filter(plan=plan)
         .select_related("vm", "source_host", "destination_host")

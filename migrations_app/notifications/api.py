@@ -5,8 +5,8 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from dashboard.accounts.permissions import can
 from dashboard.api.permissions import action_permission
+from dashboard.permissions import can
 from migrations_app.models import MigrationPlan
 from migrations_app.models.notifications import (
     NOTIFY_EVENTS,

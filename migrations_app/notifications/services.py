@@ -35,6 +35,7 @@ from migrations_app.models.notifications import (
     NotificationDelivery,
     NotificationSubscription,
 )
+from migrations_app.notifications.tasks import deliver_notification_task
 
 logger = logging.getLogger("ferry.notify")
 
@@ -92,8 +93,6 @@ def notify_plan_event(plan, event: str, *, actor, extra: dict | None = None) -> 
 
 
 def _enqueue_all(ids: list[int]) -> None:
-    from migrations_app.notifications.tasks import deliver_notification_task
-
     for delivery_id in ids:
         try:
             deliver_notification_task.enqueue(delivery_id)
@@ -218,8 +217,6 @@ def notification_deliver(delivery_id: int) -> NotificationDelivery | None:
 
 
 def _enqueue_retry(delivery_id: int, retry_at) -> None:
-    from migrations_app.notifications.tasks import deliver_notification_task
-
     try:
         deliver_notification_task.using(run_after=retry_at).enqueue(delivery_id)
     except Exception:

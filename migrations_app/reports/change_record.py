@@ -15,6 +15,7 @@ from django.utils import timezone
 from dashboard.audit.models import AuditEvent
 from dashboard.audit.selectors import audit_events_visible
 from migrations_app.models import Approval, MigrationPlan, PlanRun, ValidationRun
+from migrations_app.selectors.runs import evidence_run
 
 
 @dataclass
@@ -30,16 +31,6 @@ class ChangeRecord:
     events: list = field(default_factory=list)
     chain_head: dict | None = None
     generated_at: object = None
-
-
-def _evidence_run(plan: MigrationPlan) -> ValidationRun | None:
-    """The validation whose content the approvers judged (matched by the frozen hash)."""
-    runs = ValidationRun.objects.filter(plan=plan, live=False).order_by("-created_at", "-id")
-    if plan.content_hash:
-        matching = runs.filter(content_hash=plan.content_hash).first()
-        if matching is not None:
-            return matching
-    return runs.first()
 
 
 def plan_audit_query(plan: MigrationPlan, runs: list[PlanRun]) -> Q:
@@ -63,7 +54,7 @@ def plan_audit_query(plan: MigrationPlan, runs: list[PlanRun]) -> Q:
 
 def change_record_build(plan: MigrationPlan) -> ChangeRecord:
     """Collect the change record of a plan (read-only)."""
-    evidence = _evidence_run(plan)
+    evidence = evidence_run(plan)
     runs = list(
         PlanRun.objects.filter(plan=plan)
         .order_by("started_at", "id")

@@ -46,3 +46,24 @@ def plan_estimate_get(plan: MigrationPlan) -> dict:
     data["plan"] = plan.pk
     data["plan_version"] = plan.version
     return data
+
+
+def plan_memory_changes_of_host(host) -> list[tuple[str, int]]:
+    """(plan name, MiB in minus out) of each open plan whose unfinished items move VMs into
+    or out of `host` (the host page's "memory after each plan")."""
+    touching = (
+        PlanItem.objects.filter(plan__status__in=MigrationPlan.EDITABLE | {"running", "paused"})
+        .exclude(mode=PlanItem.Mode.STORAGE_ONLY)
+        .exclude(status="completed")  # already in the host's current memory
+        .filter(Q(source_host=host) | Q(destination_host=host))
+        .select_related("vm", "plan")
+    )
+    delta: dict[int, tuple[str, int]] = {}
+    for item in touching:
+        name, change = delta.get(item.plan_id, (item.plan.name, 0))
+        if item.destination_host_id == host.pk:
+            change += item.vm.memory_mib
+        if item.source_host_id == host.pk:
+            change -= item.vm.memory_mib
+        delta[item.plan_id] = (name, change)
+    return list(delta.values())

@@ -22,6 +22,7 @@ from migrations_app.services.item_input import (
     resolve_host,
     resolve_vms,
 )
+from migrations_app.services.placing import place_items
 from migrations_app.services.plan_edits import (
     plan_content_changed,
     plan_lock,
@@ -236,7 +237,6 @@ def plan_add_vms(
 
 def plan_evacuate_host(*, plan: MigrationPlan, host, actor) -> dict:
     """Add every running/paused VM of a host and place them; say what was left and why."""
-    from migrations_app.services.placing import place_items  # placement needs the items
 
     with transaction.atomic():
         plan = plan_lock(plan)
@@ -288,8 +288,6 @@ def plan_evacuate_host(*, plan: MigrationPlan, host, actor) -> dict:
 
 def plan_move_to_group(*, plan: MigrationPlan, vms, group: str, actor) -> dict:
     """Add VMs (or re-target those already in the plan) and place them in a host group."""
-    from migrations_app.services.placing import place_items
-
     group = (group or "").strip()
     with transaction.atomic():
         plan = plan_lock(plan)

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import secrets
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,8 +26,6 @@ def token_hash(token: str) -> str:
 
 def share_link_url(request, token: str) -> str:
     """The public URL of a status link (FERRY_BASE_URL when set, else this request's host)."""
-    from django.conf import settings
-
     base = getattr(settings, "FERRY_BASE_URL", "").rstrip("/")
     path = f"/status/{token}/"
     return f"{base}{path}" if base else request.build_absolute_uri(path)

@@ -13,7 +13,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from migrations_app.live.snapshots import plan_snapshot
-from migrations_app.models import MigrationPlan, PlanRun, ValidationRun
+from migrations_app.models import MigrationPlan
+from migrations_app.selectors.runs import evidence_run, latest_run
 from migrations_app.sharing.services import share_link_lookup
 
 _DONE = {"completed"}
@@ -24,12 +25,8 @@ def _eta(plan: MigrationPlan):
     """Run start plus the estimated makespan of the validation the approvers saw."""
     if plan.status not in ("running", "paused"):
         return None
-    run = PlanRun.objects.filter(plan=plan).order_by("-started_at", "-id").first()
-    evidence = (
-        ValidationRun.objects.filter(plan=plan, live=False, content_hash=plan.content_hash)
-        .order_by("-created_at", "-id")
-        .first()
-    )
+    run = latest_run(plan)
+    evidence = evidence_run(plan)
     makespan = (evidence.estimate or {}).get("makespan_s") if evidence else None
     if run is None or not isinstance(makespan, int | float):
         return None

@@ -3,7 +3,7 @@
 from django import template
 from django.utils import timezone
 
-from dashboard.accounts.permissions import can
+from dashboard.permissions import can
 from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
 from migrations_app.workflow.services import in_window
 from migrations_app.workflow.states import available_actions

@@ -5,6 +5,8 @@ Forms post to small views that call the same services as the API; a refused inpu
 back as a message on the page, never as an error page.
 """
 
+from datetime import UTC
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import QueryDict
@@ -12,13 +14,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from dashboard.accounts.decorators import role_required
-from dashboard.accounts.permissions import can
 from dashboard.errors import FerryError
+from dashboard.permissions import can, role_required
 from inventory.models import Host, VirtualMachine
 from migrations_app.checks import CHECK_IDS
 from migrations_app.errors import PlanError
-from migrations_app.models import MigrationPlan, PlanItem
+from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem
 from migrations_app.policy import Policy
 from migrations_app.selectors.plans import (
     plan_estimate_get,
@@ -26,6 +27,7 @@ from migrations_app.selectors.plans import (
     plan_latest_validation,
     plan_list,
 )
+from migrations_app.selectors.runs import latest_run
 from migrations_app.services import plans as services
 from migrations_app.services.placing import plan_place
 from migrations_app.services.validation import plan_validate
@@ -42,8 +44,6 @@ def _when(value: str):
     parsed = parse_datetime(value if len(value) > 16 else value + ":00")
     if parsed is None:
         raise PlanError(f"'{value}' is not a date and time (use YYYY-MM-DD HH:MM).")
-    from datetime import UTC
-
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     try:
@@ -145,9 +145,7 @@ def _grouped(run):
 
 def _actual_timeline(plan) -> list[dict]:
     """What really happened in the latest run, relative to its start, for the Gantt overlay."""
-    from migrations_app.models import ItemAttempt, PlanRun
-
-    latest = PlanRun.objects.filter(plan=plan).order_by("-started_at", "-id").first()
+    latest = latest_run(plan)
     if latest is None:
         return []
     rows = []

@@ -5,9 +5,9 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
-from dashboard.accounts.decorators import role_required
 from dashboard.audit.export import audit_export_csv, audit_export_json
 from dashboard.audit.views import AUDIT_READER_ONLY
+from dashboard.permissions import role_required
 from migrations_app.models import MigrationPlan
 from migrations_app.reports.change_record import audit_events_of_plan
 from migrations_app.reports.change_record_pdf import change_record_html, change_record_pdf

@@ -11,9 +11,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from dashboard.accounts.decorators import role_required
-from dashboard.accounts.permissions import can
 from dashboard.errors import FerryError
+from dashboard.permissions import can, role_required
 from migrations_app.models import MigrationPlan
 from migrations_app.models.sharing import ShareLink
 from migrations_app.sharing.services import share_link_create, share_link_revoke, share_link_url

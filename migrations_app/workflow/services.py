@@ -25,8 +25,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.accounts.permissions import can
 from dashboard.audit.record import Actor, audit_record
+from dashboard.permissions import can
 from migrations_app.content import plan_content_hash
 from migrations_app.errors import TransitionError
 from migrations_app.live.events import plan_changed

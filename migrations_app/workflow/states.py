@@ -1,7 +1,7 @@
 """The plan state machine: which transitions are legal. Services consult it; nothing else
 changes a plan's status."""
 
-from dashboard.accounts.permissions import can
+from dashboard.permissions import can
 from migrations_app.errors import TransitionError
 from migrations_app.models import MigrationPlan
 from migrations_app.selectors.approvals import (

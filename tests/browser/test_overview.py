@@ -2,7 +2,8 @@
 
 import pytest
 
-from inventory.services import host_add, host_sync
+from inventory.services import host_add
+from inventory.sync import host_sync
 from tests.browser.conftest import login, screenshot
 
 pytestmark = pytest.mark.browser

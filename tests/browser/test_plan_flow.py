@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from inventory.services import host_add, host_sync
+from inventory.services import host_add
+from inventory.sync import host_sync
 from tests.browser.conftest import ARTIFACTS, FerryServer, login, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -6,7 +6,8 @@ import pytest
 from django.core.management import call_command
 
 from inventory.models import Host, Network, StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
-from inventory.services import host_add, host_sync
+from inventory.services import host_add
+from inventory.sync import host_sync
 
 pytestmark = pytest.mark.django_db
 

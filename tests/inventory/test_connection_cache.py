@@ -1,7 +1,7 @@
 """Idle libvirt connections are reused by the next session only while they are alive."""
 
-from migrations_app.execution.drivers import libvirt_driver
-from migrations_app.execution.drivers.libvirt_driver import ConnectionCache
+from inventory import libvirt_client
+from inventory.libvirt_client import ConnectionCache
 
 
 class FakeConn:
@@ -26,7 +26,7 @@ def test_it_hands_back_an_idle_live_connection_and_replaces_a_dead_one(monkeypat
         opened.append(conn)
         return conn
 
-    monkeypatch.setattr(libvirt_driver, "open_connection", fake_open)
+    monkeypatch.setattr(libvirt_client, "open_connection", fake_open)
     cache = ConnectionCache()
     uri = "qemu+tls://h1/system"
     first = cache.take(uri, 1)
@@ -41,13 +41,13 @@ def test_it_hands_back_an_idle_live_connection_and_replaces_a_dead_one(monkeypat
 def test_it_opens_both_hosts_at_once_and_reports_each_failure(monkeypatch):
     def fake_open(uri, timeout):
         if "down" in uri:
-            raise libvirt_driver.HostUnreachable(f"No answer from {uri}")
+            raise libvirt_client.HostUnreachable(f"No answer from {uri}")
         return FakeConn(uri)
 
-    monkeypatch.setattr(libvirt_driver, "open_connection", fake_open)
+    monkeypatch.setattr(libvirt_client, "open_connection", fake_open)
     src, dst = ConnectionCache().take_many(["qemu+tls://up/system", "qemu+tls://down/system"], 1)
     assert isinstance(src, FakeConn)
-    assert isinstance(dst, libvirt_driver.HostUnreachable)
+    assert isinstance(dst, libvirt_client.HostUnreachable)
 
 
 def test_it_never_keeps_test_driver_connections_or_more_than_its_limit():

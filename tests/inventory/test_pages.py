@@ -3,7 +3,8 @@
 import pytest
 
 from inventory.models import VirtualMachine
-from inventory.services import host_add, host_sync
+from inventory.services import host_add
+from inventory.sync import host_sync
 
 pytestmark = pytest.mark.django_db
 

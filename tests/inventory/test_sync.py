@@ -4,10 +4,11 @@ import libvirt
 import pytest
 from django.core.management import call_command
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from inventory.libvirt_read import read_domain_xml
 from inventory.models import Host, Network, StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
-from inventory.services import InventoryError, host_add, host_sync
+from inventory.services import InventoryError, host_add
+from inventory.sync import host_sync
 from inventory.xmlparse import UnsafeXML, parse_xml
 
 pytestmark = pytest.mark.django_db

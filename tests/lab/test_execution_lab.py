@@ -23,10 +23,11 @@ libvirt = pytest.importorskip("libvirt")
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from dashboard.audit.models import AuditEvent  # noqa: E402
 from dashboard.audit.record import Actor  # noqa: E402
-from dashboard.models import AuditEvent  # noqa: E402
 from inventory.models import Host, StoragePool, VirtualMachine  # noqa: E402
-from inventory.services import host_add, host_sync  # noqa: E402
+from inventory.services import host_add  # noqa: E402
+from inventory.sync import host_sync  # noqa: E402
 from lab.guest import vm  # noqa: E402
 from migrations_app.execution.reconciler import reconcile_attempt  # noqa: E402
 from migrations_app.models import (  # noqa: E402

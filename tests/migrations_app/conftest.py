@@ -3,7 +3,8 @@
 import pytest
 
 from inventory.models import Host, VirtualMachine
-from inventory.services import host_add, host_sync
+from inventory.services import host_add
+from inventory.sync import host_sync
 
 DEMO_HOSTS = {
     "kvm-a1": "site-a",

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from migrations_app.models import Approval, CheckResult, MigrationPlan, PlanItem
 
 pytestmark = pytest.mark.django_db

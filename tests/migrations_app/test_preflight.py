@@ -4,7 +4,7 @@ live CPU comparison in place of the offline one."""
 import libvirt
 import pytest
 
-from migrations_app.checks.preflight import item_preflight_findings
+from migrations_app.execution.preflight import item_preflight_findings
 from migrations_app.models import PlanItem
 from migrations_app.services.plans import plan_add_vms, plan_create
 

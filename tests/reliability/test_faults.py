@@ -18,7 +18,8 @@ import pytest
 from django.db import connection
 
 from dashboard.audit.verify import audit_chain_verify
-from inventory.services import host_add, host_sync
+from inventory.services import host_add
+from inventory.sync import host_sync
 from migrations_app.models import ItemAttempt, PlanItem, PlanRun, RunEvent
 from migrations_app.services.plans import plan_create, plan_evacuate_host
 from migrations_app.services.validation import plan_validate

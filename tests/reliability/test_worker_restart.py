@@ -24,9 +24,9 @@ def test_worker_restarts_its_loop_after_a_lost_database_connection():
     with (
         mock.patch("dashboard.runtime.worker.PromptWorker.run", fake_run),
         mock.patch("dashboard.runtime.worker.PromptWorker.configure_signals"),
-        mock.patch("dashboard.management.commands.ferry_worker.connections"),
-        mock.patch("dashboard.management.commands.ferry_worker.RESTART_DELAY_SECONDS", 0),
-        mock.patch("migrations_app.execution.tasks.on_worker_start") as started,
+        mock.patch("dashboard.runtime.worker.connections"),
+        mock.patch("dashboard.runtime.worker.RESTART_DELAY_SECONDS", 0),
+        mock.patch("dashboard.management.commands.ferry_worker.on_worker_start") as started,
     ):
         call_command("ferry_worker")
     assert len(calls) == 2  # the loop ran again on a new worker after the lost connection
@@ -39,7 +39,7 @@ def test_worker_does_not_swallow_other_errors():
     with (
         mock.patch("dashboard.runtime.worker.PromptWorker.run", side_effect=ValueError("bug")),
         mock.patch("dashboard.runtime.worker.PromptWorker.configure_signals"),
-        mock.patch("migrations_app.execution.tasks.on_worker_start"),
+        mock.patch("dashboard.management.commands.ferry_worker.on_worker_start"),
         pytest.raises(ValueError),
     ):
         call_command("ferry_worker")

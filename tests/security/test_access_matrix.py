@@ -18,8 +18,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from dashboard.accounts.permissions import ROLES, can
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
+from dashboard.permissions import ROLES, can
 from migrations_app.models import ItemAttempt, PlanRun, RunEvent
 from tests.factories import plan_make
 

@@ -13,7 +13,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from inventory.models import Host, VirtualMachine
 from migrations_app.models import MigrationPlan, PlanItem
 from migrations_app.models.notifications import NotificationSubscription
@@ -198,7 +198,8 @@ XXE_NODE = """<?xml version="1.0"?>
 
 @pytest.mark.parametrize("kind", ["billion laughs", "xxe"])
 def test_it_syncs_a_host_with_hostile_xml_without_harm(kind, tmp_path, make_user):
-    from inventory.services import host_add, host_sync
+    from inventory.services import host_add
+    from inventory.sync import host_sync
 
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT-1b2c")

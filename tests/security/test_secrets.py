@@ -15,7 +15,7 @@ from django.db import models
 from django.test import Client
 from rest_framework.test import APIClient
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,8 @@ FAKE_KEY = (
 
 
 def run_flows(tmp_path, make_user, demo_uri):
-    from inventory.services import host_add, host_sync
+    from inventory.services import host_add
+    from inventory.sync import host_sync
 
     pki = tmp_path / "pki"
     (pki / "private").mkdir(parents=True)

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from dashboard.asgi import application
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from migrations_app.models import MigrationPlan, PlanRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand
 from dashboard.audit.record import Actor
 from inventory.demo.generate_nodes import HOST_GROUPS
 from inventory.models import Host
-from inventory.services import host_add, host_sync
+from inventory.services import host_add
+from inventory.sync import host_sync
 
 NODES = Path(__file__).resolve().parents[3] / "inventory" / "demo" / "nodes"
 

@@ -1,16 +1,15 @@
 import logging
 import os
-import time
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import InterfaceError, OperationalError, connections
+from django.utils.crypto import get_random_string
+
+from dashboard.runtime.worker import prompt_worker, run_forever
+from migrations_app.execution.tasks import on_worker_start
 
 logger = logging.getLogger("ferry.worker")
-
-# After a lost database connection the worker loop starts again after this pause.
-RESTART_DELAY_SECONDS = 1.0
 
 
 class Command(BaseCommand):
@@ -20,8 +19,6 @@ class Command(BaseCommand):
         if settings.TASK_BACKEND != "immediate":
             # Before taking tasks: recover attempts whose worker died (their leases expired)
             # and make sure the periodic execution tick is queued (it dies with a killed worker).
-            from migrations_app.execution.tasks import on_worker_start
-
             on_worker_start()
         if settings.TASK_BACKEND == "rq":
             call_command("rqworker", "default", job_class="django_tasks_rq.Job")
@@ -34,21 +31,12 @@ class Command(BaseCommand):
         """django-tasks-db's loop re-raises a lost connection (e.g. PostgreSQL terminated the
         backend, a failover), which would end the process; start the loop again on a fresh
         connection instead. A normal stop (SIGTERM/SIGINT) returns and ends the command."""
-        from django.utils.crypto import get_random_string
 
-        from dashboard.runtime.worker import prompt_worker
-        from migrations_app.execution.tasks import on_worker_start
-
-        while True:
-            # An enqueue wakes the worker at once (see execution.wakeup); the interval is
+        def make():
+            # An enqueue wakes the worker at once (see runtime.worker); the interval is
             # only the fallback poll, for a wake-up that was lost.
             worker = prompt_worker(f"ferry-{os.getpid()}-{get_random_string(6)}")
             worker.configure_signals()
-            try:
-                worker.run()
-                return
-            except (OperationalError, InterfaceError) as exc:
-                logger.warning("worker lost its database connection (%s); restarting", exc)
-                connections.close_all()
-                time.sleep(RESTART_DELAY_SECONDS)
-                on_worker_start()
+            return worker
+
+        run_forever(make, on_restart=on_worker_start)

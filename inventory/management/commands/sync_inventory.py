@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.audit.record import Actor
 from inventory.models import Host
-from inventory.services import host_sync
+from inventory.sync import host_sync
 
 
 class Command(BaseCommand):

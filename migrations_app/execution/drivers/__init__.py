@@ -8,6 +8,8 @@ simulated, so a rehearsal can never touch a real VM.
 from inventory.models import Host, StoragePool
 from migrations_app.execution import errors
 from migrations_app.execution.drivers.base import Context, Location, Session
+from migrations_app.execution.drivers.libvirt import libvirt_session
+from migrations_app.execution.drivers.rehearsal import RehearsalSession
 from migrations_app.models import ItemAttempt
 
 __all__ = ["Context", "Location", "Session", "driver_name_for", "open_session"]
@@ -93,9 +95,5 @@ def open_session(attempt: ItemAttempt) -> Session:
     """A driver session for the attempt (the driver recorded on it decides)."""
     ctx = build_context(attempt)
     if attempt.driver == ItemAttempt.Driver.REHEARSAL:
-        from migrations_app.execution.drivers.rehearsal import RehearsalSession
-
         return RehearsalSession(ctx)
-    from migrations_app.execution.drivers.libvirt_driver import LibvirtSession
-
-    return LibvirtSession(ctx)
+    return libvirt_session(ctx)

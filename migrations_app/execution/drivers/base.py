@@ -29,7 +29,6 @@ class Context:
     shared_storage: bool = True  # Ferry's inventory says every disk is on a shared pool
     network_map: dict = field(default_factory=dict)
     dirty_rate_mib_s: float | None = None
-    started_monotonic: float | None = None
     migrate_called_epoch: float | None = None  # for re-attach (rehearsal recomputes from it)
 
 

@@ -1,6 +1,6 @@
 """Rehearsal driver: the same phases on a simulated pre-copy, for hosts on libvirt's test
 driver (which has no migration API). Labelled "rehearsal" wherever it appears; never
-chosen for a real host (see drivers.driver_for).
+chosen for a real host (see drivers.driver_name_for).
 
 Physics (the pre-copy model the estimate uses): pass 1 sends all memory at the bandwidth;
 each later pass sends what the guest dirtied meanwhile; switchover when the rest fits in

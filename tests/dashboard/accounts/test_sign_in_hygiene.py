@@ -7,7 +7,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from dashboard.accounts.tokens import user_logout_everywhere
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ import os
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from dashboard.audit.models import AuditEvent
 from dashboard.audit.record import Actor, audit_record
-from dashboard.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

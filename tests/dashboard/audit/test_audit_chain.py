@@ -2,8 +2,8 @@
 
 import pytest
 
+from dashboard.audit.models import AuditEvent
 from dashboard.audit.record import GENESIS_HASH, Actor, audit_record, event_hash
-from dashboard.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

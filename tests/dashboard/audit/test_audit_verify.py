@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 
 from dashboard.audit.bulk import audit_bulk_append
+from dashboard.audit.models import AuditEvent
 from dashboard.audit.record import GENESIS_HASH, event_hash
 from dashboard.audit.verify import audit_chain_verify
-from dashboard.models import AuditEvent
 from tests.dashboard.audit.conftest import tamper
 
 pytestmark = pytest.mark.django_db

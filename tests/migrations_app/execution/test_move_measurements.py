@@ -1,6 +1,6 @@
 """What a completed migration's job stats teach the next estimate of the VM."""
 
-from migrations_app.execution.services import move_measurements
+from migrations_app.execution.stats import move_measurements
 
 MIB = 1024 * 1024
 
@@ -76,7 +76,7 @@ def _moved(run, item, number, rss, footprint):
         "time_elapsed": 3000,
         "data_processed": footprint * MIB,
     }
-    services._record_measured_inputs(attempt, item, stats)
+    services.attempt_record_measurements(attempt, item, stats)
     attempt.refresh_from_db()
     return attempt
 

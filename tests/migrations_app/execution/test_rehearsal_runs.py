@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from migrations_app.execution import claims, runner, services
 from migrations_app.execution.drivers.rehearsal import RehearsalSession
 from migrations_app.execution.reconciler import reconcile_attempt

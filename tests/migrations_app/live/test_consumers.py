@@ -15,8 +15,8 @@ from django.test import override_settings
 
 from dashboard.asgi import application
 from migrations_app.live.events import run_event
-from migrations_app.live.routing import websocket_urlpatterns
 from migrations_app.models import MigrationPlan, PlanRun
+from migrations_app.routing import websocket_urlpatterns
 from tests.conftest import skip_or_fail
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

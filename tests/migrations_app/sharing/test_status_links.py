@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from migrations_app.models import MigrationPlan
 from migrations_app.models.sharing import ShareLink
 from migrations_app.sharing.services import (

@@ -4,7 +4,7 @@ wrong role, 400 for a missing reason."""
 import pytest
 from rest_framework.test import APIClient
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from migrations_app.services.plans import plan_update
 from tests.factories import plan_make, plan_validate_stub
 

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from dashboard.models import AuditEvent
+from dashboard.audit.models import AuditEvent
 from migrations_app.models import Approval, MigrationPlan, PlanItem
 from migrations_app.workflow.services import (
     WorkflowForbidden,

@@ -19,8 +19,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from dashboard.audit.models import AuditEvent
 from dashboard.errors import FerryError
-from dashboard.models import AuditEvent
 from migrations_app.models import MigrationPlan
 from migrations_app.selectors.approvals import approvals_valid
 from migrations_app.services.plans import plan_update

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from migrations_app.live.consumers import DashboardConsumer, PlanConsumer, StatusConsumer
+from migrations_app.live.consumers import DashboardConsumer, PlanConsumer
+from migrations_app.sharing.consumers import StatusConsumer
 
 websocket_urlpatterns = [
     path("ws/dashboard/", DashboardConsumer.as_asgi()),

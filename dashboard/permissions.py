@@ -1,9 +1,13 @@
 """Roles and the permission matrix: the one place that says who may do what.
 
-Pages, the REST API and websocket subscriptions all call `can()`.
+Pages (through `role_required`), the REST API (dashboard.api.permissions) and websocket
+subscriptions all call `can()`. The bottom of the platform: it imports nothing of Ferry's.
 """
 
+from functools import wraps
+
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
 
 ROLES = ("viewer", "planner", "approver", "operator", "auditor", "admin")
 
@@ -44,3 +48,22 @@ def can(user, action: str) -> bool:
     if allowed is None:
         return False
     return bool(role_names(user) & allowed)
+
+
+def role_required(*actions: str, message: str = "Your role does not allow this."):
+    """A page decorator: the signed-in user must be allowed one of `actions` (else 403).
+
+    Put it below @login_required and the method decorators, so an anonymous visitor is
+    sent to the login page and a wrong method is a 405 before roles are looked at.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not any(can(request.user, action) for action in actions):
+                raise PermissionDenied(message)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

@@ -1,0 +1,213 @@
+"""What the two libvirt sessions share: their connections, domain lookups and states, the
+checks both run before a move, and the lookups of the URI peers use.
+
+Why these choices (both sessions):
+- Connections come from this process's cache (inventory.libvirt_client.CONNECTIONS): a
+  TLS handshake per host is a good part of a move's start on real hosts.
+- A libvirt event loop runs in a daemon thread (ensure_event_loop) so keepalives detect
+  dead peers and job events arrive.
+"""
+
+import logging
+from urllib.parse import urlsplit
+
+import libvirt
+from defusedxml.ElementTree import fromstring
+from django.conf import settings
+
+from inventory.libvirt_client import CONNECTIONS, HostUnreachable, ensure_event_loop
+from migrations_app.execution import errors
+from migrations_app.execution.drivers.base import Context, Session
+
+logger = logging.getLogger("ferry.execution.libvirt")
+
+STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running",  # blocked on I/O is still a running guest
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+
+
+def connect_timeout() -> float:
+    return float(settings.LIBVIRT_CONNECT_TIMEOUT)
+
+
+def p2p_uri(host_address: str, client_uri: str, tls: bool) -> str:
+    """The URI the source libvirtd uses to reach the destination for a p2p migration."""
+    address = host_address or urlsplit(client_uri).hostname or ""
+    if not address:
+        raise errors.ExecutionError(
+            errors.CONNECTION_LOST,
+            "The destination has no migration address: set one on the host "
+            "(its URI is local, so other hosts cannot reach it through it).",
+        )
+    return f"qemu+{'tls' if tls else 'tcp'}://{address}/system"
+
+
+def domain_or_none(conn, uuid: str):
+    """The domain with this UUID on a host, or None when the host has none."""
+    try:
+        return conn.lookupByUUIDString(uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
+
+
+def state_of(dom) -> str | None:
+    """The domain's state name ("running", "paused", …), None for no domain."""
+    if dom is None:
+        return None
+    return STATE_NAMES.get(dom.state()[0], "other")
+
+
+def finding(check_id: str, severity: str, message: str, **evidence) -> dict:
+    """A session's live check result, in the shape the plan's checks store."""
+    return {"check_id": check_id, "severity": severity, "message": message, "evidence": evidence}
+
+
+class LibvirtSession(Session):
+    """One attempt on real libvirt hosts: connections and what both kinds of move need."""
+
+    driver = "libvirt"
+    # Whether the session needs the destination host too (a storage move stays on one).
+    two_hosts = True
+
+    def __init__(self, ctx: Context):
+        ensure_event_loop()
+        self.ctx = ctx
+        self.src = None
+        self.dst = None
+        self.dst_error = ""
+        self._callbacks: list[tuple] = []
+        self._connect()
+
+    def _connect(self) -> None:
+        # Both hosts at once, each from this process's idle connections when it has one:
+        # opening (a TLS handshake on real hosts) is the larger part of a session's start.
+        uris = [self.ctx.source_uri] + ([self.ctx.destination_uri] if self.two_hosts else [])
+        opened = CONNECTIONS.take_many(uris, connect_timeout())
+        src = opened[0]
+        if isinstance(src, HostUnreachable):
+            for other in opened[1:]:
+                if not isinstance(other, Exception):
+                    CONNECTIONS.give_back(self.ctx.destination_uri, other)
+            raise errors.ExecutionError(
+                errors.CONNECTION_LOST, f"Source host {self.ctx.source_host}: {src}", str(src)
+            )
+        self.src = src
+        if not self.two_hosts:
+            self.dst = self.src
+            return
+        dst = opened[1]
+        if isinstance(dst, HostUnreachable):
+            self.dst, self.dst_error = None, str(dst)
+        else:
+            self.dst = dst
+
+    def _require_dst(self):
+        if self.dst is None:
+            raise errors.ExecutionError(
+                errors.CONNECTION_LOST,
+                f"Destination host {self.ctx.destination_host} cannot be reached.",
+                self.dst_error,
+            )
+        return self.dst
+
+    def _src_dom(self):
+        dom = domain_or_none(self.src, self.ctx.vm_uuid)
+        if dom is None:
+            raise errors.ExecutionError(
+                errors.AMBIGUOUS, f"VM {self.ctx.vm_name} is not defined on its source host."
+            )
+        return dom
+
+    def domain_xml(self) -> str:
+        """The VM's live domain XML on its source (the runner's live CPU check reads it)."""
+        return self._src_dom().XMLDesc(0)
+
+    def _vm_running(self) -> tuple[object, dict]:
+        """The source domain and the live.vm_running finding."""
+        dom = domain_or_none(self.src, self.ctx.vm_uuid)
+        state = state_of(dom)
+        if state != "running":
+            return dom, finding(
+                "live.vm_running",
+                "blocker",
+                f"VM {self.ctx.vm_name} is not running on {self.ctx.source_host} "
+                f"(state: {state or 'absent'}).",
+                state=state,
+            )
+        return dom, finding("live.vm_running", "ok", "VM is running on the source.", state=state)
+
+    def _space_findings(self, conn) -> list[dict]:
+        """Room in each pool the copied disks go to, read live on `conn`'s host."""
+        out = []
+        if conn is None:
+            return out
+        need: dict[str, int] = {}
+        for disk in self.ctx.disks:
+            if disk.get("dest_pool"):
+                need[disk["dest_pool"]] = need.get(disk["dest_pool"], 0) + int(
+                    disk.get("capacity") or 0
+                )
+        for pool_name, size in need.items():
+            try:
+                pool = conn.storagePoolLookupByName(pool_name)
+                pool.refresh(0)
+                available = pool.info()[3]
+            except libvirt.libvirtError as exc:
+                out.append(
+                    finding(
+                        "live.destination_space",
+                        "blocker",
+                        f"Pool {pool_name} is not usable on the destination.",
+                        libvirt=exc.get_error_message(),
+                    )
+                )
+                continue
+            severity = "ok" if available >= size else "blocker"
+            found = finding(
+                "live.destination_space",
+                severity,
+                f"Pool {pool_name}: {available} bytes free, {size} needed.",
+                available=available,
+                needed=size,
+            )
+            if severity == "blocker":
+                found["error_class"] = errors.NO_SPACE
+            out.append(found)
+        return out
+
+    def _pool_path(self, conn, pool_name: str) -> str:
+        return fromstring(conn.storagePoolLookupByName(pool_name).XMLDesc(0)).findtext(
+            "target/path"
+        )
+
+    def new_disk_pools(self) -> dict:
+        return {d["target"]: d["dest_pool"] for d in self.ctx.disks if d.get("dest_pool")}
+
+    def _deregister_callbacks(self) -> None:
+        for conn, cb in self._callbacks:
+            try:
+                conn.domainEventDeregisterAny(cb)
+            except libvirt.libvirtError:
+                pass
+        self._callbacks = []
+
+    def _give_back(self) -> None:
+        # The connections go back to this process's idle set for the next session (no
+        # callback of ours is left on them).
+        CONNECTIONS.give_back(self.ctx.source_uri, self.src)
+        if self.dst is not None and self.dst is not self.src:
+            CONNECTIONS.give_back(self.ctx.destination_uri, self.dst)
+        self.src = self.dst = None
+
+    def close(self) -> None:
+        self._deregister_callbacks()
+        self._give_back()

@@ -1,0 +1,79 @@
+"""Pure arithmetic over libvirt's job statistics: progress sample fields, time left, whether
+pre-copy stalls, and what a finished migration measured for the next estimate."""
+
+MIB = 1024 * 1024
+# A move's fixed cost is measured only from moves of at most this many passes, unthrottled.
+SETUP_MAX_PASSES = 5
+
+
+def sample_fields(stats: dict) -> dict:
+    """ProgressSample fields from libvirt jobStats keys."""
+    page = stats.get("memory_page_size") or 4096
+    dirty = stats.get("memory_dirty_rate")
+    throttle = stats.get("auto_converge_throttle")
+    return {
+        "memory_total": stats.get("memory_total"),
+        "memory_processed": stats.get("memory_processed"),
+        "memory_remaining": stats.get("memory_remaining"),
+        "dirty_rate_bps": dirty * page if dirty is not None else None,
+        "transfer_bps": stats.get("memory_bps"),
+        "iteration": stats.get("memory_iteration"),
+        "disk_total": stats.get("disk_total"),
+        "disk_processed": stats.get("disk_processed"),
+        "disk_remaining": stats.get("disk_remaining"),
+        "expected_downtime_ms": stats.get("downtime"),
+        "throttle_pct": throttle if throttle is not None else None,
+    }
+
+
+def eta_seconds(fields: dict) -> float | None:
+    """Time left from the measured transfer rate against the dirty rate."""
+    remaining = (fields.get("memory_remaining") or 0) + (fields.get("disk_remaining") or 0)
+    rate = (fields.get("transfer_bps") or 0) - (fields.get("dirty_rate_bps") or 0)
+    if not remaining:
+        return 0.0
+    if rate <= 0:
+        return None  # not converging at the current rates
+    return round(remaining / rate, 1)
+
+
+def stalled(stats: dict) -> bool:
+    """Pre-copy is not converging: the guest dirties memory nearly as fast as it is sent."""
+    iteration = stats.get("memory_iteration") or 0
+    if iteration < 3:
+        return False
+    dirty = (stats.get("memory_dirty_rate") or 0) * (stats.get("memory_page_size") or 4096)
+    sent = stats.get("memory_bps") or 0
+    return iteration >= 8 or (sent > 0 and dirty >= 0.6 * sent)
+
+
+def move_measurements(stats: dict, *, bandwidth_mib_s: float | None, rss_mib: int | None) -> dict:
+    """What a completed migration's job stats measured for the next estimate of the VM.
+
+    footprint: memory QEMU did not send as zero ("constant") pages; setup: libvirt's total
+    time less the time QEMU's sent bytes take at the bandwidth cap (only when capped: an
+    uncapped move's rate is not known well enough; and only from a plain move of a few
+    passes: in a long convergence fight QEMU sends below the cap, its vCPU throttle and
+    bitmap syncs taking the time, and that is not a fixed cost of the next move); rss
+    overhead: the QEMU process's resident memory beyond that footprint, as rss was read
+    right before the move.
+    """
+    out: dict = {}
+    total = stats.get("memory_total")
+    constant = stats.get("memory_constant")
+    page = stats.get("memory_page_size") or 4096
+    if total and constant is not None:
+        footprint = max(int((total - constant * page) / MIB), 1)
+        out["memory_footprint_mib"] = footprint
+        if rss_mib:
+            out["memory_rss_overhead_mib"] = max(rss_mib - footprint, 0)
+    elapsed_ms = stats.get("time_elapsed")
+    sent = stats.get("data_processed") or stats.get("memory_processed")
+    plain = (stats.get("memory_iteration") or 0) <= SETUP_MAX_PASSES and not stats.get(
+        "auto_converge_throttle"
+    )
+    if bandwidth_mib_s and elapsed_ms and sent and plain:
+        out["migration_setup_s"] = round(
+            max(elapsed_ms / 1000 - sent / MIB / bandwidth_mib_s, 0), 2
+        )
+    return out

@@ -1,0 +1,31 @@
+"""The status link stream: /ws/status/<token>/ for stakeholders holding a valid link (no
+login), redacted like the status page, closed when the link is revoked or expires."""
+
+from dashboard.live.consumers import LiveConsumer, read_in_pool
+from migrations_app.live.events import plan_group
+from migrations_app.live.snapshots import plan_snapshot
+from migrations_app.models import ShareLink
+from migrations_app.sharing.services import share_link_group, share_link_lookup
+
+
+class StatusConsumer(LiveConsumer):
+    """/ws/status/<token>/ for stakeholders holding a valid status link (no login)."""
+
+    async def authorize_and_snapshot(self):
+        token = self.scope["url_route"]["kwargs"]["token"]
+        return await read_in_pool(self._snapshot)(token)
+
+    def _snapshot(self, token):
+        link = share_link_lookup(token)
+        if link is None or link.state() != "active":
+            return None
+        self.link_id = link.pk
+        self.groups_to_join = [plan_group(link.plan_id), share_link_group(link.pk)]
+        return plan_snapshot(link.plan, redact_hosts=not link.show_host_names)
+
+    def authorization_key(self):
+        return ("link", getattr(self, "link_id", None))
+
+    def still_authorized(self) -> bool:
+        link = ShareLink.objects.filter(pk=getattr(self, "link_id", None)).first()
+        return link is not None and link.state() == "active"
