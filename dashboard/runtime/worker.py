@@ -32,7 +32,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-logger = logging.getLogger("ferry.execution.wakeup")
+logger = logging.getLogger("ferry.runtime.worker")
 
 CHANNEL = "ferry_tasks"
 # One stat() per 10 ms per idle worker costs nothing measurable and answers an enqueue in
