@@ -28,6 +28,12 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture
+def _fast_passwords():
+    """Keep the production hasher: a real server subprocess checks these users' passwords
+    with its own settings, which do not accept the fast test hasher."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
