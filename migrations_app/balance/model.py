@@ -208,7 +208,9 @@ class BalanceModel:
                     rejected[cid] = rejected.get(cid, 0) + count
             rule = None
             if len(members) > 1:
-                labels = [r.label for r in together_tags if r.tag in members[0].vm.tags]
+                labels = [
+                    r.label for r in together_tags if any(r.tag in m.vm.tags for m in members)
+                ]
                 rule = ", ".join(labels)
                 shared_anti = [t for t in anti_tags if sum(t in m.vm.tags for m in members) > 1] + [
                     g

@@ -76,7 +76,8 @@ def _host_text(model: BalanceModel, i: int, before: tuple, after: tuple) -> tupl
         b, a = before[k] / cap[i], after[k] / cap[i]
         if abs(a - b) < 0.0005:
             continue
-        parts.append(f"{label} {b * 100:.0f} % → {a * 100:.0f} %")
+        if f"{b * 100:.0f}" != f"{a * 100:.0f}":
+            parts.append(f"{label} {b * 100:.0f} % → {a * 100:.0f} %")
         was_out = abs(b - mean) > model.x + EPS
         now_in = abs(a - mean) <= model.x + EPS
         improves.append(
@@ -152,13 +153,22 @@ def describe(model: BalanceModel, steps: list) -> list[Move]:
                 reason += f" Brings {' and '.join(hosts)} into the band."
             if step.via == "room" and k == unit.size - 1:
                 reason += " Makes room for the next move, which the checks refused before it."
+            if step.via == "chain" and k == unit.size - 1:
+                reason += " The next move completes it: together they help, neither alone."
+            if step.via == "chain-end" and k == 0:
+                reason += " Completes the previous move."
             if step.via == "merged":
                 reason += " Replaces two moves the first pass chose."
             if step.via == "smaller":
                 reason += " A smaller VM than the first pass chose does the same job."
             passed = _refusals(model, step.passed_over) if k == 0 else []
             if passed:
-                reason += " Better-ranked moves refused: " + "; ".join(
+                lead = (
+                    " Refused before it: "
+                    if step.via == "room"
+                    else " Better-ranked moves refused: "
+                )
+                reason += lead + "; ".join(
                     f"{p['vm']} → {p['host']} ({', '.join(r['check'] for r in p['refused_by'])})"
                     for p in passed
                 )

@@ -53,7 +53,7 @@ class Step:
 
     unit: Unit
     dest: int
-    via: str = "best"  # best | room | room-for | chain | merged | smaller
+    via: str = "best"  # best | room | room-for | chain | chain-end | merged | smaller
     passed_over: list = field(default_factory=list)  # [(unit, host index, [Finding])]
 
 
@@ -426,9 +426,15 @@ class Search:
                 continue
             if self._commit(first, b):
                 continue
+            # What the checks said about the second move before the first made room.
+            before = self.refusals.get((second.uid, e))
             if not self._commit(second, e):
                 self._touch((first.host, b, second.host, e))
-                return [Step(first, b, via=via[0]), Step(second, e, via=via[1])]
+                refused = [(second, e, before[1])] if before and via[0] == "room" else []
+                return [
+                    Step(first, b, via=via[0], passed_over=refused),
+                    Step(second, e, via=via[1]),
+                ]
             self._undo(first, b)
         return None
 
@@ -449,7 +455,7 @@ class Search:
             if self.moves_left >= 2:
                 two = self._try_two(self._room_pairs(passed), ("room", "room-for"))
                 if two is None:
-                    two = self._try_two(self._chains(), ("chain", "chain"))
+                    two = self._try_two(self._chains(), ("chain", "chain-end"))
             if two is None:
                 break
             self.steps.extend(two)

@@ -234,6 +234,41 @@ def test_it_names_the_check_that_blocks_every_improving_move():
     assert "refused by the checks (capacity.cpu refused" in " ".join(result.why_not)
 
 
+def test_it_makes_room_first_when_the_checks_refuse_the_best_move():
+    # big (14 GiB) would balance the group alone, but h2 has only 7 GiB of unallocated
+    # memory: moving s (16 GiB configured, 1 GiB in use) to h1 first makes the room.
+    hosts = hosts_of(2)
+    device = [{"type": "pci", "id": "0000:3b:00.0"}]
+    vms = [vm(1, 1, 30, name="p", hostdevs=device), vm(2, 1, 14, name="big")]
+    vms += [vm(3, 2, 40, name="t", hostdevs=device), vm(4, 2, 16, name="s")]
+    snapshot = group_of(hosts, vms)
+    used = {1: 30, 2: 14, 3: 5, 4: 1}
+    loads = {v.id: VmLoad(cpu_cores=0.01, memory_used_mib=used[v.id] * GIB) for v in vms}
+    result = balance_group(snapshot, group="site-a", vm_loads=loads)
+    assert result.reached
+    assert [(m.vm, m.destination) for m in result.moves] == [("s", "h1"), ("big", "h2")]
+    assert "Makes room for the next move" in result.moves[0].reason
+    assert_plan_is_sound(snapshot, result)
+    assert_in_band(snapshot, result, loads)
+
+
+def test_it_swaps_two_vms_when_no_single_move_helps():
+    # Memory is balanced, CPU is not: any single move upsets memory, the swap of two
+    # 4 GiB VMs with 4 and 2 cores fixes CPU and leaves memory as it was.
+    hosts = hosts_of(2)
+    vms = [vm(1, 1, 16), vm(3, 1, 4), vm(2, 2, 4), vm(4, 2, 16)]
+    snapshot = group_of(hosts, vms)
+    cores = {1: 2.0, 3: 4.0, 2: 2.0, 4: 0.5}
+    loads = {v.id: VmLoad(cpu_cores=cores[v.id], memory_used_mib=v.memory_mib) for v in vms}
+    result = balance_group(snapshot, group="site-a", vm_loads=loads)
+    assert result.reached
+    assert [(m.vm, m.destination) for m in result.moves] == [("vm2", "h1"), ("vm3", "h2")]
+    assert "The next move completes it" in result.moves[0].reason
+    assert "Completes the previous move" in result.moves[1].reason
+    assert_plan_is_sound(snapshot, result)
+    assert_in_band(snapshot, result, loads)
+
+
 # -- rules --------------------------------------------------------------------------------
 
 
