@@ -26,7 +26,7 @@ from migrations_app.checks import checks_run
 from migrations_app.checks.snapshot import ANTI_PREFIX
 from migrations_app.errors import PlanError
 from migrations_app.policy import Policy
-from tests.migrations_app.factory import make_host, make_item, make_snapshot, make_vm
+from tests.migrations_app.snapshots import make_host, make_item, make_snapshot, make_vm
 
 GIB = 1024
 
