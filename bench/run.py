@@ -26,6 +26,7 @@ from common import machine  # noqa: E402
 # id -> (script and arguments, quick arguments, timeout seconds)
 BENCHMARKS = {
     "PL1": (["pl1_planning.py"], [], 600),
+    "B1": (["b1_balance.py"], [], 300),
     "A1": (["audit_verify.py", "1000000"], ["audit_verify.py", "100000"], 900),
     "W2": (["w2_api_scale.py"], ["w2_api_scale.py", "--large", "20000"], 900),
     "W1": (["w1_live_stream.py"], ["w1_live_stream.py", "--seconds", "8"], 600),

@@ -163,6 +163,11 @@ class Placer:
             self.kinds[key] = kind
         return kind
 
+    def eligible_hosts(self, item: ItemInfo) -> _Kind:
+        """The hosts passing every host check for this item (shared by every item of its
+        kind), and how many each check rejected; the balance planner filters with it."""
+        return self._kind_for(item)
+
     # -- rank -----------------------------------------------------------------------------
     def _rank_key(self, item: ItemInfo, host: HostInfo, source_group: str):
         room = memory_room_mib(self.ctx, item, host)
