@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from dashboard.audit.record import audit_record
 from inventory.libvirt_client import transport_of
-from inventory.models import Host, StoragePool, VirtualMachine
+from inventory.models import Host, PoolShareProof, StoragePool, VirtualMachine
 
 
 class InventoryError(Exception):
@@ -125,3 +125,33 @@ def host_qemu_overhead_record(*, host_id: int, overhead_mib: int, samples: int) 
     Host.objects.filter(pk=host_id).update(
         qemu_rss_overhead_mib=overhead_mib, qemu_rss_overhead_samples=samples
     )
+
+
+def pool_share_proof_get(*, pool: StoragePool, host_a: Host, host_b: Host, max_age_s: float):
+    """The recorded proof for a pool between two hosts, when younger than `max_age_s`."""
+    first, second = sorted((host_a, host_b), key=lambda h: h.pk)
+    proof = PoolShareProof.objects.filter(pool=pool, host_a=first, host_b=second).first()
+    if proof is None or (timezone.now() - proof.proven_at).total_seconds() > max_age_s:
+        return None
+    return proof
+
+
+def pool_share_proof_record(
+    *, pool: StoragePool, host_a: Host, host_b: Host, shared: bool, evidence: dict, actor
+) -> PoolShareProof:
+    """Record what a probe found (replacing an older proof), with its audit event."""
+    first, second = sorted((host_a, host_b), key=lambda h: h.pk)
+    with transaction.atomic():
+        proof, _ = PoolShareProof.objects.update_or_create(
+            pool=pool,
+            host_a=first,
+            host_b=second,
+            defaults={"shared": shared, "proven_at": timezone.now(), "evidence": evidence},
+        )
+        audit_record(
+            actor=actor,
+            action="pool.share_proven" if shared else "pool.share_disproven",
+            obj=pool,
+            after={"hosts": [first.name, second.name], "shared": shared, **evidence},
+        )
+    return proof
