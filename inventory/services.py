@@ -44,11 +44,21 @@ def host_add(*, name: str, uri: str, actor, group: str = "") -> Host:
     return host
 
 
-def host_update(*, host: Host, actor, state: str | None = None, group: str | None = None) -> Host:
-    """Change a host's administrative state or group."""
+def host_update(
+    *,
+    host: Host,
+    actor,
+    state: str | None = None,
+    group: str | None = None,
+    lock_manager: str | None = None,
+    shared_paths: list | None = None,
+) -> Host:
+    """Change a host's administrative state or group, or what its qemu.conf declares (its
+    lock manager and the directories libvirt treats as shared)."""
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
-        before = {"state": locked.state, "group": locked.group}
+        fields = ("state", "group", "lock_manager", "shared_paths")
+        before = {name: getattr(locked, name) for name in fields}
         if state is not None:
             if state not in Host.State.values:
                 raise InventoryError(
@@ -57,11 +67,34 @@ def host_update(*, host: Host, actor, state: str | None = None, group: str | Non
             locked.state = state
         if group is not None:
             locked.group = group.strip()
-        after = {"state": locked.state, "group": locked.group}
+        if lock_manager is not None:
+            if lock_manager not in Host.LockManager.values:
+                raise InventoryError(
+                    f"'{lock_manager}' is not a lock manager; use lockd, sanlock, none or ''."
+                )
+            locked.lock_manager = lock_manager
+        if shared_paths is not None:
+            locked.shared_paths = _clean_shared_paths(shared_paths)
+        after = {name: getattr(locked, name) for name in fields}
         if after != before:
-            locked.save(update_fields=["state", "group"])
+            locked.save(update_fields=list(fields))
             audit_record(actor=actor, action="host.updated", obj=locked, before=before, after=after)
     return locked
+
+
+def _clean_shared_paths(paths) -> list[str]:
+    """Absolute, normalised directories (qemu.conf's shared_filesystems takes such)."""
+    if not isinstance(paths, list) or len(paths) > 20:
+        raise InventoryError("shared_paths is a list of at most 20 directories.")
+    out = []
+    for path in paths:
+        if not isinstance(path, str) or not path.startswith("/") or len(path) > 500:
+            raise InventoryError(f"{path!r} is not an absolute directory path.")
+        parts = [p for p in path.split("/") if p]
+        if any(p in (".", "..") for p in parts) or any(c in path for c in "\n\r\0"):
+            raise InventoryError(f"{path!r} is not a plain directory path.")
+        out.append("/" + "/".join(parts))
+    return sorted(set(out))
 
 
 def vm_record_move(
