@@ -159,6 +159,15 @@ class Session:
         """None when the VM is healthy where it should be now, else what is wrong."""
         raise NotImplementedError
 
+    def verify_progress(self) -> str | None:
+        """Called at the start and the end of verify: None when the guest's vCPUs ran in
+        between (a hung guest stays "running" to libvirt), else what is wrong."""
+        return None
+
+    def reconnect(self) -> bool:
+        """Replace dead connections; True when the source answers again."""
+        return True
+
     def cleanup(self, remove_source_disks: bool) -> dict:
         """Remove the source definition (and copied disks when asked); returns evidence."""
         raise NotImplementedError
