@@ -18,7 +18,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from inventory.sync import host_sync
-from migrations_app.execution import claims, errors, safety, services
+from migrations_app.execution import claims, errors, faults, safety, services
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Known, ReadError, Session
 from migrations_app.execution.drivers.rehearsal import speed as rehearsal_speed
@@ -264,6 +264,7 @@ def _verify(attempt, guard, session, policy) -> None:
     deadline = time.monotonic() + seconds
     interval = min(1.0, float(settings.FERRY_SAMPLE_SECONDS))
     checks = 0
+    faults.point("verify.started", session=session, attempt=attempt)
     problem = session.verify_progress()  # the vCPU time baseline
     while problem is None:
         guard.beat()

@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET  # noqa: S405 - only serialises XML parsed sa
 import libvirt
 from defusedxml.ElementTree import fromstring
 
-from migrations_app.execution import errors, safety
+from migrations_app.execution import errors, faults, safety
 from migrations_app.execution.drivers.base import Known, Location, ReadError
 from migrations_app.execution.drivers.libvirt.common import (
     NO_JOB_ERRORS,
@@ -162,9 +162,14 @@ class BlockCopySession(LibvirtSession):
 
     def poll(self) -> dict | None:
         try:
-            dom = domain_or_none(self.src, self.ctx.vm_uuid)
+            return self._poll()
         except libvirt.libvirtError as exc:
+            # A dead connection or a restarted daemon says nothing about the copies, which
+            # QEMU keeps running: the monitor retries and reconnects.
             raise ReadError(exc.get_error_message()) from None
+
+    def _poll(self) -> dict | None:
+        dom = domain_or_none(self.src, self.ctx.vm_uuid)
         if dom is None:
             return None
         total = processed = 0
@@ -192,7 +197,9 @@ class BlockCopySession(LibvirtSession):
 
     def _pivot_all(self, dom, pending: list[str]) -> None:
         """Every mirror caught up: pivot each disk, reading back from the XML what happened."""
-        for target in pending:
+        for index, target in enumerate(pending):
+            if index:
+                faults.point("blockcopy.between_pivots", session=self, pivoted=set(self.pivoted))
             try:
                 self.guard.act(
                     f"pivot {target}",
@@ -220,6 +227,12 @@ class BlockCopySession(LibvirtSession):
             )
 
     def outcome(self) -> tuple[bool, Exception | None]:
+        try:
+            return self._outcome()
+        except libvirt.libvirtError as exc:
+            raise ReadError(exc.get_error_message()) from None
+
+    def _outcome(self) -> tuple[bool, Exception | None]:
         if self._partial:
             return True, errors.ExecutionError(
                 errors.PARTIAL_STORAGE_MOVE,
@@ -248,7 +261,7 @@ class BlockCopySession(LibvirtSession):
                 f"disk(s) {', '.join(sorted(self.pivoted))} moved; the copy of "
                 f"{', '.join(sorted(set(self.copies) - self.pivoted))} ended without a pivot"
             )
-            return self.outcome()
+            return self._outcome()
         return True, errors.ExecutionError(
             errors.LIBVIRT, "The block copy job ended without a pivot."
         )
