@@ -14,6 +14,7 @@ django_asgi_app = get_asgi_application()
 from dashboard.embedded import LoopRecordingApp, start_embedded_workers  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from dashboard.warmup import warm_up  # noqa: E402
+from dashboard.ws_token_auth import TokenAuthMiddleware  # noqa: E402
 
 warm_up()
 start_embedded_workers()
@@ -23,7 +24,8 @@ application = LoopRecordingApp(
         {
             "http": django_asgi_app,
             "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+                # Inside the session stack: an API token header wins over a session cookie.
+                AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
             ),
         }
     )
