@@ -88,9 +88,11 @@ class PlanView:
         """How the plan ended, "waiting_for_operator" when its run stopped with items that
         did not complete, or None while it goes on (or waits for approval or a start)."""
         status = self.plan.get("status")
-        if status in PLAN_ENDED:
-            return status
         items = list(self.items.values())
+        if status in PLAN_ENDED:
+            # A cancelled plan ends at once while its running items are still being
+            # aborted: their end (cancelled, or completed when too late) is still news.
+            return None if any(i["status"] == "running" for i in items) else status
         if status == "paused" and items and all(i["status"] in ITEM_ENDED for i in items):
             if any(i["status"] != "completed" for i in items):
                 return "waiting_for_operator"

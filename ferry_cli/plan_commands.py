@@ -253,6 +253,11 @@ def _follow(ctx, client: FerryClient, plan_id: int, *, timeout, poll, on_view=No
     if not wants_json(ctx):
         ended = view.outcome()
         verdict = "every item completed" if view.succeeded() else f"ended as {ended}"
+        if ended == "waiting_for_operator":
+            verdict = (
+                "its run stopped with items that did not complete; an operator retries them "
+                "or finishes the run"
+            )
         say(f"Plan {plan_id}: {verdict}.")
     return view
 

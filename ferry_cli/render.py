@@ -22,15 +22,20 @@ STATUS_STYLE = {
 
 
 def item_percent(item: dict) -> float:
-    """How far an item is: 100 when completed, else the share of memory and disk sent
-    (what is left of the current pass), never 100 before it completed."""
+    """How far an item is: 100 when completed, else the share sent of what its mode moves
+    (memory for live, disks then memory for live_copy, disks for storage_only) as left in
+    the current pass; never 100 before it completed."""
     if item.get("status") == "completed":
         return 100.0
     sample = item.get("sample") or {}
-    total = (sample.get("memory_total") or 0) + (sample.get("disk_total") or 0)
+    mode = item.get("mode")
+    parts = [] if mode == "storage_only" else ["memory"]
+    if mode in ("live_copy", "storage_only"):
+        parts.append("disk")
+    total = sum(sample.get(f"{part}_total") or 0 for part in parts)
     if not total:
         return 0.0
-    left = (sample.get("memory_remaining") or 0) + (sample.get("disk_remaining") or 0)
+    left = sum(sample.get(f"{part}_remaining") or 0 for part in parts)
     return max(0.0, min(99.0, 100.0 * (1 - left / total)))
 
 

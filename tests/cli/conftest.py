@@ -34,6 +34,7 @@ class Ferry:
     def __init__(self, home: Path, server: FerryServer | None):
         self.home = home
         self.server = server
+        self.started: list[subprocess.Popen] = []
 
     def env(self, user: str) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
@@ -52,13 +53,22 @@ class Ferry:
         )
 
     def background(self, user: str, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [str(FERRY), *args],
             env=self.env(user),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.started.append(proc)
+        return proc
+
+    def stop_background(self) -> None:
+        """End what a failed test left running (by its own Popen handle)."""
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=10)
 
     def login(self, user: str):
         result = self(
@@ -109,6 +119,7 @@ def ferry(ferry_installed, cli_site, tmp_path):
             runner.login(user)
         yield runner
     finally:
+        runner.stop_background()
         server.stop()
 
 

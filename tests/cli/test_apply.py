@@ -113,3 +113,24 @@ def test_it_exits_3_with_the_blockers_when_validation_refuses_the_plan(ferry, tm
     assert plan.status == "draft"
     validated = ferry.json("planner1", "plan", "validate", str(plan.pk), expect=3)
     assert validated["blockers"] >= 1
+
+
+def test_it_exits_3_when_the_plan_is_cancelled_while_it_waits(ferry, tmp_path):
+    # A 40 MiB/s cap makes the 8 GiB move last several seconds: time to cancel it.
+    path = write_plan(
+        tmp_path / "plan.yaml",
+        "name: Slow move\npolicy: {bandwidth_mib_s: 40}\n"
+        "items:\n  - {vm: api-a2-07, destination: kvm-a1}\n",
+    )
+    plan_id = ferry.json("planner1", "plan", "apply", "-f", path)["plan"]["id"]
+    ferry.json("approver1", "plan", "approve", str(plan_id))
+    waiting = ferry.background(
+        "operator1", "plan", "apply", "-f", path, "--start", "--wait", "--json"
+    )
+    wait_until(lambda: MigrationPlan.objects.get(pk=plan_id).status == "running", what="the start")
+    ferry.json("operator1", "plan", "cancel", str(plan_id), "--reason", "change freeze")
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 3, err
+    result = [line for line in out.splitlines() if line.strip()][-1]
+    assert '"ok": false' in result and '"status": "cancelled"' in result
+    assert '"status_reason": "An operator cancelled the move' in result
