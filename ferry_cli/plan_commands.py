@@ -293,12 +293,11 @@ def plan_apply(ctx, path, submit, wait, start_it, override_reason, timeout, poll
     outcome = reconcile.plan_converge(client, spec)
     plan_id = outcome.plan["id"]
     actions: list[str] = []
-    blocked = False
+    run = None
     if outcome.plan["status"] == "draft" and submit:
         run = client.post(f"/api/v1/plans/{plan_id}/validate/")
         actions.append(f"validated ({run['blockers']} blocker(s), {run['warnings']} warning(s))")
-        blocked = bool(run["blockers"])
-        if not blocked:
+        if not run["blockers"]:
             client.post(f"/api/v1/plans/{plan_id}/submit/")
             actions.append("submitted for approval")
         outcome.plan = client.get(f"/api/v1/plans/{plan_id}/")
@@ -313,8 +312,10 @@ def plan_apply(ctx, path, submit, wait, start_it, override_reason, timeout, poll
         client.post(f"/api/v1/plans/{plan_id}/start/", {"override_reason": override_reason})
         actions.append("started")
     summary = _print_converged(ctx, outcome, actions)
+    summary["validation"] = run
     if wants_json(ctx):
         click.echo(json.dumps(summary, default=str) if wait else json.dumps(summary, indent=2))
+    blocked = run is not None and run["blockers"]
     if blocked:
         if not wants_json(ctx):
             _print_validation(run)

@@ -109,6 +109,9 @@ def test_it_exits_3_with_the_blockers_when_validation_refuses_the_plan(ferry, tm
     result = ferry("planner1", "plan", "apply", "-f", path)
     assert result.returncode == 3
     assert "[blocker]" in result.stdout and "host-passthrough" in result.stdout
+    as_json = ferry.json("planner1", "plan", "apply", "-f", path, expect=3)
+    assert as_json["validation"]["blockers"] >= 1
+    assert as_json["plan"]["status"] == "draft"
     plan = MigrationPlan.objects.get(name="Bad move")
     assert plan.status == "draft"
     validated = ferry.json("planner1", "plan", "validate", str(plan.pk), expect=3)
