@@ -12,6 +12,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_asgi_app = get_asgi_application()
 
 from dashboard.live.publish import LoopRecordingApp  # noqa: E402
+from dashboard.live.token_auth import TokenAuthMiddleware  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 from dashboard.runtime.embedded import start_embedded_workers  # noqa: E402
 from dashboard.warmup import warm_up  # noqa: E402
@@ -24,7 +25,8 @@ application = LoopRecordingApp(
         {
             "http": django_asgi_app,
             "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+                # Inside the session stack: an API token header wins over a session cookie.
+                AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
             ),
         }
     )

@@ -16,6 +16,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.base import SessionBase
 
 from dashboard.live.hub import live_hub
+from dashboard.live.token_auth import SCOPE_KEY as TOKEN_SCOPE_KEY
+from dashboard.live.token_auth import token_stream_allowed
 from dashboard.permissions import can
 
 _clients_lock = threading.Lock()
@@ -132,6 +134,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """Streams with equal keys share one still_authorized() answer per hub tick."""
         session = self.scope.get("session")
         user = self.scope.get("user")
+        if self.scope.get(TOKEN_SCOPE_KEY):
+            return ("token", self.scope[TOKEN_SCOPE_KEY], getattr(user, "pk", None))
         return ("session", getattr(session, "session_key", None), getattr(user, "pk", None))
 
     def still_authorized(self) -> bool:
@@ -142,6 +146,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # lives for hours, so a removed role or a deactivated account must end it.
         pk = getattr(user, "pk", None)
         user = get_user_model().objects.filter(pk=pk, is_active=True).first() if pk else None
+        token_valid = token_stream_allowed(self.scope)
+        if token_valid is not None:  # opened with an API token: it must still be theirs
+            return token_valid and user is not None and can(user, "plan.view")
         if session is None or not getattr(session, "session_key", None):
             # Streams opened without a session (tests, token auth) keep their user check.
             return user is not None and can(user, "plan.view")
