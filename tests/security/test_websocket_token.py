@@ -7,9 +7,9 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from dashboard.accounts.tokens import api_token_revoke, api_token_rotate
 from rest_framework.authtoken.models import Token
 
+from dashboard.accounts.tokens import api_token_revoke, api_token_rotate
 from dashboard.asgi import application
 from dashboard.live.token_auth import token_from_headers
 from tests.security.test_websocket_access import (
