@@ -10,6 +10,9 @@ SQLITE_SMOKE ?= 1
 
 .PHONY: run test setup system-deps system-deps-test venv lint test-python lab-up lab-down bench bench-load openapi clean
 
+# The demo inventory is libvirt's test driver reading inventory/demo/nodes: only a demo
+# server turns it on (FERRY_DEMO; see docs/security.md).
+run: export FERRY_DEMO = true
 run: system-deps venv
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo_setup

@@ -218,6 +218,11 @@ class Ferry:
     def __init__(self, lab: Lab, workers: int = 2):
         from common import setup_django
 
+        # The lab's unix sockets, named in the server settings (a host's URI never carries
+        # `socket=`); the workers below inherit the environment.
+        os.environ["FERRY_LIBVIRT_SOCKETS"] = ",".join(
+            f"{name}={h['socket']}" for name, h in lab.env["hosts"].items()
+        )
         setup_django()
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
@@ -235,7 +240,8 @@ class Ferry:
             user.groups.add(Group.objects.get_or_create(name=role)[0])
             self.people[role] = user
         for name, h in lab.env["hosts"].items():
-            host = host_add(name=name, uri=h["uri"], actor=Actor.system("bench"))
+            uri = f"qemu+unix://{name}/system"
+            host = host_add(name=name, uri=uri, actor=Actor.system("bench"))
             # Clients use the unix socket; peers reach the host on its lab address.
             Host.objects.filter(pk=host.pk).update(migration_address=h["ip"])
         self.sync()

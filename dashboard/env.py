@@ -64,6 +64,28 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_map(name: str, default: dict[str, str]) -> dict[str, str]:
+    """A comma-separated list of name=value pairs (names are lower-cased)."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    out = {}
+    for item in value.split(","):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ImproperlyConfigured(f"{name}: {item!r} is not name=value")
+        out[key.strip().lower()] = val.strip()
+    return out
+
+
+def env_paths(name: str, default: list[str]) -> list[str]:
+    """A list of directories separated by os.pathsep (':'); empty items are dropped."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(os.pathsep) if item.strip()]
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     """One of a fixed set of words."""
     value = (os.environ.get(name) or default).strip().lower()

@@ -13,6 +13,8 @@ from dashboard.env import (
     env_float,
     env_int,
     env_list,
+    env_map,
+    env_paths,
     env_str,
     secret_from_env_or_file,
 )
@@ -274,6 +276,18 @@ FERRY_METRICS_ALLOW = env_list("FERRY_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"
 
 # libvirt: how long a connection may take before the host is reported unreachable.
 LIBVIRT_CONNECT_TIMEOUT = env_int("FERRY_LIBVIRT_TIMEOUT", 15, minimum=1)
+# Which libvirt URIs hosts may be registered with (inventory.libvirt_uri; a URI is code, so
+# every option of a connection is a server setting, never part of a host's URI):
+# the client PKI directory for qemu+tls:// and the ssh key for qemu+ssh://;
+FERRY_LIBVIRT_PKI_DIR = env_str("FERRY_LIBVIRT_PKI_DIR", "")
+FERRY_LIBVIRT_SSH_KEYFILE = env_str("FERRY_LIBVIRT_SSH_KEYFILE", "")
+# qemu:///system, the daemon on Ferry's own machine;
+FERRY_ALLOW_LOCAL_LIBVIRT = env_bool("FERRY_ALLOW_LOCAL_LIBVIRT", False)
+# named local sockets, "name=/path,name=/path": hosts register as qemu+unix://name/system;
+FERRY_LIBVIRT_SOCKETS = env_map("FERRY_LIBVIRT_SOCKETS", {})
+# the test driver (a demo: `make run`), reading node files in these directories only.
+FERRY_DEMO = env_bool("FERRY_DEMO", False)
+FERRY_DEMO_NODES = env_paths("FERRY_DEMO_NODES", [str(BASE_DIR / "inventory" / "demo" / "nodes")])
 
 # Execution knobs (seconds unless said otherwise); every worker process reads them here.
 FERRY_SAMPLE_SECONDS = env_float("FERRY_SAMPLE_SECONDS", 1.0, minimum=0.01)  # jobStats sampling

@@ -23,6 +23,28 @@ def skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _demo_server_environment(tmp_path_factory):
+    """The suite runs Ferry as a demo server: libvirt's test driver is allowed for the demo
+    nodes and for node files tests write under pytest's temporary directory. The
+    environment carries it to the servers and workers tests start as processes."""
+    dirs = os.pathsep.join([str(DEMO_NODES), str(tmp_path_factory.getbasetemp())])
+    saved = {k: os.environ.get(k) for k in ("FERRY_DEMO", "FERRY_DEMO_NODES")}
+    os.environ.update({"FERRY_DEMO": "true", "FERRY_DEMO_NODES": dirs})
+    yield dirs.split(os.pathsep)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _demo_server(settings, _demo_server_environment):
+    settings.FERRY_DEMO = True
+    settings.FERRY_DEMO_NODES = list(_demo_server_environment)
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     # Several users per test: the production hasher would dominate the run time.

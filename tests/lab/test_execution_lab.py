@@ -54,11 +54,16 @@ def ferry(lab_env, settings):
     settings.FERRY_LEASE_SECONDS = 6
     settings.FERRY_WATCHDOG_SECONDS = 40
     settings.FERRY_TICK_SECONDS = 3600
+    # The lab's daemons listen on unix sockets. A host's URI never carries `socket=` (a URI
+    # is code): the server's FERRY_LIBVIRT_SOCKETS names each socket, the host is
+    # registered as qemu+unix://NAME/system.
+    settings.FERRY_LIBVIRT_SOCKETS = {name: h["socket"] for name, h in lab_env["hosts"].items()}
     hosts = {}
-    for name, h in lab_env["hosts"].items():
-        host = host_add(name=name, uri=h["uri"], actor=Actor.system("lab"))
+    for name in lab_env["hosts"]:
+        host = host_add(name=name, uri=f"qemu+unix://{name}/system", actor=Actor.system("lab"))
         # The client URI is a unix socket; peers reach the host on its lab address.
-        Host.objects.filter(pk=host.pk).update(migration_address=h["ip"])
+        ip = lab_env["hosts"][name]["ip"]
+        Host.objects.filter(pk=host.pk).update(migration_address=ip)
         hosts[name] = host
     return hosts
 
