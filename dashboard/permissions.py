@@ -19,6 +19,8 @@ MATRIX: dict[str, frozenset[str]] = {
     # admins register hosts, and only they read libvirt's raw error text.
     "host.register": frozenset({"admin"}),
     "host.error_detail": frozenset({"admin"}),
+    # Letting a plan move VMs to hosts reached without TLS (recorded with a reason).
+    "plan.transport_override": frozenset({"admin"}),
     "plan.view": frozenset(ROLES),
     "plan.edit": frozenset({"planner", "admin"}),
     "plan.submit": frozenset({"planner", "admin"}),

@@ -148,6 +148,9 @@ class PlanInfo:
     window_start: object
     window_end: object
     policy: Policy
+    # An admin's recorded reason to allow moves without TLS ("" when there is none).
+    transport_override: str = ""
+    transport_override_by: str = ""
 
 
 @dataclass(slots=True, eq=False)
@@ -419,6 +422,8 @@ def snapshot_load(plan: MigrationPlan, *, item_ids=None) -> Snapshot:
             window_start=plan.window_start,
             window_end=plan.window_end,
             policy=plan_policy,
+            transport_override=getattr(plan, "transport_override_reason", ""),
+            transport_override_by=getattr(plan, "transport_override_by", ""),
         ),
         hosts=hosts,
         pools=pools,

@@ -93,6 +93,9 @@ def plan_create(
             policy=policy,
             author=user,
             author_name=user.get_username() if user else getattr(actor, "name", "system"),
+            contributors=[{"id": user.pk, "name": user.get_username(), "as": ["created"]}]
+            if user
+            else [],
         )
         audit_record(
             actor=actor,
@@ -120,7 +123,7 @@ def plan_update(
     window_end=UNSET,
     policy=UNSET,
 ) -> MigrationPlan:
-    """Change a plan's fields; window and policy are content (approvals are voided)."""
+    """Change a plan's fields; every one is content (approvals are voided)."""
     with transaction.atomic():
         plan = plan_lock(plan)
         plan_require_editable(plan)
@@ -148,13 +151,10 @@ def plan_update(
             change("policy", _clean_policy(policy))
         if not after:
             return plan
-        content = {"window_start", "window_end", "policy"} & set(after)
-        if content:
-            plan.save()
-            plan_content_changed(plan, actor, what=", ".join(sorted(content)))
-        else:
-            plan.version += 1
-            plan.save()
+        # Every field is content: the approvers approved the name, description and change
+        # ticket they read as much as the items (a swapped ticket must void approvals).
+        plan.save()
+        plan_content_changed(plan, actor, what=", ".join(sorted(after)))
         audit_record(actor=actor, action="plan.updated", obj=plan, before=before, after=after)
     return plan
 

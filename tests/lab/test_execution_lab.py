@@ -38,6 +38,7 @@ from migrations_app.models import (  # noqa: E402
     ProgressSample,
     RunEvent,
 )
+from migrations_app.services.transport_override import plan_transport_override_set  # noqa: E402
 from migrations_app.workflow.services import plan_approve, plan_start, plan_submit  # noqa: E402
 from tests.factories import plan_validate_stub  # noqa: E402
 from tests.migrations_app.execution.conftest import WorkerThreads, wait_for  # noqa: E402
@@ -101,6 +102,12 @@ def lab_plan(people, items, policy):
             storage_map=storage_map or {},
             position=position,
         )
+    # The lab migrates over qemu+tcp:// inside its own network namespaces: an admin records
+    # that unencrypted moves are acceptable there (security.transport blocks them otherwise).
+    plan_transport_override_set(
+        plan=plan, actor=people["admin"], reason="lab: migration network inside namespaces"
+    )
+    plan.refresh_from_db()
     plan_validate_stub(plan)
     plan_submit(plan=plan, actor=people["planner"])
     plan_approve(plan=plan, actor=people["approver"])
