@@ -324,6 +324,9 @@ AUTHENTICATION_BACKENDS = ["dashboard.accounts.backend.LockoutModelBackend"]
 
 # Notifications: webhook timeout, attempts before a delivery is given up, and email.
 FERRY_WEBHOOK_TIMEOUT = env_int("FERRY_WEBHOOK_TIMEOUT", 10, minimum=1)
+# Webhooks go to public addresses only; internal receivers an admin allows, by host name
+# (".example.internal" for a whole domain) or network (10.20.0.0/16). Never link-local.
+FERRY_WEBHOOK_ALLOW_HOSTS = env_list("FERRY_WEBHOOK_ALLOW_HOSTS", [])
 FERRY_NOTIFY_MAX_ATTEMPTS = env_int("FERRY_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
 EMAIL_HOST = env_str("FERRY_EMAIL_HOST", "")
 EMAIL_PORT = env_int("FERRY_EMAIL_PORT", 25, minimum=1)
