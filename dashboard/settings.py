@@ -311,6 +311,19 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# The audit chain's head, signed and kept outside the database (dashboard.audit.anchor):
+# the signing key (never in the database), where heads are written, an extra file every
+# anchor is appended to (another disk, a WORM mount), and how often at most (s).
+FERRY_AUDIT_ANCHOR_KEY = secret_from_env_or_file(
+    "FERRY_AUDIT_ANCHOR_KEY", DATA_DIR / "audit_anchor_key"
+)
+FERRY_AUDIT_ANCHOR_DIR = env_str("FERRY_AUDIT_ANCHOR_DIR", str(DATA_DIR / "audit-anchors"))
+FERRY_AUDIT_ANCHOR_SINK = env_str("FERRY_AUDIT_ANCHOR_SINK", "")
+FERRY_AUDIT_ANCHOR_SECONDS = env_float("FERRY_AUDIT_ANCHOR_SECONDS", 60.0, minimum=0)
+# PostgreSQL: the role that owns the tables and runs `manage.py ferry_migrate` (DATABASE_URL
+# is then Ferry's runtime role, which may only append to the audit trail).
+FERRY_OWNER_DATABASE_URL = env_str("FERRY_OWNER_DATABASE_URL", "")
+
 # Approvals: distinct approvers a plan needs, and hours an approval stays valid (0: forever).
 FERRY_APPROVALS_REQUIRED = env_int("FERRY_APPROVALS_REQUIRED", 1, minimum=1)
 FERRY_APPROVAL_TTL_HOURS = env_int("FERRY_APPROVAL_TTL_HOURS", 0, minimum=0)
