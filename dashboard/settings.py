@@ -327,6 +327,8 @@ FERRY_OWNER_DATABASE_URL = env_str("FERRY_OWNER_DATABASE_URL", "")
 # Approvals: distinct approvers a plan needs, and hours an approval stays valid (0: forever).
 FERRY_APPROVALS_REQUIRED = env_int("FERRY_APPROVALS_REQUIRED", 1, minimum=1)
 FERRY_APPROVAL_TTL_HOURS = env_int("FERRY_APPROVAL_TTL_HOURS", 0, minimum=0)
+# Status links expire after this many days unless their creator chose otherwise.
+FERRY_SHARE_LINK_DAYS = env_int("FERRY_SHARE_LINK_DAYS", 7, minimum=1)
 # Public base URL for links in notifications and status links (empty: relative links).
 FERRY_BASE_URL = env_str("FERRY_BASE_URL", "")
 

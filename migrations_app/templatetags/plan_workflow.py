@@ -1,6 +1,7 @@
 """Template tags that plan pages include: the workflow actions and the status links."""
 
 from django import template
+from django.conf import settings
 from django.utils import timezone
 
 from dashboard.permissions import can
@@ -25,6 +26,7 @@ def plan_share_links(context, plan):
         "plan": plan,
         "links": links,
         "can_manage": manage,
+        "default_days": getattr(settings, "FERRY_SHARE_LINK_DAYS", 7),
         "csrf_token": context.get("csrf_token"),
         "request": request,
     }
