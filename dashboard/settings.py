@@ -335,6 +335,11 @@ FERRY_BASE_URL = env_str("FERRY_BASE_URL", "")
 # Login lockout per account (never per address), and the backend that enforces it.
 FERRY_LOGIN_MAX_FAILURES = env_int("FERRY_LOGIN_MAX_FAILURES", 5, minimum=1)
 FERRY_LOGIN_LOCKOUT_SECONDS = env_int("FERRY_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# A soft limit per source address: more failures than this in one lockout period and the
+# address is refused for the period (before any account is counted).
+FERRY_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int(
+    "FERRY_LOGIN_MAX_FAILURES_PER_ADDRESS", 50, minimum=1
+)
 AUTHENTICATION_BACKENDS = ["dashboard.accounts.backend.LockoutModelBackend"]
 
 # Notifications: webhook timeout, attempts before a delivery is given up, and email.
