@@ -94,6 +94,22 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def private_dir(path) -> None:
+    """Create `path` (and parents) readable by its owner only; tighten an existing one."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def private_file(path) -> None:
+    """Create `path` empty with mode 0600 if missing; tighten an existing one."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
 def secret_from_env_or_file(name: str, fallback_path) -> str:
     """A secret from NAME, NAME_FILE, or a generated file kept outside the database (0600)."""
     value = os.environ.get(name)
@@ -105,7 +121,7 @@ def secret_from_env_or_file(name: str, fallback_path) -> str:
             return handle.read().strip()
     if fallback_path.exists():
         return fallback_path.read_text(encoding="utf-8").strip()
-    fallback_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(fallback_path.parent)
     generated = secrets.token_urlsafe(50)
     fd = os.open(fallback_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

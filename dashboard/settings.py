@@ -2,6 +2,7 @@
 environment (see .env.example and the table in README)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -16,6 +17,8 @@ from dashboard.env import (
     env_map,
     env_paths,
     env_str,
+    private_dir,
+    private_file,
     secret_from_env_or_file,
 )
 
@@ -36,7 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -117,7 +120,10 @@ if DATABASE_URL:
         DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
         DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # The embedded database holds sessions, token hashes and webhook secrets: only Ferry's
+    # user may read the directory and the file (SQLite gives -wal/-shm the file's mode).
+    private_dir(DATA_DIR)
+    private_file(DATA_DIR / "ferry.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -195,7 +201,8 @@ WHITENOISE_USE_FINDERS = True
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # Hashed (SHA-512) API tokens with an expiry (django-rest-knox), header "Token <key>".
+        "knox.auth.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
@@ -211,6 +218,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "dashboard.api.errors.exception_handler",
+}
+# API tokens: shown once, stored as a hash, valid this many days (security review L4).
+FERRY_API_TOKEN_DAYS = env_int("FERRY_API_TOKEN_DAYS", 30, minimum=1)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=FERRY_API_TOKEN_DAYS),
+    "AUTO_REFRESH": False,
+    "TOKEN_LIMIT_PER_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ferry API",

@@ -31,8 +31,10 @@ def host_add(*, name: str, uri: str, actor, group: str = "") -> Host:
     name = (name or "").strip()
     if not name:
         raise InventoryError("A host needs a name.")
-    if len(name) > 100 or any(ch in name for ch in "\r\n\t"):
-        raise InventoryError("A host name is one line of at most 100 characters.")
+    if len(name) > 100 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InventoryError(
+            "A host name is one line of at most 100 characters, without control characters."
+        )
     if Host.objects.filter(name=name).exists():
         raise InventoryError(f"A host named '{name}' is already registered.")
     try:
