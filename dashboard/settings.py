@@ -231,6 +231,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Inventory, migration plans, approvals, runs and the audit trail.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI map the whole API: signed-in people only (L6).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI from the vendored sidecar package: users run Ferry in closed networks.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -280,7 +282,8 @@ if FERRY_HTTPS:
     SECURE_HSTS_SECONDS = env_int("FERRY_HSTS_SECONDS", 31_536_000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-if env_bool("FERRY_BEHIND_PROXY", False):
+FERRY_BEHIND_PROXY = env_bool("FERRY_BEHIND_PROXY", False)
+if FERRY_BEHIND_PROXY:
     # Only behind a proxy that sets this header itself; otherwise clients could forge it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -341,6 +344,10 @@ FERRY_OWNER_DATABASE_URL = env_str("FERRY_OWNER_DATABASE_URL", "")
 # Approvals: distinct approvers a plan needs, and hours an approval stays valid (0: forever).
 FERRY_APPROVALS_REQUIRED = env_int("FERRY_APPROVALS_REQUIRED", 1, minimum=1)
 FERRY_APPROVAL_TTL_HOURS = env_int("FERRY_APPROVAL_TTL_HOURS", 0, minimum=0)
+# Change record PDFs (WeasyPrint costs a core for a second or more): per person per minute,
+# and at once per process.
+FERRY_PDF_PER_MINUTE = env_int("FERRY_PDF_PER_MINUTE", 6, minimum=1)
+FERRY_PDF_CONCURRENT = env_int("FERRY_PDF_CONCURRENT", 2, minimum=1)
 # Status links expire after this many days unless their creator chose otherwise.
 FERRY_SHARE_LINK_DAYS = env_int("FERRY_SHARE_LINK_DAYS", 7, minimum=1)
 # Public base URL for links in notifications and status links (empty: relative links).

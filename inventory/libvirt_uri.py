@@ -107,6 +107,15 @@ def transport_of(uri: str) -> str:
     return uri_parse(uri).transport
 
 
+def tls_uri_verified(uri: str) -> bool:
+    """Whether `uri` is an accepted qemu+tls:// URI: certificate checks cannot be turned off
+    by it (no query at all), so the server's certificate is verified."""
+    try:
+        return uri_parse(uri).transport == "tls"
+    except InputError:
+        return False
+
+
 def _host(uri: str, host: str) -> str:
     if not host:
         raise _refuse(uri, f"it names no host; write it as {_EXAMPLE}.")

@@ -218,7 +218,7 @@ class PlanWorkflowActionsMixin:
     def change_record(self, request, pk=None):
         """The change record: plan, evidence the approvers saw, approvals, run, audit."""
         plan = self.get_object()
-        return Response(change_record_json(change_record_build(plan)))
+        return Response(change_record_json(change_record_build(plan, user=request.user)))
 
     @extend_schema(request=None, responses={(200, "application/pdf"): bytes})
     @action(

@@ -39,6 +39,18 @@ def check_security_transport(ctx, item, dest) -> Finding:
             "Register the host over qemu+tls:// (certificates on both ends).",
             evidence,
         )
+    unverified = sorted(h.name for h in ends if h.transport == "tls" and not h.tls_verified)
+    if unverified:
+        return Finding(
+            "security.transport",
+            BLOCKER if required else WARNING,
+            f"{', '.join(unverified)} {'is' if len(unverified) == 1 else 'are'} registered with "
+            "a qemu+tls:// URI whose options may turn certificate checks off: Ferry cannot "
+            "call the move encrypted to the right host.",
+            "Register the host again with a plain qemu+tls://HOST/system URI (certificates "
+            "are the server's FERRY_LIBVIRT_PKI_DIR).",
+            {**evidence, "unverified": unverified},
+        )
     if required and not_tls:
         return Finding(
             "security.transport",

@@ -7,6 +7,7 @@ against 1,000 hosts costs the same ten queries as validating one.
 
 from dataclasses import dataclass, field
 
+from inventory.libvirt_uri import tls_uri_verified
 from inventory.models import Host, Network, StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
 from migrations_app.checks.cpu_models import GuestCpu, HostCpu, guest_cpu, host_cpu
 from migrations_app.models import MigrationPlan, PlanItem
@@ -34,6 +35,9 @@ class HostInfo:
     machine_types: frozenset
     domain_types: frozenset
     migration_address: str
+    # qemu+tls:// with a URI the allowlist accepts (no query: no no_verify=, no pkipath=);
+    # a row from before the allowlist may carry options that turn certificate checks off.
+    tls_verified: bool = False
     pool_ids: set = field(default_factory=set)
     network_names: set = field(default_factory=set)
     vcpus_allocated: int = 0
@@ -209,6 +213,7 @@ def load_hosts() -> dict:
             machine_types=frozenset(h.machine_types or ()),
             domain_types=frozenset(h.domain_types or ()),
             migration_address=h.migration_address,
+            tls_verified=h.transport == "tls" and tls_uri_verified(h.uri),
             qemu_rss_overhead_mib=h.qemu_rss_overhead_mib,
             qemu_rss_overhead_samples=h.qemu_rss_overhead_samples,
         )

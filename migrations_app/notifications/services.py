@@ -128,7 +128,9 @@ def _post_webhook(subscription, delivery) -> tuple[bool, int | None, str, str]:
 def _send_email(subscription, delivery) -> tuple[bool, int | None, str, str]:
     payload = json.loads(delivery.body)
     plan = payload.get("plan", {})
-    subject = f"[Ferry] plan '{plan.get('name')}' {delivery.event}"
+    # Names from before line breaks were refused still must not stop the mail (L10).
+    name = " ".join(str(plan.get("name") or "").split())
+    subject = f"[Ferry] plan '{name}' {delivery.event}"
     lines = [
         f"Plan: {plan.get('name')} (#{plan.get('id')})",
         f"Event: {payload.get('event')} by {payload.get('actor')} at {payload.get('at')}",

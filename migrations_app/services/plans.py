@@ -44,6 +44,14 @@ def _names(vms) -> dict:
     return {"count": len(names), "vms": names[:NAME_LIMIT]}
 
 
+def _one_line(value: str, what: str) -> str:
+    """A name or ticket: one line, no control characters (a line break in a plan's name
+    ended up in every email subject, which Django then refuses to send: L10)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise PlanError(f"The {what} must be one line without control characters.")
+    return value
+
+
 def _clean_window(window_start, window_end) -> None:
     if window_start is not None and window_end is not None and window_end <= window_start:
         raise PlanError(
@@ -77,9 +85,10 @@ def plan_create(
     policy: dict | None = None,
 ) -> MigrationPlan:
     """Create a draft plan."""
-    name = (name or "").strip()
+    name = _one_line((name or "").strip(), "plan name")
     if not name:
         raise PlanError("A plan needs a name.")
+    _one_line(change_ticket or "", "change ticket")
     _clean_window(window_start, window_end)
     policy = _clean_policy(policy)
     user = _user_of(actor)
@@ -136,14 +145,14 @@ def plan_update(
                 setattr(plan, field, value)
 
         if name is not UNSET:
-            name = (name or "").strip()
+            name = _one_line((name or "").strip(), "plan name")
             if not name:
                 raise PlanError("A plan needs a name.")
             change("name", name[:200])
         if description is not UNSET:
             change("description", description or "")
         if change_ticket is not UNSET:
-            change("change_ticket", (change_ticket or "").strip()[:100])
+            change("change_ticket", _one_line((change_ticket or "").strip(), "change ticket")[:100])
         change("window_start", window_start)
         change("window_end", window_end)
         _clean_window(plan.window_start, plan.window_end)
