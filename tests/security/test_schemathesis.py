@@ -11,6 +11,7 @@ import time
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
+from django.test import override_settings
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -58,9 +59,11 @@ def seed(make_user):
         destination_host=item.destination_host,
     )
     link, _ = share_link_create(plan=plans[0], actor=author)
-    sub = subscription_create(
-        actor=author, kind="webhook", target="http://127.0.0.1:9/h", plan=plans[0]
-    )
+    # A receiver on loopback, which only an admin's allowlist opens (M2).
+    with override_settings(FERRY_WEBHOOK_ALLOW_HOSTS=["127.0.0.1/32"]):
+        sub = subscription_create(
+            actor=author, kind="webhook", target="http://127.0.0.1:9/h", plan=plans[0]
+        )
     return {
         "plans": [p.pk for p in plans],
         "items": [i.pk for p in plans for i in p.items.all()],
