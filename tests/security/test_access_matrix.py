@@ -83,6 +83,7 @@ EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("POST", "/api/v1/plans/{id}/share-links/"): "sharelink.manage",
     ("POST", "/api/v1/plans/{id}/start/"): "plan.run",
     ("POST", "/api/v1/plans/{id}/submit/"): "plan.submit",
+    ("POST", "/api/v1/plans/{id}/transport-override/"): "plan.transport_override",
     ("POST", "/api/v1/plans/{id}/validate/"): "plan.edit",
     ("GET", "/api/v1/plans/{id}/validations/latest/"): "plan.view",
     ("GET", "/api/v1/runs/"): "plan.view",
