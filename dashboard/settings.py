@@ -312,6 +312,17 @@ FERRY_LEASE_SECONDS = env_float("FERRY_LEASE_SECONDS", 30.0, minimum=1)  # claim
 # A transfer that makes no progress this long is aborted.
 FERRY_WATCHDOG_SECONDS = env_float("FERRY_WATCHDOG_SECONDS", 60.0, minimum=1)
 FERRY_TICK_SECONDS = env_float("FERRY_TICK_SECONDS", 10.0, minimum=0.5)  # reconcile/auto-start
+# A libvirt call that does not answer this long fails its attempt (the worker keeps its
+# lease meanwhile; see migrations_app.execution.guard).
+FERRY_LIBVIRT_CALL_SECONDS = env_float("FERRY_LIBVIRT_CALL_SECONDS", 45.0, minimum=1)
+# After Ferry's own connection to a source drops mid-migration: how long to try to reconnect
+# and follow the job (the source libvirtd drives a p2p migration without Ferry).
+FERRY_RECONNECT_SECONDS = env_float("FERRY_RECONNECT_SECONDS", 60.0, minimum=1)
+# A failed post-copy is retried with VIR_MIGRATE_POSTCOPY_RESUME this long; after it both
+# sides stay paused and the item waits for an operator.
+FERRY_POSTCOPY_RECOVER_SECONDS = env_float("FERRY_POSTCOPY_RECOVER_SECONDS", 600.0, minimum=1)
+# A proof that a directory pool is one storage for two hosts is probed again when older.
+FERRY_SHARE_PROOF_MAX_AGE_HOURS = env_float("FERRY_SHARE_PROOF_MAX_AGE_HOURS", 24.0, minimum=0)
 # The queue is polled this often only when no wake-up came (dashboard.runtime.worker).
 FERRY_WORKER_POLL_SECONDS = env_float("FERRY_WORKER_POLL_SECONDS", 1.0, minimum=0.01)
 # Simulated seconds per real second on the rehearsal driver.

@@ -13,6 +13,12 @@ class Host(models.Model):
         UNIX = "unix", "local unix socket"
         TEST = "test", "libvirt test driver"
 
+    class LockManager(models.TextChoices):
+        UNDECLARED = "", "not declared"
+        LOCKD = "lockd", "virtlockd"
+        SANLOCK = "sanlock", "sanlock"
+        NONE = "none", "none"
+
     class State(models.TextChoices):
         ACTIVE = "active", "active"
         MAINTENANCE = "maintenance", "maintenance"
@@ -43,6 +49,17 @@ class Host(models.Model):
     machine_types = models.JSONField(default=list, blank=True)
     domain_types = models.JSONField(default=list, blank=True)
     migration_address = models.CharField(max_length=255, blank=True)
+    # What the host's qemu.conf says, declared by an admin (libvirt does not report it):
+    # the lock manager that keeps two QEMUs off one disk, and the directories libvirt is told
+    # are shared (shared_filesystems), so it migrates their disks without VIR_MIGRATE_UNSAFE.
+    lock_manager = models.CharField(
+        max_length=8, choices=LockManager.choices, blank=True, default=LockManager.UNDECLARED
+    )
+    shared_paths = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="directories this host's qemu.conf lists in shared_filesystems",
+    )
     # Learnt from the migrations this host has sent (see migrations_app estimate): what a
     # guest's QEMU process holds beyond the guest memory a migration really sends.
     qemu_rss_overhead_mib = models.BigIntegerField(
@@ -247,3 +264,28 @@ class VirtualNIC(models.Model):
 
     def __str__(self):
         return f"{self.vm.name}:{self.mac}"
+
+
+class PoolShareProof(models.Model):
+    """Whether a pool that looks shared by two hosts (same pool UUID and path) really is one
+    storage: a probe volume written through one host, looked for through the other."""
+
+    pool = models.ForeignKey(StoragePool, related_name="share_proofs", on_delete=models.CASCADE)
+    # host_a has the smaller id: one row per unordered pair of hosts.
+    host_a = models.ForeignKey(Host, related_name="+", on_delete=models.CASCADE)
+    host_b = models.ForeignKey(Host, related_name="+", on_delete=models.CASCADE)
+    shared = models.BooleanField()
+    proven_at = models.DateTimeField()
+    evidence = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-proven_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pool", "host_a", "host_b"], name="one_share_proof_per_pool_pair"
+            )
+        ]
+
+    def __str__(self):
+        verdict = "shared" if self.shared else "not shared"
+        return f"{self.pool} between hosts {self.host_a_id} and {self.host_b_id}: {verdict}"

@@ -12,7 +12,7 @@ from dashboard.audit.record import as_actor, audit_record
 from dashboard.errors import InputError
 from dashboard.permissions import can
 from inventory.libvirt_client import uri_parse
-from inventory.models import Host, StoragePool, VirtualMachine
+from inventory.models import Host, PoolShareProof, StoragePool, VirtualMachine
 
 
 class InventoryError(InputError):
@@ -66,11 +66,21 @@ def host_add(*, name: str, uri: str, actor, group: str = "") -> Host:
     return host
 
 
-def host_update(*, host: Host, actor, state: str | None = None, group: str | None = None) -> Host:
-    """Change a host's administrative state or group."""
+def host_update(
+    *,
+    host: Host,
+    actor,
+    state: str | None = None,
+    group: str | None = None,
+    lock_manager: str | None = None,
+    shared_paths: list | None = None,
+) -> Host:
+    """Change a host's administrative state or group, or what its qemu.conf declares (its
+    lock manager and the directories libvirt treats as shared)."""
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
-        before = {"state": locked.state, "group": locked.group}
+        fields = ("state", "group", "lock_manager", "shared_paths")
+        before = {name: getattr(locked, name) for name in fields}
         if state is not None:
             if state not in Host.State.values:
                 raise InventoryError(
@@ -79,11 +89,34 @@ def host_update(*, host: Host, actor, state: str | None = None, group: str | Non
             locked.state = state
         if group is not None:
             locked.group = group.strip()
-        after = {"state": locked.state, "group": locked.group}
+        if lock_manager is not None:
+            if lock_manager not in Host.LockManager.values:
+                raise InventoryError(
+                    f"'{lock_manager}' is not a lock manager; use lockd, sanlock, none or ''."
+                )
+            locked.lock_manager = lock_manager
+        if shared_paths is not None:
+            locked.shared_paths = _clean_shared_paths(shared_paths)
+        after = {name: getattr(locked, name) for name in fields}
         if after != before:
-            locked.save(update_fields=["state", "group"])
+            locked.save(update_fields=list(fields))
             audit_record(actor=actor, action="host.updated", obj=locked, before=before, after=after)
     return locked
+
+
+def _clean_shared_paths(paths) -> list[str]:
+    """Absolute, normalised directories (qemu.conf's shared_filesystems takes such)."""
+    if not isinstance(paths, list) or len(paths) > 20:
+        raise InventoryError("shared_paths is a list of at most 20 directories.")
+    out = []
+    for path in paths:
+        if not isinstance(path, str) or not path.startswith("/") or len(path) > 500:
+            raise InventoryError(f"{path!r} is not an absolute directory path.")
+        parts = [p for p in path.split("/") if p]
+        if any(p in (".", "..") for p in parts) or any(c in path for c in "\n\r\0"):
+            raise InventoryError(f"{path!r} is not a plain directory path.")
+        out.append("/" + "/".join(parts))
+    return sorted(set(out))
 
 
 def vm_record_move(
@@ -147,3 +180,33 @@ def host_qemu_overhead_record(*, host_id: int, overhead_mib: int, samples: int) 
     Host.objects.filter(pk=host_id).update(
         qemu_rss_overhead_mib=overhead_mib, qemu_rss_overhead_samples=samples
     )
+
+
+def pool_share_proof_get(*, pool: StoragePool, host_a: Host, host_b: Host, max_age_s: float):
+    """The recorded proof for a pool between two hosts, when younger than `max_age_s`."""
+    first, second = sorted((host_a, host_b), key=lambda h: h.pk)
+    proof = PoolShareProof.objects.filter(pool=pool, host_a=first, host_b=second).first()
+    if proof is None or (timezone.now() - proof.proven_at).total_seconds() > max_age_s:
+        return None
+    return proof
+
+
+def pool_share_proof_record(
+    *, pool: StoragePool, host_a: Host, host_b: Host, shared: bool, evidence: dict, actor
+) -> PoolShareProof:
+    """Record what a probe found (replacing an older proof), with its audit event."""
+    first, second = sorted((host_a, host_b), key=lambda h: h.pk)
+    with transaction.atomic():
+        proof, _ = PoolShareProof.objects.update_or_create(
+            pool=pool,
+            host_a=first,
+            host_b=second,
+            defaults={"shared": shared, "proven_at": timezone.now(), "evidence": evidence},
+        )
+        audit_record(
+            actor=actor,
+            action="pool.share_proven" if shared else "pool.share_disproven",
+            obj=pool,
+            after={"hosts": [first.name, second.name], "shared": shared, **evidence},
+        )
+    return proof

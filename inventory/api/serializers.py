@@ -45,6 +45,8 @@ class HostSerializer(serializers.ModelSerializer):
             "memory_used_mib",
             "machine_types",
             "domain_types",
+            "lock_manager",
+            "shared_paths",
             "migration_address",
             "last_sync_at",
             "last_sync_error",
@@ -73,6 +75,18 @@ class HostCreateSerializer(serializers.Serializer):
 class HostUpdateSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=Host.State.choices, required=False)
     group = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    lock_manager = serializers.ChoiceField(
+        choices=Host.LockManager.choices,
+        required=False,
+        allow_blank=True,
+        help_text="the lock manager the host's qemu.conf configures (libvirt does not say)",
+    )
+    shared_paths = serializers.ListField(
+        child=serializers.CharField(max_length=500),
+        required=False,
+        max_length=20,
+        help_text="directories the host's qemu.conf lists in shared_filesystems",
+    )
 
 
 class SyncQueuedSerializer(serializers.Serializer):

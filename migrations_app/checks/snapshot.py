@@ -8,7 +8,15 @@ against 1,000 hosts costs the same ten queries as validating one.
 from dataclasses import dataclass, field
 
 from inventory.libvirt_uri import tls_uri_verified
-from inventory.models import Host, Network, StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
+from inventory.models import (
+    Host,
+    Network,
+    PoolShareProof,
+    StoragePool,
+    VirtualDisk,
+    VirtualMachine,
+    VirtualNIC,
+)
 from migrations_app.checks.cpu_models import GuestCpu, HostCpu, guest_cpu, host_cpu
 from migrations_app.models import MigrationPlan, PlanItem
 from migrations_app.policy import Policy
@@ -168,9 +176,21 @@ class Snapshot:
     items: list  # ItemInfo, in plan order
     other_plans: dict  # vm id -> (plan id, plan name, plan status)
     pool_index: dict = field(default_factory=dict)  # (host id, pool name) -> pool id
+    # (pool id, host id, host id) of pools a probe found NOT shared between those hosts,
+    # though both show them with the same UUID and path (hosts in ascending id order)
+    share_disproven: set = field(default_factory=set)
 
     def host(self, host_id):
         return self.hosts.get(host_id)
+
+    def reaches(self, pool_id, source_id, dest_id) -> bool:
+        """Whether the destination reaches the very storage this pool is on the source:
+        it shows the pool, and no probe found the two hosts' pools to be different disks."""
+        pool = self.pools.get(pool_id)
+        if pool is None or dest_id not in pool.host_ids:
+            return False
+        pair = tuple(sorted((source_id, dest_id)))
+        return (pool_id, *pair) not in self.share_disproven
 
     def pool_named(self, host_id: int, name: str) -> int | None:
         """The active pool of that name the host reaches (lowest id), if any."""
@@ -256,6 +276,13 @@ def load_pools() -> dict:
         if pool_id in pools:
             pools[pool_id].host_ids.add(host_id)
     return pools
+
+
+def load_share_disproven() -> set:
+    """Pools a probe found not shared between two hosts that both show them."""
+    return set(
+        PoolShareProof.objects.filter(shared=False).values_list("pool_id", "host_a_id", "host_b_id")
+    )
 
 
 def load_networks(hosts: dict) -> dict:
@@ -435,4 +462,5 @@ def snapshot_load(plan: MigrationPlan, *, item_ids=None) -> Snapshot:
         networks=networks,
         items=items,
         other_plans=other_plans,
+        share_disproven=load_share_disproven(),
     )

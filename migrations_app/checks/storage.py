@@ -50,6 +50,22 @@ def check_storage_shared(ctx, item, dest) -> Finding:
             **evidence,
         )
     names = ", ".join(f"{d.target} ({_pool_name(ctx, d.pool_id)})" for d, _ in copies)
+    lookalike = [
+        d.target
+        for d, _ in copies
+        if d.pool_id in snapshot.pools and dest.id in snapshot.pools[d.pool_id].host_ids
+    ]
+    if item.mode == "live" and lookalike:
+        return Finding(
+            "storage.shared",
+            BLOCKER,
+            f"The pool of disk(s) {', '.join(lookalike)} of {item.vm.name} has the same UUID "
+            f"and path on both hosts, but a probe found that {dest.name} does not see the "
+            "files written on the source: it is not shared storage.",
+            "Move the VM with its disks (mode 'live with storage copy'), or put the disks on "
+            "storage both hosts really share.",
+            evidence,
+        )
     if item.mode == "live":
         return Finding(
             "storage.shared",

@@ -39,7 +39,7 @@ def copied_disks(snapshot: Snapshot, item: ItemInfo, dest: HostInfo | None) -> l
             if pool is None or not pool.shared:
                 out.append((disk, None))
             continue
-        if disk.pool_id is not None and disk.pool_id in dest.pool_ids:
+        if disk.pool_id is not None and snapshot.reaches(disk.pool_id, item.source_id, dest.id):
             continue  # the destination reaches this disk's pool: nothing to copy
         out.append((disk, target_pool_id(snapshot, item, disk, dest)))
     return out

@@ -11,7 +11,7 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
@@ -51,6 +51,7 @@ def claim(attempt_id: int, worker: str) -> bool:
     ).update(
         status=A.RUNNING,
         claimed_by=worker,
+        lease_epoch=F("lease_epoch") + 1,
         lease_expires_at=now + timedelta(seconds=lease_seconds()),
         heartbeat_at=now,
         started_at=now,
@@ -65,16 +66,24 @@ def take_over(attempt_id: int, worker: str) -> bool:
         pk=attempt_id, status=A.RUNNING, lease_expires_at__lt=now
     ).update(
         claimed_by=worker,
+        lease_epoch=F("lease_epoch") + 1,
         lease_expires_at=now + timedelta(seconds=lease_seconds()),
         heartbeat_at=now,
     )
     return touched == 1
 
 
-def heartbeat(attempt_id: int, worker: str) -> tuple[bool, bool]:
-    """Extend the lease; returns (still owned, cancel requested)."""
+def heartbeat(attempt_id: int, worker: str, epoch: int | None = None) -> tuple[bool, bool]:
+    """Extend the lease; returns (still owned, cancel requested).
+
+    With `epoch`, only the claim of that epoch counts: a worker that lost its lease and got
+    it back by name alone (it cannot: names are unique) still fails after a take-over.
+    """
     now = timezone.now()
-    touched = ItemAttempt.objects.filter(pk=attempt_id, claimed_by=worker, status=A.RUNNING).update(
+    rows = ItemAttempt.objects.filter(pk=attempt_id, claimed_by=worker, status=A.RUNNING)
+    if epoch is not None:
+        rows = rows.filter(lease_epoch=epoch)
+    touched = rows.update(
         lease_expires_at=now + timedelta(seconds=lease_seconds()), heartbeat_at=now
     )
     if touched != 1:
@@ -108,3 +117,15 @@ def expired(now=None):
     return ItemAttempt.objects.filter(status=A.RUNNING).filter(
         Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
     )
+
+
+def owns(attempt_id: int, worker: str, epoch: int) -> bool:
+    """Whether `worker` holds the attempt under `epoch` with a lease that has not run out
+    (the fencing check right before an action on a hypervisor)."""
+    return ItemAttempt.objects.filter(
+        pk=attempt_id,
+        claimed_by=worker,
+        lease_epoch=epoch,
+        status=A.RUNNING,
+        lease_expires_at__gt=timezone.now(),
+    ).exists()

@@ -16,6 +16,12 @@ WORKER_LOST = "worker_lost"
 AMBIGUOUS = "ambiguous_state"
 STORAGE_NOT_SHARED = "storage_not_shared"
 LIBVIRT = "libvirt_error"
+CALL_TIMEOUT = "libvirt_call_timeout"
+ABORTED_ELSEWHERE = "aborted_outside_ferry"
+POSTCOPY_FAILED = "postcopy_failed"
+SPLIT_BRAIN = "both_copies_ran"
+PARTIAL_STORAGE_MOVE = "partial_storage_move"
+SHARED_STORAGE_UNPROVEN = "shared_storage_unproven"
 
 # What each class means for the person reading the attempt.
 EXPLANATIONS = {
@@ -25,7 +31,7 @@ EXPLANATIONS = {
     TIMEOUT: "The move did not finish within the policy's completion timeout and was aborted.",
     NO_PROGRESS: "The move made no progress for too long; the watchdog aborted it.",
     NOT_CONVERGING: "Memory was dirtied faster than it could be sent; the policy says abort.",
-    ABORTED_BY_OPERATOR: "An operator cancelled the move; the VM stays on its source.",
+    ABORTED_BY_OPERATOR: "An operator cancelled the move before the guest switched hosts.",
     GUEST_DIED: "The VM arrived on the destination but stopped running during verification.",
     PREFLIGHT_BLOCKED: "A check on live data found a blocker; nothing was moved.",
     WORKER_LOST: "The worker running this move disappeared; the reconciler recorded the outcome.",
@@ -35,11 +41,33 @@ EXPLANATIONS = {
         "(use a move with storage copy, or register the pool as shared on both hosts)."
     ),
     LIBVIRT: "libvirt reported an error.",
+    ABORTED_ELSEWHERE: (
+        "The job was aborted outside Ferry (by libvirt, QEMU or another client of the host)."
+    ),
+    CALL_TIMEOUT: "A libvirt call did not answer in time; Ferry stopped acting on the move.",
+    POSTCOPY_FAILED: (
+        "Post-copy failed: the guest's memory is split between the hosts, so neither side "
+        "was resumed; Ferry recovers it when the hosts can reach each other again."
+    ),
+    SPLIT_BRAIN: (
+        "The VM ran on both hosts at once; Ferry paused the copy that is not the move's "
+        "outcome (nothing was destroyed) and an operator must decide."
+    ),
+    PARTIAL_STORAGE_MOVE: (
+        "Some disks moved and others did not; the VM runs with each disk on a valid copy "
+        "and an operator decides whether to finish or undo the move."
+    ),
+    SHARED_STORAGE_UNPROVEN: (
+        "The disks' pool looks shared by both hosts but a file written through one host is "
+        "not seen through the other: it is not shared storage."
+    ),
 }
 
 # Substrings of libvirt messages (lower case) that identify a class, most specific first.
 _PATTERNS = (
-    (ABORTED_BY_OPERATOR, ("operation aborted", "canceled by client", "cancelled by client")),
+    # Ferry's own aborts are classified by the runner, which knows it sent them; an abort
+    # libvirt reports otherwise came from libvirt, QEMU or another client.
+    (ABORTED_ELSEWHERE, ("operation aborted", "canceled by client", "cancelled by client")),
     (STORAGE_NOT_SHARED, ("unsafe migration", "without shared storage")),
     (CPU_INCOMPATIBLE, ("cpu is incompatible", "guest cpu doesn't match", "unsupported cpu")),
     (NO_SPACE, ("no space left", "enospc", "not enough space", "insufficient space")),

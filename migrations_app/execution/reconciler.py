@@ -1,11 +1,18 @@
 """The reconciler: attempts whose worker vanished end in the true state.
 
-A lease that expired means the worker died or hung. Before the transfer call nothing was
-moved, so the attempt is queued again. After it, both hypervisors are asked: a job still
-running (or a VM already on its destination) is re-attached and followed to the end; a VM
-running on its source only means the transfer failed; anything else is left for an
-operator with the evidence. Run at worker start and by the periodic tick, so no attempt
-stays "running" forever.
+A lease that expired means the worker died, hung or was cut off. Before the transfer call
+nothing was moved, so the attempt is queued again. After it, the reconciler takes the
+lease over (a new epoch: the old worker's next action on a hypervisor is refused by its
+fencing check) and asks both hypervisors, through the same decision table the runner uses
+after a failure (execution.safety):
+- Ferry's job still runs, or post-copy began, or the VM arrived and was not yet verified:
+  re-attach and follow it to the end (verify and cleanup included; a failed post-copy is
+  recovered there);
+- the VM runs on its source only: the transfer failed; the hosts are made safe (the
+  source's autostart put back, leftovers on the destination removed);
+- anything else: the safety actions (pause a second copy, disarm the source's autostart)
+  and an operator gets the evidence.
+Run at worker start and by the periodic tick, so no attempt stays "running" forever.
 """
 
 import logging
@@ -13,8 +20,10 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from migrations_app.execution import claims, errors, runner, services
+from migrations_app.execution import claims, errors, runner, safety, services
 from migrations_app.execution.drivers import open_session
+from migrations_app.execution.drivers.base import Known
+from migrations_app.execution.guard import Guard, LeaseLost
 from migrations_app.models import ItemAttempt
 
 logger = logging.getLogger("ferry.execution.reconciler")
@@ -41,6 +50,7 @@ def reconcile_attempt(attempt_id: int) -> str:
     if not claims.take_over(attempt_id, worker):
         return "taken by another reconciler"
     attempt = services.attempt_load(attempt_id)
+    guard = Guard(attempt.pk, worker, attempt.lease_epoch)
     try:
         session = open_session(attempt)
     except errors.ExecutionError as exc:
@@ -56,24 +66,50 @@ def reconcile_attempt(attempt_id: int) -> str:
             reconciled=True,
         )
         return "needs attention"
-    try:
-        session.prepare() if attempt.item.mode == "storage_only" else None
-        where = session.locate()
-        moved = (
-            session.storage_moved()
-            if attempt.item.mode == "storage_only" and hasattr(session, "storage_moved")
-            else where.destination == "running" and where.source not in ("running", "paused")
-        )
-    finally:
-        session.close()
-    services.attempt_evidence(
-        attempt=attempt, worker=worker, key="reconciled", value={"location": where.as_dict()}
+    session.guard = guard
+    prepared = (attempt.evidence or {}).get("prepare") or {}
+    known = Known(
+        call=safety.CALL_UNKNOWN,
+        postcopy=attempt.postcopy_at is not None,
+        source_autostart=prepared.get("source_autostart"),
     )
-    if where.job_active or moved:
-        logger.info("attempt %s: re-attaching (%s)", attempt_id, where.as_dict())
-        return "reattached: " + runner.reattach(attempt_id, worker)
-    on_source = where.source == "running" and where.destination in (None, "shutoff")
-    if on_source and not where.errors:
+    try:
+        if attempt.item.mode == "storage_only":
+            session.attach()
+            where = session.locate()
+            follow = where.job_active or session.storage_moved()
+            decision = None
+        else:
+            situation = session.situation(known)
+            decision = safety.decide(situation)
+            where = session.locate()
+            # In flight, post-copy (recovery happens in the runner), or arrived but not yet
+            # verified and cleaned up: the runner follows it from here.
+            follow = decision.verdict in (safety.IN_FLIGHT, safety.ON_DESTINATION) or (
+                situation.postcopy and decision.verdict == safety.NEEDS_ATTENTION
+            )
+        services.attempt_evidence(
+            attempt=attempt,
+            worker=worker,
+            key="reconciled",
+            value={
+                "location": where.as_dict(),
+                "decision": decision.as_dict() if decision else None,
+            },
+        )
+        if follow:
+            logger.info("attempt %s: re-attaching (%s)", attempt_id, where.as_dict())
+            session.close()
+            session = None
+            return "reattached: " + runner.reattach(attempt_id, worker)
+        made_safe = session.make_safe(known)
+    except LeaseLost:
+        return "lease lost"
+    finally:
+        if session is not None:
+            session.close()
+    verdict = made_safe["decision"]["verdict"]
+    if verdict == safety.ON_SOURCE:
         with transaction.atomic():
             services.attempt_finish(
                 attempt=attempt,
@@ -84,7 +120,7 @@ def reconcile_attempt(attempt_id: int) -> str:
                     "The worker was lost and the transfer did not complete; the VM runs on "
                     "its source.",
                 ),
-                evidence={"failure": {"location": where.as_dict()}},
+                evidence={"failure": {"location": where.as_dict(), "safety": made_safe}},
                 reconciled=True,
             )
         return "failed (on source)"
@@ -94,11 +130,10 @@ def reconcile_attempt(attempt_id: int) -> str:
         status=A.NEEDS_ATTENTION,
         error=errors.ExecutionError(
             errors.AMBIGUOUS,
-            f"{errors.EXPLANATIONS[errors.AMBIGUOUS]} Source: {where.source}, "
-            f"destination: {where.destination}.",
+            f"{errors.EXPLANATIONS[errors.AMBIGUOUS]} {made_safe['decision']['reason']}",
             "; ".join(where.errors),
         ),
-        evidence={"failure": {"location": where.as_dict()}},
+        evidence={"failure": {"location": where.as_dict(), "safety": made_safe}},
         reconciled=True,
     )
     return "needs attention"

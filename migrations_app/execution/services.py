@@ -28,6 +28,7 @@ from migrations_app.execution.stats import eta_seconds, move_measurements, sampl
 from migrations_app.execution.tasks import ensure_tick, execute_attempt_task, schedule_run_task
 from migrations_app.live.events import run_event
 from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem, PlanRun, ProgressSample
+from migrations_app.notifications.services import notify_plan_event
 from migrations_app.selectors.runs import latest_run
 from migrations_app.workflow.services import plan_finish, plan_resume
 
@@ -415,6 +416,25 @@ def attempt_evidence(*, attempt: ItemAttempt, worker: str | None, key: str, valu
         attempt.evidence = evidence
 
 
+def attempt_postcopy_record(*, attempt: ItemAttempt, worker: str) -> None:
+    """Post-copy began (Ferry asked for it, or libvirt said so): from now on the source is
+    never resumed and nothing aborts the move. Recorded once, before Ferry's own request."""
+    with transaction.atomic():
+        touched = (
+            _owned(attempt.pk, worker)
+            .filter(postcopy_at__isnull=True)
+            .update(postcopy_at=timezone.now())
+        )
+        if touched:
+            attempt.postcopy_at = timezone.now()
+            run_event(
+                run=attempt.run,
+                kind="item.postcopy",
+                item=attempt.item,
+                payload={"attempt": attempt.pk, "driver": attempt.driver},
+            )
+
+
 def attempt_note(*, attempt: ItemAttempt, kind: str, payload: dict) -> None:
     """A run event about the attempt (e.g. a convergence action), without a state change."""
     run_event(
@@ -521,6 +541,18 @@ def attempt_finish(
         )
         if status == A.COMPLETED:
             _record_inventory(row, item, actor, disk_pools or {})
+        if status == A.NEEDS_ATTENTION:
+            notify_plan_event(
+                row.run.plan,
+                "attention",
+                actor=actor,
+                extra={
+                    "item": item.pk,
+                    "vm": item.vm.name,
+                    "error_class": row.error_class,
+                    "reason": row.error_message,
+                },
+            )
         run_event(run=row.run, kind="item.finished", item=item, payload=summary)
         _enqueue_schedule(row.run_id)
     return True

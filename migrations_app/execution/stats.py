@@ -1,6 +1,8 @@
 """Pure arithmetic over libvirt's job statistics: progress sample fields, time left, whether
 pre-copy stalls, and what a finished migration measured for the next estimate."""
 
+from collections import deque
+
 MIB = 1024 * 1024
 # A move's fixed cost is measured only from moves of at most this many passes, unthrottled.
 SETUP_MAX_PASSES = 5
@@ -37,14 +39,53 @@ def eta_seconds(fields: dict) -> float | None:
     return round(remaining / rate, 1)
 
 
-def stalled(stats: dict) -> bool:
-    """Pre-copy is not converging: the guest dirties memory nearly as fast as it is sent."""
-    iteration = stats.get("memory_iteration") or 0
-    if iteration < 3:
-        return False
-    dirty = (stats.get("memory_dirty_rate") or 0) * (stats.get("memory_page_size") or 4096)
-    sent = stats.get("memory_bps") or 0
-    return iteration >= 8 or (sent > 0 and dirty >= 0.6 * sent)
+class StallDetector:
+    """Pre-copy has stalled when the bytes still to send stop shrinking.
+
+    Counted from this attempt's first sample: QEMU's iteration counter carries over from
+    earlier cancelled attempts in the same QEMU process (VDSM notes the same), so absolute
+    iteration numbers mislead. A stall is declared once at least two passes after the first
+    sample have run and the lowest remaining figure of the last `window_s` seconds is not
+    `min_shrink` below the lowest one seen before that window (KubeVirt's windowed minima).
+    A guest that converges geometrically keeps setting lower minima and never stalls.
+    """
+
+    def __init__(self, window_s: float = 10.0, min_shrink: float = 0.1):
+        self.window_s = window_s
+        self.min_shrink = min_shrink
+        self.first_iteration: int | None = None
+        self.first_at: float | None = None
+        self.samples: deque = deque()  # (time, remaining) of the last window
+        self.earlier_min: int | None = None  # lowest remaining before the last window
+        self.recent_min: int | None = None
+        self.passes = 0
+
+    def add(self, now: float, stats: dict) -> bool:
+        """Feed one sample; True when pre-copy is stalled now."""
+        remaining = stats.get("memory_remaining")
+        iteration = stats.get("memory_iteration")
+        if remaining is None or iteration is None:
+            return False
+        if self.first_iteration is None:
+            self.first_iteration, self.first_at = iteration, now
+        self.passes = iteration - self.first_iteration
+        self.samples.append((now, remaining))
+        while self.samples and now - self.samples[0][0] > self.window_s:
+            _, old = self.samples.popleft()
+            self.earlier_min = old if self.earlier_min is None else min(self.earlier_min, old)
+        self.recent_min = min(value for _, value in self.samples)
+        if self.passes < 2 or self.earlier_min is None:
+            return False
+        return self.recent_min >= self.earlier_min * (1 - self.min_shrink)
+
+    def evidence(self) -> dict:
+        return {
+            "passes_since_first_sample": self.passes,
+            "first_iteration_seen": self.first_iteration,
+            "window_s": self.window_s,
+            "lowest_remaining_in_window": self.recent_min,
+            "lowest_remaining_before": self.earlier_min,
+        }
 
 
 def move_measurements(stats: dict, *, bandwidth_mib_s: float | None, rss_mib: int | None) -> dict:

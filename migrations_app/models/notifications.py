@@ -3,7 +3,17 @@
 from django.conf import settings
 from django.db import models
 
-NOTIFY_EVENTS = ("submitted", "approved", "rejected", "started", "finished", "failed", "cancelled")
+NOTIFY_EVENTS = (
+    "submitted",
+    "approved",
+    "rejected",
+    "started",
+    "finished",
+    "failed",
+    "cancelled",
+    # an item needs an operator: a move Ferry could not finish safely by itself
+    "attention",
+)
 
 
 class NotificationSubscription(models.Model):

@@ -80,11 +80,17 @@ class ItemAttempt(models.Model):
     )
     # Claim and lease: a worker owns the attempt while its lease is fresh.
     claimed_by = models.CharField(max_length=100, blank=True)
+    # Fencing token: every claim or take-over increments it, and a worker checks its epoch
+    # (and a fresh lease) right before each action on a hypervisor.
+    lease_epoch = models.PositiveIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Set by a conditional update right before the one migrate call of this attempt.
     migrate_called_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # When post-copy began (Ferry asked for it, or libvirt reported it): from then on the
+    # guest runs on the destination and the source must never be resumed.
+    postcopy_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     phase_times = models.JSONField(default=dict, blank=True)

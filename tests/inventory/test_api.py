@@ -187,3 +187,22 @@ def test_it_follows_next_links_to_every_row(api_as):
         seen += [row["name"] for row in body["results"]]
         url, params = body["next"], None
     assert len(seen) == 120 and seen == sorted(seen) and len(set(seen)) == 120
+
+
+def test_it_records_a_hosts_lock_manager_and_shared_paths_and_refuses_bad_paths(api_as, demo_uri):
+    admin = api_as("admin")
+    host = admin.post(
+        "/api/v1/hosts/", {"name": "decl", "uri": demo_uri("h1"), "sync": False}, format="json"
+    ).json()
+    answer = admin.patch(
+        f"/api/v1/hosts/{host['id']}/",
+        {"lock_manager": "lockd", "shared_paths": ["/srv/vms/", "/srv/vms"]},
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["lock_manager"] == "lockd"
+    assert answer.json()["shared_paths"] == ["/srv/vms"]
+    for bad in (["relative/dir"], ["/srv/../etc"], "/not/a/list"):
+        refused = admin.patch(f"/api/v1/hosts/{host['id']}/", {"shared_paths": bad}, format="json")
+        assert refused.status_code == 400
+        assert "detail" in refused.json() or "shared_paths" in refused.json()

@@ -9,6 +9,7 @@ from inventory.models import Host, StoragePool
 from migrations_app.execution import errors
 from migrations_app.execution.drivers.base import Context, Location, Session
 from migrations_app.execution.drivers.libvirt import libvirt_session
+from migrations_app.execution.drivers.libvirt.live import dest_file_path
 from migrations_app.execution.drivers.rehearsal import RehearsalSession
 from migrations_app.models import ItemAttempt
 
@@ -30,36 +31,65 @@ def driver_name_for(source: Host, destination: Host) -> str:
 
 
 def build_context(attempt: ItemAttempt) -> Context:
-    """Everything a session needs, read once from the database."""
+    """Everything a session needs, read once from the database.
+
+    A disk is copied when the item maps its pool (storage map) or, for live_copy, when the
+    destination does not reach its pool; every other disk is kept where it is (live_copy
+    names only the copied ones to libvirt). A copied disk whose target pool sits at another
+    directory gets its path there (`dest_path`), written into the destination XML.
+    """
     item = attempt.item
     vm = item.vm
     src, dst = attempt.source_host, attempt.destination_host
-    pool_names = {
-        str(p.pk): p.name for p in StoragePool.objects.filter(pk__in=_pool_ids(item.storage_map))
+    storage_map = {str(k): v for k, v in (item.storage_map or {}).items()}
+    pools = {
+        p.pk: p
+        for p in StoragePool.objects.filter(pk__in=_pool_ids(storage_map)).prefetch_related("hosts")
     }
-    disks = []
+    dst_pool_ids = set(dst.storage_pools.values_list("pk", flat=True))
+    copied, kept = [], []
     shared = True
-    for disk in vm.disks.select_related("pool").all():
+    for disk in vm.disks.select_related("pool").prefetch_related("pool__hosts").all():
         if disk.device != "disk":
             continue
-        if disk.pool is None or not disk.pool.shared:
+        mapped = storage_map.get(str(disk.pool_id)) if disk.pool_id else None
+        reaches = disk.pool_id is not None and disk.pool_id in dst_pool_ids
+        if disk.pool is None or not reaches:
             shared = False
-        dest_pool_id = item.storage_map.get(str(disk.pool_id)) if disk.pool_id else None
-        if item.mode in ("live_copy", "storage_only") and dest_pool_id is None:
-            if item.mode == "storage_only":
-                continue  # a disk not in the map stays where it is
-            dest_pool_id = disk.pool_id  # same pool name on the destination
-        disks.append(
-            {
-                "target": disk.target,
-                "source_path": disk.source,
-                "source_pool": disk.pool.name if disk.pool else None,
-                "dest_pool": pool_names.get(str(dest_pool_id))
-                or (disk.pool.name if disk.pool and item.mode == "live_copy" else None),
-                "dest_pool_id": int(dest_pool_id) if dest_pool_id else None,
-                "capacity": disk.capacity_bytes or 0,
-            }
-        )
+        copy = mapped is not None or (item.mode == "live_copy" and not reaches)
+        if item.mode == "storage_only" and mapped is None:
+            copy = False  # a disk not in the map stays where it is
+        if not copy:
+            kept.append(
+                {
+                    "target": disk.target,
+                    "source_path": disk.source,
+                    "pool": disk.pool.name if disk.pool else None,
+                    "pool_id": disk.pool_id,
+                    "pool_type": disk.pool.pool_type if disk.pool else None,
+                }
+            )
+            continue
+        dest_pool = pools.get(int(mapped)) if mapped is not None else disk.pool
+        entry = {
+            "target": disk.target,
+            "source_path": disk.source,
+            "source_pool": disk.pool.name if disk.pool else None,
+            "dest_pool": dest_pool.name if dest_pool else None,
+            "dest_pool_id": dest_pool.pk if dest_pool else None,
+            "capacity": disk.capacity_bytes or 0,
+        }
+        if item.mode == "live_copy" and dest_pool is not None and dest_pool.target_path:
+            moved_to = dest_file_path(dest_pool.target_path, disk.source)
+            if moved_to != disk.source:
+                entry["dest_path"] = moved_to
+        copied.append(entry)
+    evidence = attempt.evidence or {}
+    prepared = evidence.get("prepare") or {}
+    agent = any(
+        f.get("check_id") == "live.guest_agent" and f.get("severity") == "ok"
+        for f in evidence.get("preflight") or []
+    )
     started = attempt.migrate_called_at.timestamp() if attempt.migrate_called_at else None
     return Context(
         attempt_id=attempt.pk,
@@ -73,11 +103,15 @@ def build_context(attempt: ItemAttempt) -> Context:
         destination_host=dst.name,
         destination_ip=dst.migration_address,
         policy=item.get_policy(),
-        disks=disks,
+        disks=copied,
+        kept_disks=kept,
         shared_storage=shared,
         network_map=dict(item.network_map or {}),
         dirty_rate_mib_s=vm.dirty_rate_mib_s,
         migrate_called_epoch=started,
+        source_autostart=prepared.get("source_autostart"),
+        postcopy_recorded=attempt.postcopy_at is not None,
+        agent_expected=agent,
     )
 
 

@@ -4,9 +4,18 @@ The runner owns the phases, the database and the decisions (when to raise downti
 to abort); a driver session only talks to the hypervisor (real or simulated). Stats use
 libvirt's jobStats keys (`memory_remaining`, `memory_iteration`, `disk_processed`, …) so
 the runner reads both drivers the same way.
+
+Every side effect a session has on a hypervisor goes through `self.guard.act(...)`
+(fencing and a bounded call, see execution.guard); reads go through `self.guard.call`.
+After a failure, `make_safe` asks the same decision table for every driver
+(execution.safety) and carries out its actions.
 """
 
+import time
 from dataclasses import dataclass, field
+
+from migrations_app.execution import safety
+from migrations_app.execution.guard import Guard, Unguarded
 
 
 @dataclass
@@ -24,38 +33,68 @@ class Context:
     destination_host: str
     destination_ip: str
     policy: object
-    # storage_only / live_copy: [{"target", "source_path", "dest_pool", "capacity"}]
+    # Disks that are copied (live_copy, storage_only): [{"target", "source_path",
+    # "source_pool", "dest_pool", "dest_pool_id", "dest_path" (live_copy with a storage map
+    # to a pool at another path), "capacity"}]
     disks: list = field(default_factory=list)
+    # Disks that stay where they are because the destination reaches their pool:
+    # [{"target", "source_path", "pool", "pool_id", "pool_type"}]
+    kept_disks: list = field(default_factory=list)
     shared_storage: bool = True  # Ferry's inventory says every disk is on a shared pool
+    # Set by the runner's preflight when a directory pool was proven shared and libvirt is
+    # not told so by the destination's shared_filesystems: VIR_MIGRATE_UNSAFE is then safe.
+    unsafe_proof: dict | None = None
     network_map: dict = field(default_factory=dict)
     dirty_rate_mib_s: float | None = None
     migrate_called_epoch: float | None = None  # for re-attach (rehearsal recomputes from it)
+    # What the database recorded before the transfer (re-attach and the reconciler read it).
+    source_autostart: bool | None = None
+    postcopy_recorded: bool = False
+    agent_expected: bool = False  # the guest agent answered on the source before the move
 
 
 @dataclass
 class Location:
     """Where the VM is, as the hypervisors see it (the reconciler's truth)."""
 
-    source: (
-        str | None
-    )  # domain state name on the source ("running", "paused", "shutoff"), None: absent
+    source: str | None  # domain state on the source ("running", "paused", …), None: absent
     destination: str | None
-    job_active: bool  # a migration/copy job of this VM is still running on the source
+    job_active: bool  # Ferry's migration/copy job of this VM still runs on the source
     errors: list = field(default_factory=list)  # hosts that could not be asked
+    source_reason: str = ""
+    destination_reason: str = ""
 
     def as_dict(self) -> dict:
         return {
             "source": self.source,
+            "source_reason": self.source_reason,
             "destination": self.destination,
+            "destination_reason": self.destination_reason,
             "job_active": self.job_active,
             "errors": self.errors,
         }
+
+
+@dataclass
+class Known:
+    """What the database knows about an attempt that the hypervisors may not say."""
+
+    call: str = safety.CALL_NOT_MADE  # the migrate call's outcome
+    postcopy: bool = False
+    source_autostart: bool | None = None
+    ferry_paused_source: bool = False
+
+
+class ReadError(Exception):
+    """A libvirt read failed for a reason that does not mean "no job" (a lost connection,
+    a timeout): the monitor retries and reconnects; it never takes it for the job's end."""
 
 
 class Session:
     """A driver's handle on one attempt. Methods raise ExecutionError on classified failures."""
 
     driver = "base"
+    guard: Guard = Unguarded()
 
     def preflight(self) -> list[dict]:
         """Live checks; returns findings (dicts with check_id, severity, message, evidence)."""
@@ -74,7 +113,7 @@ class Session:
         raise NotImplementedError
 
     def poll(self) -> dict | None:
-        """Current job stats, or None when no job is running."""
+        """Current job stats, None when no job runs; ReadError when it cannot be told."""
         raise NotImplementedError
 
     def outcome(self) -> tuple[bool, Exception | None]:
@@ -85,13 +124,32 @@ class Session:
         """The final stats of the finished job (downtime, total time, iterations, bytes)."""
         raise NotImplementedError
 
-    def set_max_downtime(self, ms: int) -> None:
+    def set_max_downtime(self, ms: int) -> bool:
+        """Ask for a downtime limit; False when the hypervisor refused it."""
         raise NotImplementedError
 
     def start_postcopy(self) -> None:
         raise NotImplementedError
 
-    def abort(self) -> None:
+    def postcopy_active(self) -> bool:
+        """Whether post-copy began, as the hypervisors say (state reasons, events)."""
+        return False
+
+    def postcopy_resume(self) -> bool:
+        """Try to recover a failed post-copy (VIR_MIGRATE_POSTCOPY_RESUME); True when the
+        recovered migration completed."""
+        return False
+
+    def abort(self) -> bool:
+        """Cancel the transfer; False when it must not be (post-copy) or had nothing to stop."""
+        raise NotImplementedError
+
+    def situation(self, known: Known) -> safety.Situation:
+        """Both hosts' view of the VM, for the decision table."""
+        raise NotImplementedError
+
+    def apply(self, action: str) -> str:
+        """Carry out one action of a safety decision; returns what was done, for people."""
         raise NotImplementedError
 
     def locate(self) -> Location:
@@ -101,13 +159,57 @@ class Session:
         """None when the VM is healthy where it should be now, else what is wrong."""
         raise NotImplementedError
 
+    def verify_progress(self) -> str | None:
+        """Called at the start and the end of verify: None when the guest's vCPUs ran in
+        between (a hung guest stays "running" to libvirt), else what is wrong."""
+        return None
+
+    def reconnect(self) -> bool:
+        """Replace dead connections; True when the source answers again."""
+        return True
+
     def cleanup(self, remove_source_disks: bool) -> dict:
         """Remove the source definition (and copied disks when asked); returns evidence."""
         raise NotImplementedError
 
-    def make_safe(self) -> list[str]:
-        """After a failure: leave nothing paused on either host; returns what was done."""
-        raise NotImplementedError
+    def make_safe(self, known: Known) -> dict:
+        """After a failure: ask the decision table and carry out its actions (each fenced).
+
+        Returns {"decision": …, "done": [what was done]}. A job that still runs (in flight)
+        is aborted first when the table allows it, then the table is asked again.
+        """
+        situation = self.situation(known)
+        done: list[str] = []
+        if situation.source.migration_job:
+            allowed, why = safety.abort_allowed(situation)
+            if not allowed:
+                decision = safety.Decision(safety.NEEDS_ATTENTION, why)
+                return {"decision": decision.as_dict(), "done": done}
+            if self.abort():
+                done.append("aborted the migration job still running on the source")
+            situation = self._after_abort(known)
+            if situation.source.migration_job:
+                decision = safety.Decision(
+                    safety.NEEDS_ATTENTION,
+                    "The migration job was aborted but did not stop; nothing else was done.",
+                )
+                return {"decision": decision.as_dict(), "done": done}
+        decision = safety.decide(situation)
+        for action in decision.actions:
+            done.append(self.apply(action))
+        return {"decision": decision.as_dict(), "done": done}
+
+    ABORT_WAIT_S = 30.0
+
+    def _after_abort(self, known: Known) -> safety.Situation:
+        """The situation once an abort has ended the job (or after ABORT_WAIT_S)."""
+        deadline = time.monotonic() + self.ABORT_WAIT_S
+        while True:
+            situation = self.situation(known)
+            if not situation.source.migration_job or time.monotonic() > deadline:
+                return situation
+            self.guard.beat()
+            time.sleep(0.5)
 
     def new_disk_pools(self) -> dict:
         """{disk target: destination pool name} after a storage move, for the inventory."""

@@ -18,8 +18,8 @@ import time
 
 from django.conf import settings
 
-from migrations_app.execution import errors
-from migrations_app.execution.drivers.base import Context, Location, Session
+from migrations_app.execution import errors, safety
+from migrations_app.execution.drivers.base import Context, Known, Location, Session
 
 MIB = 1024 * 1024
 _STEP_S = 0.05  # simulated seconds per integration step
@@ -134,6 +134,9 @@ class RehearsalSession(Session):
         self.started_at: float | None = None  # wall clock (epoch) of the one start call
         self.aborted = False
         self.error: Exception | None = None
+        self.source_autostart = False
+        self.paused_copy = False
+        self.applied: list[str] = []  # safety actions carried out, in order
 
     def _now_sim(self) -> float:
         if self.started_at is None:
@@ -186,36 +189,104 @@ class RehearsalSession(Session):
         )
         return stats
 
-    def set_max_downtime(self, ms: int) -> None:
+    def set_max_downtime(self, ms: int) -> bool:
         self.sim.max_downtime_ms = ms
+        return True
 
     def start_postcopy(self) -> None:
+        self.guard.fence("start post-copy (simulated)")
         self.sim.postcopy_requested = True
 
-    def abort(self) -> None:
+    def postcopy_active(self) -> bool:
+        return self.sim.postcopy_requested and self.started_at is not None
+
+    def abort(self) -> bool:
+        if self.postcopy_active() or self.started_at is None or self.sim.done:
+            return False
+        self.guard.fence("abort (simulated)")
         self.aborted = True
         self.error = errors.ExecutionError(
-            errors.ABORTED_BY_OPERATOR,
+            errors.ABORTED_ELSEWHERE,
             "The simulated job was aborted.",
             "operation aborted: migration out job: canceled by client (rehearsal)",
         )
+        return True
+
+    def _sides(self) -> tuple[safety.Side, safety.Side]:
+        """The simulated domains on both hosts (the rehearsal's hypervisors)."""
+        if self.started_at is None and self.ctx.migrate_called_epoch is not None:
+            self.attach()  # a worker made the call: the simulated job runs since then
+        if self.started_at is not None and not self.aborted:
+            self.sim.advance(self._now_sim())
+        moved = self.started_at is not None and not self.aborted and self.sim.done
+        live = self.ctx.mode != "storage_only"
+        if self.paused_copy:
+            src = safety.Side("paused", "user", persistent=True)
+        elif moved and live:
+            src = safety.Side("shutoff", "migrated", persistent=True)
+        else:
+            src = safety.Side(
+                "running",
+                "booted",
+                persistent=True,
+                autostart=self.source_autostart,
+                migration_job=self.started_at is not None and not self.aborted and not moved,
+            )
+        if moved and live:
+            dst = safety.Side("running", "migrated", persistent=True)
+        elif self.started_at is not None and not self.aborted and live:
+            dst = safety.Side("paused", "migration")
+        else:
+            dst = safety.Side()
+        return src, dst
+
+    def call_result(self) -> str:
+        if self.aborted:
+            return safety.CALL_FAILED
+        if self.started_at is not None and self.sim.done:
+            return safety.CALL_SUCCEEDED
+        return safety.CALL_UNKNOWN
+
+    def situation(self, known: Known) -> safety.Situation:
+        src, dst = self._sides()
+        return safety.Situation(
+            source=src,
+            destination=dst,
+            postcopy_recorded=known.postcopy or self.postcopy_active(),
+            call=known.call,
+            source_autostart=known.source_autostart,
+        )
+
+    def apply(self, action: str) -> str:
+        """The simulated effect of one safety action (the same table as libvirt's)."""
+        self.guard.fence(f"{action} (simulated)")
+        if action == safety.PAUSE_SOURCE:
+            self.paused_copy = True
+        elif action == safety.RESTORE_SOURCE_AUTOSTART:
+            self.source_autostart = True
+        elif action == safety.DISABLE_SOURCE_AUTOSTART:
+            self.source_autostart = False
+        self.applied.append(action)
+        return f"{action} (simulated)"
 
     def locate(self) -> Location:
-        if self.started_at is None:
-            self.attach()
-        self.sim.advance(self._now_sim())
-        if self.sim.done and self.ctx.mode != "storage_only":
-            return Location(source=None, destination="running", job_active=False)
-        return Location(source="running", destination=None, job_active=not self.sim.done)
+        src, dst = self._sides()
+        return Location(
+            source=src.state,
+            destination=dst.state if self.ctx.mode != "storage_only" else None,
+            job_active=src.migration_job,
+            source_reason=src.reason,
+            destination_reason=dst.reason,
+        )
 
     def verify_once(self) -> str | None:
         return None
 
+    def verify_progress(self) -> str | None:
+        return None
+
     def cleanup(self, remove_source_disks: bool) -> dict:
         return {"driver": "rehearsal", "source_undefined": "simulated", "disks_removed": []}
-
-    def make_safe(self) -> list[str]:
-        return []
 
     def new_disk_pools(self) -> dict:
         return {d["target"]: d["dest_pool"] for d in self.ctx.disks}

@@ -129,3 +129,13 @@ def test_it_ignores_host_checks_for_a_pool_copy_within_one_host():
     snap = make_snapshot([source], [item])
     assert check_capacity_memory(ctx_of(snap), item, source).severity == "ok"
     assert check_capacity_cpu(ctx_of(snap), item, source).severity == "ok"
+
+
+def test_it_blocks_a_look_alike_shared_pool_a_probe_found_not_shared():
+    snap, item, dest = two_hosts()
+    assert check_storage_shared(ctx_of(snap), item, dest).severity == "ok"
+    # Same pool UUID and path on both hosts, but a file written on one is not on the other.
+    snap.share_disproven = {(1, 1, 2)}
+    finding = check_storage_shared(ctx_of(snap), item, dest)
+    assert finding.blocks and "probe" in finding.message
+    assert "live with storage copy" in finding.remedy

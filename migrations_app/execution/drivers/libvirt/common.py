@@ -12,12 +12,18 @@ import logging
 from urllib.parse import urlsplit
 
 import libvirt
+import libvirt_qemu
 from defusedxml.ElementTree import fromstring
 from django.conf import settings
 
-from inventory.libvirt_client import CONNECTIONS, HostUnreachable, ensure_event_loop
-from migrations_app.execution import errors
-from migrations_app.execution.drivers.base import Context, Session
+from inventory.libvirt_client import (
+    CONNECTIONS,
+    HostUnreachable,
+    ensure_event_loop,
+    open_connection,
+)
+from migrations_app.execution import errors, safety
+from migrations_app.execution.drivers.base import Context, ReadError, Session
 
 logger = logging.getLogger("ferry.execution.libvirt")
 
@@ -31,6 +37,99 @@ STATE_NAMES = {
     libvirt.VIR_DOMAIN_CRASHED: "crashed",
     libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
 }
+
+
+def _reason_names(prefix: str) -> dict[int, str]:
+    """{reason code: name} for libvirt's state reasons VIR_DOMAIN_<prefix>_*."""
+    out = {}
+    for name in dir(libvirt):
+        if name.startswith(f"VIR_DOMAIN_{prefix}_") and not name.endswith("_LAST"):
+            out[getattr(libvirt, name)] = name[len(f"VIR_DOMAIN_{prefix}_") :].lower()
+    return out
+
+
+REASONS = {
+    libvirt.VIR_DOMAIN_RUNNING: _reason_names("RUNNING"),
+    libvirt.VIR_DOMAIN_BLOCKED: _reason_names("BLOCKED"),
+    libvirt.VIR_DOMAIN_PAUSED: _reason_names("PAUSED"),
+    libvirt.VIR_DOMAIN_SHUTDOWN: _reason_names("SHUTDOWN"),
+    libvirt.VIR_DOMAIN_SHUTOFF: _reason_names("SHUTOFF"),
+    libvirt.VIR_DOMAIN_CRASHED: _reason_names("CRASHED"),
+    libvirt.VIR_DOMAIN_PMSUSPENDED: _reason_names("PMSUSPENDED"),
+}
+# jobStats errors that mean "this domain has no job" (or no longer exists); any other
+# error says nothing about the job (Nova's get_job_info makes the same distinction).
+NO_JOB_ERRORS = frozenset({libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID})
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+
+def state_and_reason(dom) -> tuple[str | None, str]:
+    """(state name, reason name) of a domain; (None, "") for no domain."""
+    if dom is None:
+        return None, ""
+    state, reason = dom.state()
+    return STATE_NAMES.get(state, "other"), REASONS.get(state, {}).get(reason, str(reason))
+
+
+def migration_job_of(dom) -> bool:
+    """Whether the domain's running job is an outgoing migration (not a backup, a dump or
+    someone's other job). Raises ReadError when libvirt cannot tell."""
+    try:
+        stats = dom.jobStats(0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in NO_JOB_ERRORS:
+            return False
+        raise ReadError(exc.get_error_message()) from None
+    return bool(
+        stats
+        and stats.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE
+        and stats.get("operation") == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
+    )
+
+
+def side_of(conn, uuid: str, *, source: bool, error: str = "") -> safety.Side:
+    """One host's view of the VM for the decision table (unreachable when `conn` is None
+    or a read fails)."""
+    if conn is None:
+        return safety.Side(reachable=False, error=error or "no connection")
+    try:
+        dom = domain_or_none(conn, uuid)
+        if dom is None:
+            return safety.Side()
+        state, reason = state_and_reason(dom)
+        persistent = bool(dom.isPersistent())
+        return safety.Side(
+            state=state,
+            reason=reason,
+            persistent=persistent,
+            autostart=bool(dom.autostart()) if persistent else False,
+            migration_job=source and state in ("running", "paused") and migration_job_of(dom),
+        )
+    except (libvirt.libvirtError, ReadError) as exc:
+        message = exc.get_error_message() if hasattr(exc, "get_error_message") else str(exc)
+        return safety.Side(reachable=False, error=message)
+
+
+def agent_ping(dom, timeout: int = 5) -> str:
+    """'' when the guest agent answers guest-ping, else why not."""
+    try:
+        libvirt_qemu.qemuAgentCommand(dom, '{"execute":"guest-ping"}', timeout, 0)
+    except libvirt.libvirtError as exc:
+        return exc.get_error_message() or "no answer"
+    return ""
+
+
+def has_agent_channel(domain_xml: str) -> bool:
+    """Whether the domain defines the qemu-guest-agent's virtio-serial channel."""
+    root = fromstring(domain_xml)
+    return any(
+        target.get("name") == AGENT_CHANNEL for target in root.findall("devices/channel/target")
+    )
+
+
+def cpu_time_ns(dom) -> int:
+    """The guest's vCPU time so far (advances while the guest runs)."""
+    return int(dom.info()[4])
 
 
 def connect_timeout() -> float:
@@ -109,6 +208,37 @@ class LibvirtSession(Session):
             self.dst, self.dst_error = None, str(dst)
         else:
             self.dst = dst
+
+    def reconnect(self) -> bool:
+        """Replace connections that died (keepalive, a restarted daemon, a dropped client)
+        with fresh ones; True when the source answers again."""
+        for attr, uri in (("src", self.ctx.source_uri), ("dst", self.ctx.destination_uri)):
+            conn = getattr(self, attr)
+            if attr == "dst" and not self.two_hosts:
+                continue
+            try:
+                alive = conn is not None and conn.isAlive() == 1
+            except libvirt.libvirtError:
+                alive = False
+            if alive:
+                continue
+            self._callbacks = [(c, cb) for c, cb in self._callbacks if c is not conn]
+            try:
+                fresh = open_connection(uri, connect_timeout())
+            except HostUnreachable as exc:
+                if attr == "dst":
+                    self.dst, self.dst_error = None, str(exc)
+                    continue
+                logger.info(
+                    "attempt %s: reconnect to the source failed: %s", self.ctx.attempt_id, exc
+                )
+                return False
+            setattr(self, attr, fresh)
+            if attr == "dst":
+                self.dst_error = ""
+        if not self.two_hosts:
+            self.dst = self.src
+        return True
 
     def _require_dst(self):
         if self.dst is None:

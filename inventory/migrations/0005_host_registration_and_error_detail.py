@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inventory', '0003_host_qemu_rss_overhead'),
+        ('inventory', '0004_safety_declarations_and_share_proofs'),
     ]
 
     operations = [

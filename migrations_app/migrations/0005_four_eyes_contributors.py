@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migrations_app', '0003_move_plan_features'),
+        ('migrations_app', '0004_attempt_fencing_and_postcopy'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migrations_app', '0005_transport_override'),
+        ('migrations_app', '0006_transport_override'),
     ]
 
     operations = [

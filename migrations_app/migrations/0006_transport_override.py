@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migrations_app', '0004_four_eyes_contributors'),
+        ('migrations_app', '0005_four_eyes_contributors'),
     ]
 
     operations = [
