@@ -8,8 +8,11 @@ PORT ?= 8000
 # When DATABASE_URL points at PostgreSQL, `make test` also runs the fast tests on SQLite.
 SQLITE_SMOKE ?= 1
 
-.PHONY: run test setup system-deps system-deps-test venv lint test-python lab-up lab-down bench bench-load openapi clean
+.PHONY: run test setup system-deps system-deps-test venv lint test-python lab-up lab-down bench bench-load openapi migrate clean
 
+# The demo inventory is libvirt's test driver reading inventory/demo/nodes: only a demo
+# server turns it on (FERRY_DEMO; see docs/security.md).
+run: export FERRY_DEMO = true
 run: system-deps venv
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo_setup
@@ -57,6 +60,11 @@ bench: system-deps-test venv
 
 bench-load: system-deps-test venv
 	$(PY) bench/run.py --only L1 --merge
+
+# Production migrations on PostgreSQL: run as FERRY_OWNER_DATABASE_URL's role, then grant the
+# runtime role of DATABASE_URL its rights (no UPDATE/DELETE/TRUNCATE on the audit trail).
+migrate: venv
+	$(PY) manage.py ferry_migrate
 
 # Regenerate the committed API contract after an intended API change (a test compares them).
 openapi: venv

@@ -87,6 +87,7 @@ def generate(seed: int, n_hosts: int, n_vms: int):
             state="active",
             group="b1",
             transport="tls",
+            tls_verified=True,
             hypervisor_type="QEMU",
             hypervisor_version=8_002_000,
             libvirt_version=10_000_000,

@@ -218,6 +218,11 @@ class Ferry:
     def __init__(self, lab: Lab, workers: int = 2):
         from common import setup_django
 
+        # The lab's unix sockets, named in the server settings (a host's URI never carries
+        # `socket=`); the workers below inherit the environment.
+        os.environ["FERRY_LIBVIRT_SOCKETS"] = ",".join(
+            f"{name}={h['socket']}" for name, h in lab.env["hosts"].items()
+        )
         setup_django()
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
@@ -230,12 +235,14 @@ class Ferry:
         self.Actor = Actor
         User = get_user_model()
         self.people = {}
-        for username, role in (("pat", "planner"), ("ann", "approver"), ("oli", "operator")):
+        people = (("pat", "planner"), ("ann", "approver"), ("oli", "operator"), ("ada", "admin"))
+        for username, role in people:
             user = User.objects.create_user(username, "", f"pw-{uuid.uuid4().hex}")
             user.groups.add(Group.objects.get_or_create(name=role)[0])
             self.people[role] = user
         for name, h in lab.env["hosts"].items():
-            host = host_add(name=name, uri=h["uri"], actor=Actor.system("bench"))
+            uri = f"qemu+unix://{name}/system"
+            host = host_add(name=name, uri=uri, actor=Actor.system("bench"))
             # Clients use the unix socket; peers reach the host on its lab address.
             Host.objects.filter(pk=host.pk).update(migration_address=h["ip"])
         self.sync()
@@ -283,6 +290,7 @@ class Ferry:
         from inventory.models import Host, VirtualMachine
         from migrations_app.models import ValidationRun
         from migrations_app.services.plans import plan_add_vms, plan_create, plan_evacuate_host
+        from migrations_app.services.transport_override import plan_transport_override_set
         from migrations_app.services.validation import plan_validate
         from migrations_app.workflow.services import plan_approve, plan_submit
 
@@ -300,6 +308,11 @@ class Ferry:
         else:
             vms = list(VirtualMachine.objects.filter(name__in=names))
             plan_add_vms(plan=plan, vms=vms, destination=Host.objects.get(name=dst), actor=planner)
+        # The lab migrates over qemu+tcp:// inside its namespaces: an admin allows it.
+        plan_transport_override_set(
+            plan=plan, actor=self.people["admin"], reason="lab: isolated migration network"
+        )
+        plan.refresh_from_db()
         validation = plan_validate(plan=plan, actor=planner)
         plan.refresh_from_db()
         if validation.blockers:

@@ -56,7 +56,7 @@ def seed(plans: int, items: int):
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.contrib.sessions.backends.db import SessionStore
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from inventory.models import Host, VirtualMachine
     from migrations_app.models import MigrationPlan, PlanItem
@@ -108,7 +108,7 @@ def seed(plans: int, items: int):
     session["_auth_user_backend"] = settings.AUTHENTICATION_BACKENDS[0]
     session["_auth_user_hash"] = viewer.get_session_auth_hash()
     session.create()
-    operator_token = Token.objects.create(user=operator).key
+    operator_token = AuthToken.objects.create(user=operator)[1]
     return plan_ids, session.session_key, operator_token
 
 

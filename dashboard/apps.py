@@ -12,6 +12,7 @@ class DashboardConfig(AppConfig):
 
         # Login success/failure go to the audit trail and the lockout counter.
         from dashboard.accounts import signals  # noqa: F401
+        from dashboard.api import schema  # noqa: F401 - registers the token scheme's name
         from dashboard.runtime.worker import on_task_enqueued
 
         # Every enqueue wakes idle database-queue workers at once (see runtime.worker).

@@ -64,12 +64,50 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_map(name: str, default: dict[str, str]) -> dict[str, str]:
+    """A comma-separated list of name=value pairs (names are lower-cased)."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    out = {}
+    for item in value.split(","):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ImproperlyConfigured(f"{name}: {item!r} is not name=value")
+        out[key.strip().lower()] = val.strip()
+    return out
+
+
+def env_paths(name: str, default: list[str]) -> list[str]:
+    """A list of directories separated by os.pathsep (':'); empty items are dropped."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(os.pathsep) if item.strip()]
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     """One of a fixed set of words."""
     value = (os.environ.get(name) or default).strip().lower()
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}")
     return value
+
+
+def private_dir(path) -> None:
+    """Create `path` (and parents) readable by its owner only; tighten an existing one."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def private_file(path) -> None:
+    """Create `path` empty with mode 0600 if missing; tighten an existing one."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
 
 
 def secret_from_env_or_file(name: str, fallback_path) -> str:
@@ -83,7 +121,7 @@ def secret_from_env_or_file(name: str, fallback_path) -> str:
             return handle.read().strip()
     if fallback_path.exists():
         return fallback_path.read_text(encoding="utf-8").strip()
-    fallback_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(fallback_path.parent)
     generated = secrets.token_urlsafe(50)
     fd = os.open(fallback_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

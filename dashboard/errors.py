@@ -17,3 +17,7 @@ class InputError(FerryError, ValueError):
 
 class StateConflict(FerryError):
     """The object's current state does not allow the action: HTTP 409."""
+
+
+class TooManyRequests(FerryError):
+    """A costly action asked for too often; try again later: HTTP 429."""

@@ -2,7 +2,9 @@
 histograms, bytes transferred, task queue depth and this process's websocket clients.
 
 Readable with the scraper token (`Authorization: Bearer $FERRY_METRICS_TOKEN`) or from an
-address in FERRY_METRICS_ALLOW (default: loopback only). Plain text exposition format,
+address in FERRY_METRICS_ALLOW (default: loopback only). Behind a proxy
+(FERRY_BEHIND_PROXY) only the token counts: every client may appear to come from the
+proxy's loopback address, and forwarded addresses are the client's to choose (L7). Plain text exposition format,
 written here rather than through a client library: these are a handful of gauges computed
 from the database at scrape time.
 """
@@ -26,6 +28,8 @@ def _allowed(request) -> bool:
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
         return True
+    if getattr(settings, "FERRY_BEHIND_PROXY", False):
+        return False
     try:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:

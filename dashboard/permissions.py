@@ -15,6 +15,12 @@ ROLES = ("viewer", "planner", "approver", "operator", "auditor", "admin")
 MATRIX: dict[str, frozenset[str]] = {
     "inventory.view": frozenset(ROLES),
     "inventory.manage": frozenset({"planner", "admin"}),
+    # A libvirt URI is code run with credentials every hypervisor trusts as root: only
+    # admins register hosts, and only they read libvirt's raw error text.
+    "host.register": frozenset({"admin"}),
+    "host.error_detail": frozenset({"admin"}),
+    # Letting a plan move VMs to hosts reached without TLS (recorded with a reason).
+    "plan.transport_override": frozenset({"admin"}),
     "plan.view": frozenset(ROLES),
     "plan.edit": frozenset({"planner", "admin"}),
     "plan.submit": frozenset({"planner", "admin"}),

@@ -2,6 +2,7 @@
 environment (see .env.example and the table in README)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -13,7 +14,11 @@ from dashboard.env import (
     env_float,
     env_int,
     env_list,
+    env_map,
+    env_paths,
     env_str,
+    private_dir,
+    private_file,
     secret_from_env_or_file,
 )
 
@@ -34,7 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -115,7 +120,10 @@ if DATABASE_URL:
         DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
         DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # The embedded database holds sessions, token hashes and webhook secrets: only Ferry's
+    # user may read the directory and the file (SQLite gives -wal/-shm the file's mode).
+    private_dir(DATA_DIR)
+    private_file(DATA_DIR / "ferry.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -193,7 +201,8 @@ WHITENOISE_USE_FINDERS = True
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # Hashed (SHA-512) API tokens with an expiry (django-rest-knox), header "Token <key>".
+        "knox.auth.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
@@ -210,11 +219,20 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "dashboard.api.errors.exception_handler",
 }
+# API tokens: shown once, stored as a hash, valid this many days (security review L4).
+FERRY_API_TOKEN_DAYS = env_int("FERRY_API_TOKEN_DAYS", 30, minimum=1)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=FERRY_API_TOKEN_DAYS),
+    "AUTO_REFRESH": False,
+    "TOKEN_LIMIT_PER_USER": None,
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ferry API",
     "DESCRIPTION": "Inventory, migration plans, approvals, runs and the audit trail.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI map the whole API: signed-in people only (L6).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI from the vendored sidecar package: users run Ferry in closed networks.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -264,7 +282,8 @@ if FERRY_HTTPS:
     SECURE_HSTS_SECONDS = env_int("FERRY_HSTS_SECONDS", 31_536_000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-if env_bool("FERRY_BEHIND_PROXY", False):
+FERRY_BEHIND_PROXY = env_bool("FERRY_BEHIND_PROXY", False)
+if FERRY_BEHIND_PROXY:
     # Only behind a proxy that sets this header itself; otherwise clients could forge it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -274,6 +293,18 @@ FERRY_METRICS_ALLOW = env_list("FERRY_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"
 
 # libvirt: how long a connection may take before the host is reported unreachable.
 LIBVIRT_CONNECT_TIMEOUT = env_int("FERRY_LIBVIRT_TIMEOUT", 15, minimum=1)
+# Which libvirt URIs hosts may be registered with (inventory.libvirt_uri; a URI is code, so
+# every option of a connection is a server setting, never part of a host's URI):
+# the client PKI directory for qemu+tls:// and the ssh key for qemu+ssh://;
+FERRY_LIBVIRT_PKI_DIR = env_str("FERRY_LIBVIRT_PKI_DIR", "")
+FERRY_LIBVIRT_SSH_KEYFILE = env_str("FERRY_LIBVIRT_SSH_KEYFILE", "")
+# qemu:///system, the daemon on Ferry's own machine;
+FERRY_ALLOW_LOCAL_LIBVIRT = env_bool("FERRY_ALLOW_LOCAL_LIBVIRT", False)
+# named local sockets, "name=/path,name=/path": hosts register as qemu+unix://name/system;
+FERRY_LIBVIRT_SOCKETS = env_map("FERRY_LIBVIRT_SOCKETS", {})
+# the test driver (a demo: `make run`), reading node files in these directories only.
+FERRY_DEMO = env_bool("FERRY_DEMO", False)
+FERRY_DEMO_NODES = env_paths("FERRY_DEMO_NODES", [str(BASE_DIR / "inventory" / "demo" / "nodes")])
 
 # Execution knobs (seconds unless said otherwise); every worker process reads them here.
 FERRY_SAMPLE_SECONDS = env_float("FERRY_SAMPLE_SECONDS", 1.0, minimum=0.01)  # jobStats sampling
@@ -308,19 +339,46 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# The audit chain's head, signed and kept outside the database (dashboard.audit.anchor):
+# the signing key (never in the database), where heads are written, an extra file every
+# anchor is appended to (another disk, a WORM mount), and how often at most (s).
+FERRY_AUDIT_ANCHOR_KEY = secret_from_env_or_file(
+    "FERRY_AUDIT_ANCHOR_KEY", DATA_DIR / "audit_anchor_key"
+)
+FERRY_AUDIT_ANCHOR_DIR = env_str("FERRY_AUDIT_ANCHOR_DIR", str(DATA_DIR / "audit-anchors"))
+FERRY_AUDIT_ANCHOR_SINK = env_str("FERRY_AUDIT_ANCHOR_SINK", "")
+FERRY_AUDIT_ANCHOR_SECONDS = env_float("FERRY_AUDIT_ANCHOR_SECONDS", 60.0, minimum=0)
+# PostgreSQL: the role that owns the tables and runs `manage.py ferry_migrate` (DATABASE_URL
+# is then Ferry's runtime role, which may only append to the audit trail).
+FERRY_OWNER_DATABASE_URL = env_str("FERRY_OWNER_DATABASE_URL", "")
+
 # Approvals: distinct approvers a plan needs, and hours an approval stays valid (0: forever).
 FERRY_APPROVALS_REQUIRED = env_int("FERRY_APPROVALS_REQUIRED", 1, minimum=1)
 FERRY_APPROVAL_TTL_HOURS = env_int("FERRY_APPROVAL_TTL_HOURS", 0, minimum=0)
+# Change record PDFs (WeasyPrint costs a core for a second or more): per person per minute,
+# and at once per process.
+FERRY_PDF_PER_MINUTE = env_int("FERRY_PDF_PER_MINUTE", 6, minimum=1)
+FERRY_PDF_CONCURRENT = env_int("FERRY_PDF_CONCURRENT", 2, minimum=1)
+# Status links expire after this many days unless their creator chose otherwise.
+FERRY_SHARE_LINK_DAYS = env_int("FERRY_SHARE_LINK_DAYS", 7, minimum=1)
 # Public base URL for links in notifications and status links (empty: relative links).
 FERRY_BASE_URL = env_str("FERRY_BASE_URL", "")
 
 # Login lockout per account (never per address), and the backend that enforces it.
 FERRY_LOGIN_MAX_FAILURES = env_int("FERRY_LOGIN_MAX_FAILURES", 5, minimum=1)
 FERRY_LOGIN_LOCKOUT_SECONDS = env_int("FERRY_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# A soft limit per source address: more failures than this in one lockout period and the
+# address is refused for the period (before any account is counted).
+FERRY_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int(
+    "FERRY_LOGIN_MAX_FAILURES_PER_ADDRESS", 50, minimum=1
+)
 AUTHENTICATION_BACKENDS = ["dashboard.accounts.backend.LockoutModelBackend"]
 
 # Notifications: webhook timeout, attempts before a delivery is given up, and email.
 FERRY_WEBHOOK_TIMEOUT = env_int("FERRY_WEBHOOK_TIMEOUT", 10, minimum=1)
+# Webhooks go to public addresses only; internal receivers an admin allows, by host name
+# (".example.internal" for a whole domain) or network (10.20.0.0/16). Never link-local.
+FERRY_WEBHOOK_ALLOW_HOSTS = env_list("FERRY_WEBHOOK_ALLOW_HOSTS", [])
 FERRY_NOTIFY_MAX_ATTEMPTS = env_int("FERRY_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
 EMAIL_HOST = env_str("FERRY_EMAIL_HOST", "")
 EMAIL_PORT = env_int("FERRY_EMAIL_PORT", 25, minimum=1)

@@ -1,60 +1,83 @@
-"""Opening libvirt connections safely: URI validation, a connect timeout, quiet errors, the
-process's event loop, and a cache of idle connections that the next session reuses."""
+"""Opening libvirt connections safely: URI validation (inventory.libvirt_uri), a connect
+timeout, classified errors, the process's event loop, and a cache of idle connections that
+the next session reuses."""
 
 import threading
 import time
-from urllib.parse import urlsplit
 
 import libvirt
+
+from dashboard.errors import InputError
+from inventory.libvirt_uri import LibvirtUri, connect_uri, transport_of, uri_parse
+
+__all__ = ["LibvirtUri", "transport_of", "uri_parse"]
 
 # libvirt prints every error to stderr by default; Ferry reports errors itself.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
-_TRANSPORTS = {
-    "qemu": "unix",
-    "qemu+unix": "unix",
-    "qemu+tls": "tls",
-    "qemu+ssh": "ssh",
-    "qemu+tcp": "tcp",
-    "qemu+libssh2": "ssh",
-    "qemu+libssh": "ssh",
-    "test": "test",
-}
-
 
 class HostUnreachable(Exception):
-    """libvirt could not be reached (refused, timed out, authentication failed)."""
+    """libvirt could not be reached (refused, timed out, authentication failed).
+
+    `reason` is a classified message safe for every role (no URI, no host name, none of
+    libvirt's text); `detail` is libvirt's own message, for admins and the server log.
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
 
 
-def transport_of(uri: str) -> str:
-    """Validate a libvirt URI and return its transport; ValueError says what is wrong."""
-    if not isinstance(uri, str) or not uri.strip():
-        raise ValueError("The libvirt URI is empty.")
-    if any(ch.isspace() for ch in uri) or len(uri) > 500:
-        raise ValueError(
-            "The libvirt URI must not contain spaces and must be under 500 characters."
-        )
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if scheme not in _TRANSPORTS:
-        known = ", ".join(sorted(s + "://" for s in _TRANSPORTS))
-        raise ValueError(
-            f"'{uri}' is not a libvirt URI Ferry can use; it must start with one of {known}."
-        )
-    if scheme == "test":
-        if not parts.path or parts.path == "/":
-            raise ValueError(
-                "A test driver URI needs a path: test:///default or test:///path/node.xml."
-            )
-        return "test"
-    if parts.path not in ("/system", "/session"):
-        raise ValueError(
-            f"'{uri}' must end in /system (or /session), e.g. qemu+tls://host.example/system."
-        )
-    transport = _TRANSPORTS[scheme]
-    if transport in ("tls", "ssh", "tcp") and not parts.hostname:
-        raise ValueError(f"'{uri}' names no host; write it as {scheme}://HOSTNAME/system.")
-    return transport
+# libvirt's message (lower case) -> the classified reason, most specific first.
+_REASONS = (
+    (
+        ("cannot read ca certificate", "cannot read certificate", "cannot read private key"),
+        "client certificates missing on the Ferry server",
+    ),
+    (
+        ("connection refused", "no route to host", "network is unreachable", "timed out"),
+        "host unreachable",
+    ),
+    (("certificate", "x509", "gnutls", "tls ", "tls:", "pkipath"), "certificate refused"),
+    (
+        ("authentication", "auth failed", "permission denied", "access denied", "polkit"),
+        "authentication failed",
+    ),
+    (
+        (
+            "name or service not known",
+            "unable to resolve",
+            "no address associated",
+            "temporary failure in name resolution",
+            "nodename nor servname",
+        ),
+        "host name does not resolve",
+    ),
+    (
+        (
+            "connection refused",
+            "no route to host",
+            "network is unreachable",
+            "timed out",
+            "connection reset",
+            "no such file",
+            "end of file",
+            "cannot recv",
+            "broken pipe",
+        ),
+        "host unreachable",
+    ),
+)
+
+
+def classify_connect_error(message: str) -> str:
+    """A classified reason for a failed connection, from libvirt's message."""
+    lowered = (message or "").lower()
+    for needles, reason in _REASONS:
+        if any(needle in lowered for needle in needles):
+            return reason
+    return "libvirt refused the connection"
 
 
 def open_connection(uri: str, timeout: float) -> libvirt.virConnect:
@@ -63,24 +86,29 @@ def open_connection(uri: str, timeout: float) -> libvirt.virConnect:
     libvirt's own connect can block on an unresponsive peer for minutes, so the open runs
     in a daemon thread; on timeout the thread is abandoned (it ends when the socket does).
     """
+    try:
+        target = connect_uri(uri)
+    except InputError as exc:
+        raise HostUnreachable("URI not allowed", str(exc)) from None
     result: dict = {}
 
     def _open():
         try:
-            result["conn"] = libvirt.open(uri)
+            result["conn"] = libvirt.open(target)
         except libvirt.libvirtError as exc:
             result["error"] = exc
 
-    thread = threading.Thread(target=_open, name=f"libvirt-open {uri}", daemon=True)
+    thread = threading.Thread(target=_open, name="libvirt-open", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise HostUnreachable(f"No answer from {uri} within {timeout:g} s.")
+        raise HostUnreachable("no answer in time", f"No answer from {uri} within {timeout:g} s.")
     if "error" in result:
-        raise HostUnreachable(f"Could not connect to {uri}: {result['error'].get_error_message()}")
+        raw = result["error"].get_error_message() or str(result["error"])
+        raise HostUnreachable(classify_connect_error(raw), f"Could not connect to {uri}: {raw}")
     conn = result["conn"]
     if conn is None:
-        raise HostUnreachable(f"Could not connect to {uri}.")
+        raise HostUnreachable("host unreachable", f"Could not connect to {uri}.")
     if not uri.startswith("test:"):
         try:
             # Detect a dead peer within ~15 s instead of waiting for TCP to give up.

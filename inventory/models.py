@@ -73,8 +73,13 @@ class Host(models.Model):
         default=0, help_text="how many first moves the QEMU overhead median was taken over"
     )
     last_sync_at = models.DateTimeField(null=True, blank=True)
+    # The classified reason a sync failed ("host unreachable", "certificate refused", ...),
+    # shown to everyone; libvirt's own message is in the detail, for admins only (it may
+    # quote files, addresses and certificate names).
     last_sync_error = models.TextField(blank=True)
+    last_sync_error_detail = models.TextField(blank=True)
     last_sync_task_id = models.CharField(max_length=64, blank=True)
+    registered_by_name = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -3,35 +3,57 @@ to a VM (its host, its disks' pools, the measurements of the move). Syncing from
 is inventory.sync.
 """
 
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dashboard.audit.record import audit_record
-from inventory.libvirt_client import transport_of
+from dashboard.audit.record import as_actor, audit_record
+from dashboard.errors import InputError
+from dashboard.permissions import can
+from inventory.libvirt_client import uri_parse
 from inventory.models import Host, PoolShareProof, StoragePool, VirtualMachine
 
 
-class InventoryError(Exception):
+class InventoryError(InputError):
     """A request the inventory cannot carry out; the message is meant for people."""
 
 
 def host_add(*, name: str, uri: str, actor, group: str = "") -> Host:
-    """Register a host by name and libvirt URI (no connection yet: a sync follows)."""
+    """Register a host by name and libvirt URI (no connection yet: a sync follows).
+
+    Admins only (matrix action host.register; management commands act as the system): a
+    URI is opened with credentials every hypervisor trusts, so it is allowlisted
+    (inventory.libvirt_uri) and stored in its normal form.
+    """
+    if isinstance(actor, AbstractBaseUser) and not can(actor, "host.register"):
+        raise PermissionDenied("Only an admin may register a host (its URI is run as code).")
     name = (name or "").strip()
-    uri = (uri or "").strip()
     if not name:
         raise InventoryError("A host needs a name.")
-    try:
-        transport = transport_of(uri)
-    except ValueError as exc:
-        raise InventoryError(str(exc)) from None
+    if len(name) > 100 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InventoryError(
+            "A host name is one line of at most 100 characters, without control characters."
+        )
     if Host.objects.filter(name=name).exists():
         raise InventoryError(f"A host named '{name}' is already registered.")
+    try:
+        parsed = uri_parse(uri or "")
+    except InputError as exc:
+        raise InventoryError(str(exc)) from None
+    uri, transport = parsed.uri, parsed.transport
     if Host.objects.filter(uri=uri).exists():
         raise InventoryError(f"The URI '{uri}' is already registered as another host.")
+    who = as_actor(actor)
     try:
         with transaction.atomic():
-            host = Host.objects.create(name=name, uri=uri, transport=transport, group=group.strip())
+            host = Host.objects.create(
+                name=name,
+                uri=uri,
+                transport=transport,
+                group=group.strip(),
+                registered_by_name=who.name[:150],
+            )
             audit_record(
                 actor=actor,
                 action="host.added",

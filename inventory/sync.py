@@ -129,11 +129,13 @@ def host_sync(*, host: Host, actor=None) -> SyncResult:
         finally:
             conn.close()
     except HostUnreachable as exc:
-        return _record_sync_failure(host, actor, str(exc), unreachable=True)
+        return _record_sync_failure(host, actor, exc.reason, exc.detail, unreachable=True)
     except libvirt.libvirtError as exc:
-        return _record_sync_failure(host, actor, f"libvirt error: {exc.get_error_message()}")
+        detail = f"libvirt error: {exc.get_error_message()}"
+        return _record_sync_failure(host, actor, "libvirt error while reading the host", detail)
     except UnsafeXML as exc:
-        return _record_sync_failure(host, actor, f"Host sent XML Ferry refuses to read: {exc}")
+        detail = f"Host sent XML Ferry refuses to read: {exc}"
+        return _record_sync_failure(host, actor, "the host sent XML Ferry refuses to read", detail)
     return _apply_facts(host, facts, actor)
 
 
@@ -202,15 +204,23 @@ def host_capacity_refresh(*, host: Host, conn, actor=None) -> str:
     return "refreshed"
 
 
-def _record_sync_failure(host: Host, actor, message: str, unreachable: bool = False) -> SyncResult:
+def _record_sync_failure(
+    host: Host, actor, message: str, detail: str = "", unreachable: bool = False
+) -> SyncResult:
+    # Only the classified `message` goes into the audit chain (append-only: it can never be
+    # scrubbed) and to every role; libvirt's `detail` may quote files, addresses and
+    # certificate names, so it stays on the host row for admins and in the server log.
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
         before = {"state": locked.state, "last_sync_error": locked.last_sync_error}
         locked.last_sync_at = timezone.now()
         locked.last_sync_error = message
+        locked.last_sync_error_detail = detail
         if unreachable and locked.state == Host.State.ACTIVE:
             locked.state = Host.State.UNREACHABLE
-        locked.save(update_fields=["last_sync_at", "last_sync_error", "state"])
+        locked.save(
+            update_fields=["last_sync_at", "last_sync_error", "last_sync_error_detail", "state"]
+        )
         audit_record(
             actor=actor,
             action="host.sync_failed",
@@ -218,7 +228,7 @@ def _record_sync_failure(host: Host, actor, message: str, unreachable: bool = Fa
             before=before,
             after={"state": locked.state, "last_sync_error": message},
         )
-    logger.warning("sync of %s failed: %s", host.name, message)
+    logger.warning("sync of host #%s failed: %s (%s)", host.pk, message, detail)
     return SyncResult(ok=False, error=message)
 
 
@@ -259,6 +269,7 @@ def _apply_facts(host: Host, facts: HostFacts, actor) -> SyncResult:
             result.host_fields_changed.append("state")
         host.last_sync_at = now
         host.last_sync_error = ""
+        host.last_sync_error_detail = ""
         host.save()
 
         pools_by_name = _sync_pools(host, facts)

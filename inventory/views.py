@@ -6,9 +6,11 @@ from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from dashboard.errors import FerryError
 from dashboard.permissions import can, role_required
 from inventory.capacity import planned_memory_changes
 from inventory.models import Host, VirtualMachine
+from inventory.services import host_add
 from inventory.tasks import host_sync_enqueue
 
 
@@ -16,7 +18,37 @@ from inventory.tasks import host_sync_enqueue
 @role_required("inventory.view")
 def host_list(request):
     hosts = Host.objects.annotate(vm_count=Count("vms")).order_by("name")
-    return render(request, "inventory/host_list.html", {"hosts": hosts})
+    context = {"hosts": hosts, "can_register": can(request.user, "host.register")}
+    return render(request, "inventory/host_list.html", context)
+
+
+@login_required
+@require_POST
+@role_required("host.register", message="Only an admin may register a host.")
+def host_add_view(request):
+    """The admins' registration form on the hosts page (the same service as the API)."""
+    try:
+        host = host_add(
+            name=request.POST.get("name", ""),
+            uri=request.POST.get("uri", ""),
+            group=request.POST.get("group", ""),
+            actor=request.user,
+        )
+    except FerryError as exc:
+        messages.error(request, str(exc))
+        return render(
+            request,
+            "inventory/host_list.html",
+            {
+                "hosts": Host.objects.annotate(vm_count=Count("vms")).order_by("name"),
+                "can_register": True,
+                "form": request.POST,
+            },
+            status=400,
+        )
+    task_id = host_sync_enqueue(host=host, user=request.user)
+    messages.success(request, f"Host {host.name} registered; sync queued (task {task_id}).")
+    return redirect("inventory:host-detail", pk=host.pk)
 
 
 @login_required
@@ -30,6 +62,7 @@ def host_detail(request, pk):
         "pools": host.storage_pools.prefetch_related("hosts").order_by("name"),
         "networks": host.networks.order_by("name"),
         "can_manage": can(request.user, "inventory.manage"),
+        "show_error_detail": can(request.user, "host.error_detail"),
     }
     return render(request, "inventory/host_detail.html", context)
 

@@ -390,10 +390,23 @@ def register_in_ferry(hs) -> None:
     if not (manage.exists() and python.exists()):
         log("Ferry not found (manage.py/.venv missing): hosts not registered")
         return
+    # A host's URI never carries `socket=` (Ferry refuses it: a URI is code); the sockets
+    # are named in the server setting FERRY_LIBVIRT_SOCKETS, which a Ferry serving the lab
+    # needs too (printed below).
+    sockets = ",".join(f"{h.name}={h.socket}" for h in hs)
+    env = {**os.environ, "FERRY_LIBVIRT_SOCKETS": sockets}
+    log(f"ferry: serve the lab with FERRY_LIBVIRT_SOCKETS={sockets}")
     for h in hs:
-        for cmd in (["host_add", h.uri, "--name", h.name], ["sync_inventory", "--host", h.name]):
+        uri = f"qemu+unix://{h.name}/system"
+        for cmd in (["host_add", uri, "--name", h.name], ["sync_inventory", "--host", h.name]):
             try:
-                r = run([str(python), str(manage), *cmd], check=False, timeout=180, cwd=str(REPO))
+                r = run(
+                    [str(python), str(manage), *cmd],
+                    check=False,
+                    timeout=180,
+                    cwd=str(REPO),
+                    env=env,
+                )
                 ok, msg = r.returncode == 0, (r.stderr or r.stdout).strip()
             except Exception as e:  # a hung or broken command must not fail `up`
                 ok, msg = False, str(e)

@@ -1,7 +1,8 @@
 """The content hash of a plan: what an approval is bound to.
 
-It covers the items (VM, source, destination, mode, mappings, overrides), the policy and
-the maintenance window; any edit to those changes the hash and so voids approvals.
+It covers the items (VM, source, destination, mode, mappings, overrides), the policy, the
+maintenance window, and what the approvers read to decide: name, description and change
+ticket. Any edit to those changes the hash and so voids approvals.
 """
 
 import hashlib
@@ -26,6 +27,10 @@ def plan_content(plan: MigrationPlan) -> dict:
     ]
     return {
         "plan": plan.pk,
+        "name": plan.name,
+        "description": plan.description,
+        "change_ticket": plan.change_ticket,
+        "transport_override": plan.transport_override_reason or None,
         "policy": plan.get_policy().to_dict(),
         "window_start": plan.window_start.isoformat() if plan.window_start else None,
         "window_end": plan.window_end.isoformat() if plan.window_end else None,

@@ -54,6 +54,7 @@ def _host_class(h: HostInfo) -> tuple:
         h.cpu,
         frozenset(h.network_names),
         h.transport,
+        h.tls_verified,
     )
 
 
@@ -70,6 +71,7 @@ def _item_kind(snapshot: Snapshot, item: ItemInfo) -> tuple:
             source.libvirt_version,
             source.cpu,
             source.transport,
+            source.tls_verified,
         )
         if source
         else None

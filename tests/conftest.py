@@ -23,6 +23,39 @@ def skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _demo_server_environment(tmp_path_factory):
+    """The suite runs Ferry as a demo server: libvirt's test driver is allowed for the demo
+    nodes and for node files tests write under pytest's temporary directory. The
+    environment carries it to the servers and workers tests start as processes."""
+    base = tmp_path_factory.getbasetemp()
+    dirs = os.pathsep.join([str(DEMO_NODES), str(base)])
+    keys = ("FERRY_DEMO", "FERRY_DEMO_NODES", "FERRY_AUDIT_ANCHOR_DIR")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(
+        {
+            "FERRY_DEMO": "true",
+            "FERRY_DEMO_NODES": dirs,
+            # Servers the tests start anchor the audit head here, not in the repo's var/.
+            "FERRY_AUDIT_ANCHOR_DIR": str(base / "audit-anchors-servers"),
+        }
+    )
+    yield dirs.split(os.pathsep)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _demo_server(settings, _demo_server_environment, tmp_path_factory):
+    settings.FERRY_DEMO = True
+    settings.FERRY_DEMO_NODES = list(_demo_server_environment)[:2]
+    # Each test's audit anchors are its own (the database is new for each test as well).
+    settings.FERRY_AUDIT_ANCHOR_DIR = str(tmp_path_factory.mktemp("audit-anchors"))
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     # Several users per test: the production hasher would dominate the run time.
@@ -89,12 +122,13 @@ def demo_uri():
 
 
 def _allow_audit_truncate_in_test_flushes():
-    """The test suite's escape hatch through the audit trail's append-only trigger.
+    """The test suite's way through the audit trail's append-only trigger.
 
     Transactional tests end with a flush, which on PostgreSQL is one TRUNCATE of every
-    table; the trigger (dashboard migration 0004) refuses TRUNCATE of the audit table unless
-    the transaction set ferry.audit_maintenance. Only flushes get the setting, and only
-    for their own transaction (SET LOCAL), so tests of the trigger still see it refuse.
+    table; the trigger (dashboard migrations 0004, 0006) refuses TRUNCATE of the audit
+    table from anyone. The suite connects as the test database's owner, the one role that
+    may disable a trigger (Ferry's runtime role may not: tests/security/test_audit_roles.py),
+    so a flush disables the TRUNCATE trigger for its own transaction and enables it again.
     """
     from django.db.backends.postgresql.operations import DatabaseOperations
 
@@ -106,8 +140,9 @@ def _allow_audit_truncate_in_test_flushes():
         statements = original(
             self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
         )
-        if statements:
-            statements = ["SET LOCAL ferry.audit_maintenance = 'on'", *statements]
+        if statements and "dashboard_auditevent" in tables:
+            trigger = "ALTER TABLE dashboard_auditevent {} TRIGGER ferry_audit_no_truncate"
+            statements = [trigger.format("DISABLE"), *statements, trigger.format("ENABLE")]
         return statements
 
     sql_flush.ferry_patched = True

@@ -6,7 +6,16 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
 
-from dashboard.accounts.lockout import account_locked_until
+from dashboard.accounts.lockout import (
+    account_locked_until,
+    address_locked_until,
+    login_attempt_begin,
+)
+
+
+def source_address(request) -> str:
+    """The client's address as the server saw it (REMOTE_ADDR, never X-Forwarded-For)."""
+    return (getattr(request, "META", {}) or {}).get("REMOTE_ADDR", "") if request else ""
 
 
 class LockoutModelBackend(ModelBackend):
@@ -15,7 +24,9 @@ class LockoutModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
             username = kwargs.get(self.get_user_model_username_field())
-        if username and account_locked_until(username):
+        # Counted before the password is checked, under a row lock: parallel guesses cannot
+        # all pass a check that only later counts them (security review L3).
+        if username and login_attempt_begin(username=username, address=source_address(request)):
             # PermissionDenied stops Django from trying any other backend.
             raise PermissionDenied("account locked")
         return super().authenticate(request, username=username, password=password, **kwargs)
@@ -36,6 +47,13 @@ class LockoutAuthenticationForm(AuthenticationForm):
             if until is not None:
                 raise forms.ValidationError(
                     "Too many failed logins: this account is locked until %(until)s UTC.",
+                    code="locked",
+                    params={"until": until.strftime("%H:%M")},
+                ) from None
+            until = address_locked_until(source_address(self.request))
+            if until is not None:
+                raise forms.ValidationError(
+                    "Too many failed logins from your address: try again after %(until)s UTC.",
                     code="locked",
                     params={"until": until.strftime("%H:%M")},
                 ) from None

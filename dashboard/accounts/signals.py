@@ -8,7 +8,8 @@ from dashboard.accounts.lockout import login_failure_record, login_success_recor
 
 @receiver(user_logged_in, dispatch_uid="ferry_login_success")
 def _on_login(sender, request, user, **kwargs):
-    login_success_record(user=user)
+    address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
+    login_success_record(user=user, address=address)
 
 
 @receiver(user_login_failed, dispatch_uid="ferry_login_failure")

@@ -1,8 +1,9 @@
 """API errors people can read: every failure is a JSON body with a `detail` message.
 
 The one translation of service errors into HTTP answers (configured as DRF's
-EXCEPTION_HANDLER): InputError → 400, StateConflict → 409, Django's ValidationError → 400,
-Django's PermissionDenied → 403 (by DRF), a database outage → 503. Views call services and
+EXCEPTION_HANDLER): InputError → 400, StateConflict → 409, TooManyRequests → 429,
+Django's ValidationError → 400, Django's PermissionDenied → 403 (by DRF), a database
+outage → 503. Views call services and
 let these errors pass; they never build error responses themselves.
 """
 
@@ -15,13 +16,15 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from dashboard.errors import InputError, StateConflict
+from dashboard.errors import InputError, StateConflict, TooManyRequests
 
 logger = logging.getLogger("ferry.api")
 
 
 def exception_handler(exc, context):
     """DRF's handler, plus Ferry's service errors, Django validation errors and the DB."""
+    if isinstance(exc, TooManyRequests):
+        return Response({"detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS)
     if isinstance(exc, StateConflict | InputError):
         set_rollback()
         code = status.HTTP_409_CONFLICT if isinstance(exc, StateConflict) else 400

@@ -15,6 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from dashboard.audit.anchor import anchor_after_commit
 from dashboard.audit.models import AuditEvent
 from dashboard.request_context import current_context
 
@@ -147,4 +148,7 @@ def audit_record(
             "prev_hash": tail["hash"] if tail else GENESIS_HASH,
         }
         fields["hash"] = event_hash(fields)
-        return AuditEvent.objects.create(**fields)
+        event = AuditEvent.objects.create(**fields)
+    # After the outermost commit, note the head outside the database (rate-limited there).
+    transaction.on_commit(anchor_after_commit)
+    return event

@@ -2,12 +2,21 @@
 
 from rest_framework import serializers
 
+from dashboard.permissions import can
 from inventory.models import Host, Network, StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
 
 
 class HostSerializer(serializers.ModelSerializer):
     memory_used_mib = serializers.IntegerField(read_only=True, allow_null=True)
     vm_count = serializers.IntegerField(read_only=True)
+    last_sync_error_detail = serializers.SerializerMethodField(
+        help_text="libvirt's own message of the last failed sync: admins only (empty otherwise)"
+    )
+
+    def get_last_sync_error_detail(self, host) -> str:
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        return host.last_sync_error_detail if can(user, "host.error_detail") else ""
 
     class Meta:
         model = Host
@@ -41,8 +50,10 @@ class HostSerializer(serializers.ModelSerializer):
             "migration_address",
             "last_sync_at",
             "last_sync_error",
+            "last_sync_error_detail",
             "last_sync_task_id",
             "vm_count",
+            "registered_by_name",
             "created_at",
         ]
         read_only_fields = fields

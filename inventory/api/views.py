@@ -5,13 +5,14 @@ from django.db.models.functions import Coalesce
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
+from dashboard.permissions import can
 from inventory.api import filters, serializers
 from inventory.models import Host, Network, StoragePool, VirtualMachine
-from inventory.services import InventoryError, host_add, host_update
+from inventory.services import host_add, host_update
 from inventory.tasks import host_sync_enqueue
 
 InventoryPermission = action_permission("inventory.view", "inventory.manage")
@@ -55,27 +56,23 @@ class HostViewSet(
 
     @extend_schema(responses={201: serializers.HostSerializer})
     def create(self, request, *args, **kwargs):
+        """Register a host (admins only: its URI is allowlisted and run as code)."""
+        if not can(request.user, "host.register"):
+            raise PermissionDenied("Only an admin may register a host (its URI is run as code).")
         data = self._validated(serializers.HostCreateSerializer, request.data)
-        try:
-            host = host_add(
-                name=data["name"], uri=data["uri"], group=data["group"], actor=request.user
-            )
-        except InventoryError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+        host = host_add(name=data["name"], uri=data["uri"], group=data["group"], actor=request.user)
         task_id = host_sync_enqueue(host=host, user=request.user) if data["sync"] else ""
         host = self.get_queryset().get(pk=host.pk)
-        body = serializers.HostSerializer(host).data
+        body = serializers.HostSerializer(host, context=self.get_serializer_context()).data
         body["last_sync_task_id"] = task_id
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: serializers.HostSerializer})
     def partial_update(self, request, *args, **kwargs):
         data = self._validated(serializers.HostUpdateSerializer, request.data)
-        try:
-            host = host_update(host=self.get_object(), actor=request.user, **data)
-        except InventoryError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
-        return Response(serializers.HostSerializer(self.get_queryset().get(pk=host.pk)).data)
+        host = host_update(host=self.get_object(), actor=request.user, **data)
+        row = self.get_queryset().get(pk=host.pk)
+        return Response(serializers.HostSerializer(row, context=self.get_serializer_context()).data)
 
     def update(self, request, *args, **kwargs):
         return self.partial_update(request, *args, **kwargs)

@@ -18,6 +18,7 @@ from dashboard.permissions import can
 from migrations_app.reports.change_record import change_record_build, change_record_json
 from migrations_app.reports.change_record_pdf import change_record_pdf
 from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
+from migrations_app.services.transport_override import plan_transport_override_set
 from migrations_app.sharing.api import ShareLinkCreateSerializer, ShareLinkSerializer
 from migrations_app.sharing.services import share_link_create, share_link_url
 from migrations_app.workflow import services as workflow
@@ -137,6 +138,22 @@ class PlanWorkflowActionsMixin:
         workflow.plan_resume(plan=plan, actor=request.user)
         return self._workflow_answer(plan, f"Plan '{plan.name}' resumed.")
 
+    @extend_schema(request=ReasonSerializer, responses={200: WorkflowStateSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="transport-override",
+        permission_classes=_permission("plan.transport_override"),
+    )
+    def transport_override(self, request, pk=None):
+        """Admins: allow this plan's moves without TLS, with a reason (empty: forbid again).
+        The override is content: the plan returns to draft and needs new approvals."""
+        data = self._input(ReasonSerializer)
+        plan = self.get_object()
+        plan_transport_override_set(plan=plan, actor=request.user, reason=data["reason"])
+        done = "allowed" if data["reason"].strip() else "no longer allowed"
+        return self._workflow_answer(plan, f"Unencrypted moves {done} for plan '{plan.name}'.")
+
     # Operators cancel anything unfinished, planners only what has not started: the service
     # decides on the locked row, so the matrix check here is only "may see plans".
     @extend_schema(request=ReasonSerializer, responses={200: WorkflowStateSerializer})
@@ -201,7 +218,7 @@ class PlanWorkflowActionsMixin:
     def change_record(self, request, pk=None):
         """The change record: plan, evidence the approvers saw, approvals, run, audit."""
         plan = self.get_object()
-        return Response(change_record_json(change_record_build(plan)))
+        return Response(change_record_json(change_record_build(plan, user=request.user)))
 
     @extend_schema(request=None, responses={(200, "application/pdf"): bytes})
     @action(

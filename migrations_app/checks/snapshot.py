@@ -7,6 +7,7 @@ against 1,000 hosts costs the same ten queries as validating one.
 
 from dataclasses import dataclass, field
 
+from inventory.libvirt_uri import tls_uri_verified
 from inventory.models import (
     Host,
     Network,
@@ -42,6 +43,9 @@ class HostInfo:
     machine_types: frozenset
     domain_types: frozenset
     migration_address: str
+    # qemu+tls:// with a URI the allowlist accepts (no query: no no_verify=, no pkipath=);
+    # a row from before the allowlist may carry options that turn certificate checks off.
+    tls_verified: bool = False
     pool_ids: set = field(default_factory=set)
     network_names: set = field(default_factory=set)
     vcpus_allocated: int = 0
@@ -156,6 +160,9 @@ class PlanInfo:
     window_start: object
     window_end: object
     policy: Policy
+    # An admin's recorded reason to allow moves without TLS ("" when there is none).
+    transport_override: str = ""
+    transport_override_by: str = ""
 
 
 @dataclass(slots=True, eq=False)
@@ -226,6 +233,7 @@ def load_hosts() -> dict:
             machine_types=frozenset(h.machine_types or ()),
             domain_types=frozenset(h.domain_types or ()),
             migration_address=h.migration_address,
+            tls_verified=h.transport == "tls" and tls_uri_verified(h.uri),
             qemu_rss_overhead_mib=h.qemu_rss_overhead_mib,
             qemu_rss_overhead_samples=h.qemu_rss_overhead_samples,
         )
@@ -446,6 +454,8 @@ def snapshot_load(plan: MigrationPlan, *, item_ids=None) -> Snapshot:
             window_start=plan.window_start,
             window_end=plan.window_end,
             policy=plan_policy,
+            transport_override=getattr(plan, "transport_override_reason", ""),
+            transport_override_by=getattr(plan, "transport_override_by", ""),
         ),
         hosts=hosts,
         pools=pools,

@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from dashboard.live.publish import publish
+from migrations_app.live.redaction import status_event, status_group
 from migrations_app.models import PlanRun, RunEvent
 
 DASHBOARD_GROUP = "dashboard"
@@ -48,7 +49,7 @@ def run_event(*, run: PlanRun, kind: str, payload: dict, item=None) -> RunEvent:
             event.created_at = timezone.now()
         message = event_message(event, run.plan_id)
         groups = [plan_group(run.plan_id), DASHBOARD_GROUP]
-        transaction.on_commit(lambda: publish(groups, message))
+        transaction.on_commit(lambda: _publish_all(groups, message))
     return event
 
 
@@ -63,4 +64,11 @@ def plan_changed(plan, *, reason: str = "") -> None:
         "at": timezone.now().isoformat(),
         "payload": {"status": plan.status, "reason": reason},
     }
-    transaction.on_commit(lambda: publish([plan_group(plan.pk), DASHBOARD_GROUP], message))
+    transaction.on_commit(lambda: _publish_all([plan_group(plan.pk), DASHBOARD_GROUP], message))
+
+
+def _publish_all(groups: list[str], message: dict) -> None:
+    # Signed-in viewers get the event as it is; status-link streams (no account) get a
+    # redacted copy on their own group (migrations_app.live.redaction).
+    publish(groups, message)
+    publish([status_group(message["plan"])], status_event(message))

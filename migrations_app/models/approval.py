@@ -23,6 +23,10 @@ class Approval(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.CharField(max_length=200, blank=True)
+    # The sequence number of the audit event that recorded this approval: plan_start counts
+    # an approval only when that event exists and says the same (approver, plan, hash), so
+    # a row written into the table by hand does not start a plan.
+    audit_sequence = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

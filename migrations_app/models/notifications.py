@@ -95,7 +95,10 @@ class DeliveryAttempt(models.Model):
     at = models.DateTimeField(auto_now_add=True)
     ok = models.BooleanField(default=False)
     status_code = models.PositiveIntegerField(null=True, blank=True)
+    # `error` is classified ("connection refused", "timed out", "HTTP 500 ..."), for everyone
+    # who may see the delivery; `error_detail` is the raw network error, for admins only.
     error = models.TextField(blank=True)
+    error_detail = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
 
     class Meta:

@@ -42,6 +42,15 @@ class MigrationPlan(models.Model):
     hold = models.BooleanField(default=False, help_text="operator hold: do not auto-start")
     status_reason = models.TextField(blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    submitted_by_name = models.CharField(max_length=150, blank=True)
+    # Everyone who shaped the plan: created, edited or submitted it ([{id, name, as: [...]}]).
+    # Four eyes: none of them may approve it, and their approvals never count.
+    contributors = models.JSONField(default=list, blank=True)
+    # An admin's recorded decision that this plan may move VMs to hosts reached without TLS
+    # (security.transport is a blocker otherwise); part of the approved content.
+    transport_override_reason = models.TextField(blank=True)
+    transport_override_by = models.CharField(max_length=150, blank=True)
+    transport_override_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

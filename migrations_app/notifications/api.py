@@ -21,7 +21,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=NOTIFY_EVENTS), required=False, default=list
     )
-    secret = serializers.SerializerMethodField(help_text="HMAC key of webhook signatures")
+    secret = serializers.SerializerMethodField(
+        help_text="HMAC key of webhook signatures: only in the answer to POST (shown once)"
+    )
 
     class Meta:
         model = NotificationSubscription
@@ -29,14 +31,23 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "active", "secret", "created_at"]
 
     def get_secret(self, subscription) -> str:
-        # Shown to whoever may manage subscriptions: receivers need it to verify bodies.
-        return subscription.secret
+        # Shown once, to whoever created the subscription, in the answer to its creation
+        # (L2): anyone who could read it later could sign notifications of their own.
+        return subscription.secret if self.context.get("show_secret") else ""
 
 
 class AttemptSerializer(serializers.ModelSerializer):
+    error_detail = serializers.SerializerMethodField(
+        help_text="the raw network error: admins only (empty otherwise)"
+    )
+
     class Meta:
         model = DeliveryAttempt
-        fields = ["number", "at", "ok", "status_code", "error", "duration_ms"]
+        fields = ["number", "at", "ok", "status_code", "error", "error_detail", "duration_ms"]
+
+    def get_error_detail(self, attempt) -> str:
+        request = self.context.get("request")
+        return attempt.error_detail if can(getattr(request, "user", None), "users.manage") else ""
 
 
 class DeliverySerializer(serializers.ModelSerializer):
@@ -77,10 +88,12 @@ class SubscriptionViewSet(
 
     def get_queryset(self):
         subscriptions = NotificationSubscription.objects.order_by("id")
-        # A global subscription's secret signs every plan's notifications: only those who
-        # may manage global subscriptions (admins) see them at all.
+        # Admins see every subscription; everyone else only their own (L2): a receiver URL
+        # and its deliveries are the creator's business, and only they may remove it.
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return subscriptions
         if not can(self.request.user, "notification.manage_global"):
-            subscriptions = subscriptions.filter(plan__isnull=False)
+            subscriptions = subscriptions.filter(plan__isnull=False, created_by=self.request.user)
         return subscriptions
 
     def create(self, request, *args, **kwargs):
@@ -99,7 +112,10 @@ class SubscriptionViewSet(
             plan=plan,
             events=data.get("events", []),
         )
-        return Response(self.get_serializer(subscription).data, status=status.HTTP_201_CREATED)
+        answer = SubscriptionSerializer(
+            subscription, context={**self.get_serializer_context(), "show_secret": True}
+        )
+        return Response(answer.data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
         if instance.plan_id is None and not can(self.request.user, "notification.manage_global"):
@@ -115,4 +131,11 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["subscription", "status", "event", "plan_id"]
 
     def get_queryset(self):
-        return NotificationDelivery.objects.prefetch_related("attempt_log").order_by("-id")
+        deliveries = NotificationDelivery.objects.prefetch_related("attempt_log").order_by("-id")
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return deliveries
+        if not can(self.request.user, "notification.manage_global"):
+            deliveries = deliveries.filter(
+                subscription__plan__isnull=False, subscription__created_by=self.request.user
+            )
+        return deliveries

@@ -11,12 +11,11 @@ with the subscription's secret>`; receivers recompute it over the bytes they rec
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import secrets
 import time
-import urllib.error
-import urllib.request
 from datetime import timedelta
 
 from django.conf import settings
@@ -36,6 +35,11 @@ from migrations_app.models.notifications import (
     NotificationSubscription,
 )
 from migrations_app.notifications.tasks import deliver_notification_task
+from migrations_app.notifications.webhook_guard import (
+    classify_network_error,
+    webhook_post,
+    webhook_target_resolve,
+)
 
 logger = logging.getLogger("ferry.notify")
 
@@ -100,42 +104,33 @@ def _enqueue_all(ids: list[int]) -> None:
             logger.exception("could not enqueue notification delivery %s", delivery_id)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A webhook that redirects is a misconfiguration, not somewhere to send the body."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-def _post_webhook(subscription, delivery) -> tuple[bool, int | None, str]:
+def _post_webhook(subscription, delivery) -> tuple[bool, int | None, str, str]:
+    # Resolved and checked again now (DNS may have changed since the subscription), and
+    # sent to the checked address; a redirect is not followed (an answer like any other).
     body = delivery.body.encode("utf-8")
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked at subscription
-        subscription.target,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "Ferry-Webhook/1",
-            "X-Ferry-Event": f"plan.{delivery.event}",
-            "X-Ferry-Delivery": str(delivery.pk),
-            SIGNATURE_HEADER: signature_of(subscription.secret, body),
-        },
-    )
-    opener = urllib.request.build_opener(_NoRedirect)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Ferry-Webhook/1",
+        "X-Ferry-Event": f"plan.{delivery.event}",
+        "X-Ferry-Delivery": str(delivery.pk),
+        SIGNATURE_HEADER: signature_of(subscription.secret, body),
+    }
     timeout = getattr(settings, "FERRY_WEBHOOK_TIMEOUT", 10)
     try:
-        with opener.open(request, timeout=timeout) as response:
-            return 200 <= response.status < 300, response.status, ""
-    except urllib.error.HTTPError as exc:
-        return False, exc.code, f"HTTP {exc.code} {exc.reason}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, None, str(getattr(exc, "reason", exc))[:1000]
+        code, reason = webhook_post(subscription.target, body, headers, timeout)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return False, None, classify_network_error(exc), f"{type(exc).__name__}: {exc}"[:1000]
+    if 200 <= code < 300:
+        return True, code, "", ""
+    return False, code, f"HTTP {code}", f"HTTP {code} {reason}"[:1000]
 
 
-def _send_email(subscription, delivery) -> tuple[bool, int | None, str]:
+def _send_email(subscription, delivery) -> tuple[bool, int | None, str, str]:
     payload = json.loads(delivery.body)
     plan = payload.get("plan", {})
-    subject = f"[Ferry] plan '{plan.get('name')}' {delivery.event}"
+    # Names from before line breaks were refused still must not stop the mail (L10).
+    name = " ".join(str(plan.get("name") or "").split())
+    subject = f"[Ferry] plan '{name}' {delivery.event}"
     lines = [
         f"Plan: {plan.get('name')} (#{plan.get('id')})",
         f"Event: {payload.get('event')} by {payload.get('actor')} at {payload.get('at')}",
@@ -149,8 +144,13 @@ def _send_email(subscription, delivery) -> tuple[bool, int | None, str]:
     try:
         send_mail(subject, "\n".join(lines) + "\n", None, [subscription.target])
     except Exception as exc:  # SMTP errors come in many types; each is logged as an attempt
-        return False, None, f"{type(exc).__name__}: {exc}"[:1000]
-    return True, None, ""
+        return (
+            False,
+            None,
+            "the mail server refused or failed",
+            f"{type(exc).__name__}: {exc}"[:1000],
+        )
+    return True, None, "", ""
 
 
 def backoff_seconds(attempt: int) -> int:
@@ -181,9 +181,9 @@ def notification_deliver(delivery_id: int) -> NotificationDelivery | None:
     started = time.monotonic()
     # The network call happens outside any transaction: a slow receiver holds no lock.
     if subscription.kind == NotificationSubscription.Kind.WEBHOOK:
-        ok, code, error = _post_webhook(subscription, delivery)
+        ok, code, error, detail = _post_webhook(subscription, delivery)
     else:
-        ok, code, error = _send_email(subscription, delivery)
+        ok, code, error, detail = _send_email(subscription, delivery)
     duration = int((time.monotonic() - started) * 1000)
     max_attempts = getattr(settings, "FERRY_NOTIFY_MAX_ATTEMPTS", 6)
     now = timezone.now()
@@ -195,6 +195,7 @@ def notification_deliver(delivery_id: int) -> NotificationDelivery | None:
             ok=ok,
             status_code=code,
             error=error,
+            error_detail=detail,
             duration_ms=duration,
         )
         if ok:
@@ -232,6 +233,7 @@ def subscription_create(
     target = (target or "").strip()
     if kind == NotificationSubscription.Kind.WEBHOOK:
         URLValidator(schemes=["http", "https"])(target)
+        webhook_target_resolve(target)  # public addresses only, unless an admin allowed it
     elif kind == NotificationSubscription.Kind.EMAIL:
         EmailValidator()(target)
     else:

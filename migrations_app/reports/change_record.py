@@ -52,8 +52,9 @@ def plan_audit_query(plan: MigrationPlan, runs: list[PlanRun]) -> Q:
     return query
 
 
-def change_record_build(plan: MigrationPlan) -> ChangeRecord:
-    """Collect the change record of a plan (read-only)."""
+def change_record_build(plan: MigrationPlan, *, user=None) -> ChangeRecord:
+    """Collect the change record of a plan (read-only). With `user`, the audit events are
+    those that user may read (status-link events stay with auditors, L8)."""
     evidence = evidence_run(plan)
     runs = list(
         PlanRun.objects.filter(plan=plan)
@@ -74,7 +75,11 @@ def change_record_build(plan: MigrationPlan) -> ChangeRecord:
         check_results=list(evidence.results.order_by("id")) if evidence else [],
         approvals=list(Approval.objects.filter(plan=plan).order_by("created_at", "id")),
         runs=runs,
-        events=list(AuditEvent.objects.filter(plan_audit_query(plan, runs)).order_by("sequence")),
+        events=list(
+            (audit_events_visible(user) if user is not None else AuditEvent.objects.all())
+            .filter(plan_audit_query(plan, runs))
+            .order_by("sequence")
+        ),
         chain_head=head,
         generated_at=timezone.now(),
     )

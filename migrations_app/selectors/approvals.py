@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dashboard.audit.models import AuditEvent
 from migrations_app.models import Approval, MigrationPlan
 
 
@@ -13,8 +14,8 @@ def approvals_required() -> int:
 
 
 def approvals_valid(plan: MigrationPlan, *, now=None) -> QuerySet[Approval]:
-    """Approvals that still count: bound to the frozen hash, not voided, not expired,
-    and not given by the plan's author (four eyes, checked again on read)."""
+    """Approvals that still count: bound to the frozen hash, not voided, not expired, and
+    not given by anyone who shaped the plan (four eyes, checked again on read)."""
     now = now or timezone.now()
     valid = Approval.objects.filter(
         plan=plan,
@@ -24,9 +25,8 @@ def approvals_valid(plan: MigrationPlan, *, now=None) -> QuerySet[Approval]:
     ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
     if plan.content_hash == "":
         return valid.none()
-    if plan.author_id is not None:
-        valid = valid.exclude(approver_id=plan.author_id)
-    return valid
+    ids, names = approval_excluded_people(plan)
+    return valid.exclude(approver_id__in=ids).exclude(approver_name__in=names)
 
 
 def approvals_valid_count(plan: MigrationPlan, *, now=None) -> int:
@@ -35,13 +35,64 @@ def approvals_valid_count(plan: MigrationPlan, *, now=None) -> int:
     return approvals_valid(plan, now=now).values("approver_name").distinct().count()
 
 
+def approvals_tied_count(plan: MigrationPlan, *, now=None) -> int:
+    """Distinct approvers whose valid approval is tied to its audit event: the event at
+    the approval's audit sequence records this plan's approval by this approver of this
+    content hash. plan_start counts these, so an Approval row that did not come through
+    plan_approve (and so has no matching event in the hash chain) starts nothing."""
+    approvals = list(approvals_valid(plan, now=now).exclude(audit_sequence__isnull=True))
+    events = {
+        event.sequence: event
+        for event in AuditEvent.objects.filter(
+            sequence__in=[a.audit_sequence for a in approvals],
+            action="plan.approve",
+            object_type=MigrationPlan._meta.label_lower,
+            object_id=str(plan.pk),
+        )
+    }
+    tied = set()
+    for approval in approvals:
+        event = events.get(approval.audit_sequence)
+        after = (event.after or {}) if event else {}
+        if (
+            event is not None
+            and event.actor_name == approval.approver_name
+            and (approval.approver_id is None or event.actor_user_id == approval.approver_id)
+            and after.get("approval") == approval.pk
+            and after.get("content_hash") == approval.content_hash
+        ):
+            tied.add(approval.approver_name)
+    return len(tied)
+
+
+def approval_excluded_people(plan: MigrationPlan) -> tuple[set, set]:
+    """(user ids, user names) of everyone who may not approve `plan`: its author and
+    everyone who edited or submitted it."""
+    ids = {plan.author_id} - {None}
+    names = {plan.author_name} - {""}
+    for entry in plan.contributors or []:
+        if entry.get("id") is not None:
+            ids.add(entry["id"])
+        if entry.get("name"):
+            names.add(entry["name"])
+    return ids, names
+
+
 def approval_excluded_reason(plan: MigrationPlan, user) -> str:
-    """Why `user` may not approve or reject `plan` under four eyes ("" when they may)."""
+    """Why `user` may not approve or reject `plan` under four eyes ("" when they may):
+    "author", "submitted" or "edited". Pages, API and services all ask this function."""
     pk = getattr(user, "pk", None)
+    name = _username(user)
     if plan.author_id is not None and plan.author_id == pk:
         return "author"
-    if plan.author_id is None and plan.author_name and plan.author_name == _username(user):
+    if plan.author_id is None and plan.author_name and plan.author_name == name:
         return "author"
+    for entry in plan.contributors or []:
+        if (pk is not None and entry.get("id") == pk) or (name and entry.get("name") == name):
+            roles = entry.get("as") or ["edited"]
+            if "created" in roles:
+                return "author"
+            return "submitted" if "submitted" in roles else "edited"
     return ""
 
 

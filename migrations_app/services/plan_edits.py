@@ -1,12 +1,14 @@
 """The one rule every content edit of a plan follows (the approval workflow relies on it).
 
 An approval is bound to the plan's content hash; any edit of the content (items,
-destinations, modes, maps, overrides, policy, window) must therefore call
+destinations, modes, maps, overrides, policy, window, name, description, change ticket)
+must therefore call
 `plan_content_changed` inside the edit's transaction, with the plan row locked by
 `plan_lock`. The approve service locks the same row and compares the hash, so an edit and
 an approval racing each other serialize: whichever commits second sees the other's result.
 """
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,6 +36,24 @@ def plan_require_editable(plan: MigrationPlan) -> None:
         raise PlanStateError(f"Plan '{plan.name}' is {plan.get_status_display()}: {reason}.")
 
 
+def plan_contributor_note(plan: MigrationPlan, actor, role: str) -> bool:
+    """Remember that a person `role`d ("created", "edited", "submitted") the plan; True when
+    `plan.contributors` changed (the caller saves it). Four eyes excludes all of them."""
+    if not isinstance(actor, AbstractBaseUser):
+        return False  # workers and the system act on a person's behalf, never choose content
+    entries = [dict(entry) for entry in plan.contributors or []]
+    for entry in entries:
+        if entry.get("id") == actor.pk:
+            if role in entry.setdefault("as", []):
+                return False
+            entry["as"].append(role)
+            break
+    else:
+        entries.append({"id": actor.pk, "name": actor.get_username(), "as": [role]})
+    plan.contributors = entries
+    return True
+
+
 def plan_content_changed(plan: MigrationPlan, actor, *, what: str = "") -> MigrationPlan:
     """Record that the plan's content changed: bump the version and, when the plan was
     submitted/approved/rejected/scheduled, return it to draft, clear the frozen hash and
@@ -44,6 +64,8 @@ def plan_content_changed(plan: MigrationPlan, actor, *, what: str = "") -> Migra
     plan_require_editable(plan)
     plan.version += 1
     fields = ["version", "updated_at"]
+    if plan_contributor_note(plan, actor, "edited"):
+        fields.append("contributors")
     if plan.status in RETURN_TO_DRAFT:
         before = {"status": plan.status, "content_hash": plan.content_hash}
         reason = f"content edited{': ' + what if what else ''} (plan version {plan.version})"

@@ -44,6 +44,14 @@ def _names(vms) -> dict:
     return {"count": len(names), "vms": names[:NAME_LIMIT]}
 
 
+def _one_line(value: str, what: str) -> str:
+    """A name or ticket: one line, no control characters (a line break in a plan's name
+    ended up in every email subject, which Django then refuses to send: L10)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise PlanError(f"The {what} must be one line without control characters.")
+    return value
+
+
 def _clean_window(window_start, window_end) -> None:
     if window_start is not None and window_end is not None and window_end <= window_start:
         raise PlanError(
@@ -77,9 +85,10 @@ def plan_create(
     policy: dict | None = None,
 ) -> MigrationPlan:
     """Create a draft plan."""
-    name = (name or "").strip()
+    name = _one_line((name or "").strip(), "plan name")
     if not name:
         raise PlanError("A plan needs a name.")
+    _one_line(change_ticket or "", "change ticket")
     _clean_window(window_start, window_end)
     policy = _clean_policy(policy)
     user = _user_of(actor)
@@ -93,6 +102,9 @@ def plan_create(
             policy=policy,
             author=user,
             author_name=user.get_username() if user else getattr(actor, "name", "system"),
+            contributors=[{"id": user.pk, "name": user.get_username(), "as": ["created"]}]
+            if user
+            else [],
         )
         audit_record(
             actor=actor,
@@ -120,7 +132,7 @@ def plan_update(
     window_end=UNSET,
     policy=UNSET,
 ) -> MigrationPlan:
-    """Change a plan's fields; window and policy are content (approvals are voided)."""
+    """Change a plan's fields; every one is content (approvals are voided)."""
     with transaction.atomic():
         plan = plan_lock(plan)
         plan_require_editable(plan)
@@ -133,14 +145,14 @@ def plan_update(
                 setattr(plan, field, value)
 
         if name is not UNSET:
-            name = (name or "").strip()
+            name = _one_line((name or "").strip(), "plan name")
             if not name:
                 raise PlanError("A plan needs a name.")
             change("name", name[:200])
         if description is not UNSET:
             change("description", description or "")
         if change_ticket is not UNSET:
-            change("change_ticket", (change_ticket or "").strip()[:100])
+            change("change_ticket", _one_line((change_ticket or "").strip(), "change ticket")[:100])
         change("window_start", window_start)
         change("window_end", window_end)
         _clean_window(plan.window_start, plan.window_end)
@@ -148,13 +160,10 @@ def plan_update(
             change("policy", _clean_policy(policy))
         if not after:
             return plan
-        content = {"window_start", "window_end", "policy"} & set(after)
-        if content:
-            plan.save()
-            plan_content_changed(plan, actor, what=", ".join(sorted(content)))
-        else:
-            plan.version += 1
-            plan.save()
+        # Every field is content: the approvers approved the name, description and change
+        # ticket they read as much as the items (a swapped ticket must void approvals).
+        plan.save()
+        plan_content_changed(plan, actor, what=", ".join(sorted(after)))
         audit_record(actor=actor, action="plan.updated", obj=plan, before=before, after=after)
     return plan
 

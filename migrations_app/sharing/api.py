@@ -12,7 +12,15 @@ from migrations_app.sharing.services import share_link_revoke
 
 
 class ShareLinkCreateSerializer(serializers.Serializer):
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="default: FERRY_SHARE_LINK_DAYS (7 days) from now",
+    )
+    never_expires = serializers.BooleanField(
+        required=False, default=False, help_text="explicitly a link without expiry"
+    )
     show_host_names = serializers.BooleanField(required=False, default=False)
     label = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
 

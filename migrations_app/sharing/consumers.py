@@ -2,7 +2,7 @@
 login), redacted like the status page, closed when the link is revoked or expires."""
 
 from dashboard.live.consumers import LiveConsumer, read_in_pool
-from migrations_app.live.events import plan_group
+from migrations_app.live.redaction import status_group, status_snapshot
 from migrations_app.live.snapshots import plan_snapshot
 from migrations_app.models import ShareLink
 from migrations_app.sharing.services import share_link_group, share_link_lookup
@@ -20,8 +20,9 @@ class StatusConsumer(LiveConsumer):
         if link is None or link.state() != "active":
             return None
         self.link_id = link.pk
-        self.groups_to_join = [plan_group(link.plan_id), share_link_group(link.pk)]
-        return plan_snapshot(link.plan, redact_hosts=not link.show_host_names)
+        # Its own group, fed redacted copies of the plan's events (M4).
+        self.groups_to_join = [status_group(link.plan_id), share_link_group(link.pk)]
+        return status_snapshot(plan_snapshot(link.plan, redact_hosts=not link.show_host_names))
 
     def authorization_key(self):
         return ("link", getattr(self, "link_id", None))

@@ -7,12 +7,14 @@ database reader cannot rebuild working links. Lookups hash the presented token.
 import hashlib
 import logging
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from dashboard.audit.record import audit_record
+from dashboard.errors import InputError
 from dashboard.live.publish import close_streams
 from migrations_app.models.sharing import ShareLink
 
@@ -37,9 +39,24 @@ def share_link_group(link_id: int) -> str:
 
 
 def share_link_create(
-    *, plan, actor, expires_at=None, show_host_names: bool = False, label: str = ""
+    *,
+    plan,
+    actor,
+    expires_at=None,
+    never_expires: bool = False,
+    show_host_names: bool = False,
+    label: str = "",
 ) -> tuple[ShareLink, str]:
-    """Create a link to the plan's status page; returns the link and its token (shown once)."""
+    """Create a link to the plan's status page; returns the link and its token (shown once).
+
+    A link expires after FERRY_SHARE_LINK_DAYS (7) unless it names its own expiry, or its
+    creator explicitly chose `never_expires` (the page warns about such links).
+    """
+    if expires_at is not None and never_expires:
+        raise InputError("Give an expiry or choose 'never expires', not both.")
+    now = timezone.now()
+    if expires_at is None and not never_expires:
+        expires_at = now + timedelta(days=int(getattr(settings, "FERRY_SHARE_LINK_DAYS", 7)))
     token = secrets.token_urlsafe(32)
     with transaction.atomic():
         link = ShareLink.objects.create(

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
+from migrations_app.live.redaction import status_snapshot as redacted_for_status
 from migrations_app.live.snapshots import plan_snapshot
 from migrations_app.models import MigrationPlan
 from migrations_app.selectors.runs import evidence_run, latest_run
@@ -52,7 +53,7 @@ def status_page(request, token):
         code = 404 if link is None else 410
         return _no_store(render(request, "migrations_app/status_gone.html", context, status=code))
     plan = link.plan
-    snapshot = plan_snapshot(plan, redact_hosts=not link.show_host_names)
+    snapshot = redacted_for_status(plan_snapshot(plan, redact_hosts=not link.show_host_names))
     statuses = [item["status"] for item in snapshot["items"]]
     total = len(statuses)
     done = sum(1 for s in statuses if s in _DONE)
@@ -84,7 +85,7 @@ def status_snapshot(request, token):
         return _no_store(
             JsonResponse({"detail": detail, "state": state}, status=404 if link is None else 410)
         )
-    snapshot = plan_snapshot(link.plan, redact_hosts=not link.show_host_names)
+    snapshot = redacted_for_status(plan_snapshot(link.plan, redact_hosts=not link.show_host_names))
     eta = _eta(link.plan)
     snapshot["eta"] = eta.isoformat() if eta else None
     return _no_store(JsonResponse(snapshot))

@@ -1,9 +1,11 @@
 """Template tags that plan pages include: the workflow actions and the status links."""
 
 from django import template
+from django.conf import settings
 from django.utils import timezone
 
 from dashboard.permissions import can
+from inventory.models import Host
 from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
 from migrations_app.workflow.services import in_window
 from migrations_app.workflow.states import available_actions
@@ -24,6 +26,7 @@ def plan_share_links(context, plan):
         "plan": plan,
         "links": links,
         "can_manage": manage,
+        "default_days": getattr(settings, "FERRY_SHARE_LINK_DAYS", 7),
         "csrf_token": context.get("csrf_token"),
         "request": request,
     }
@@ -41,6 +44,8 @@ def plan_workflow_actions(context, plan):
         "approvals_required": approvals_required(),
         "decisions": list(plan.approvals.order_by("created_at", "id")),
         "outside_window": not in_window(plan, timezone.now()),
+        # M1: the approver sees where the VMs go, how Ferry reaches it and who vouched for it.
+        "destinations": Host.objects.filter(inbound_items__plan=plan).distinct().order_by("name"),
         "csrf_token": context.get("csrf_token"),
         "request": request,
     }

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_safe
 
 from dashboard.audit.export import audit_export_csv, audit_export_json
 from dashboard.audit.views import AUDIT_READER_ONLY
+from dashboard.errors import TooManyRequests
 from dashboard.permissions import role_required
 from migrations_app.models import MigrationPlan
 from migrations_app.reports.change_record import audit_events_of_plan
@@ -26,9 +27,11 @@ def change_record_page(request, pk):
 @role_required("plan.view")
 def change_record_pdf_page(request, pk):
     plan = get_object_or_404(MigrationPlan, pk=pk)
-    response = HttpResponse(
-        change_record_pdf(plan, request=request), content_type="application/pdf"
-    )
+    try:
+        pdf = change_record_pdf(plan, request=request)
+    except TooManyRequests as exc:
+        return HttpResponse(str(exc), status=429, content_type="text/plain")
+    response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="plan-{plan.pk}-change-record.pdf"'
     return response
 

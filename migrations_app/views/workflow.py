@@ -34,8 +34,9 @@ def _back(request, plan_id: int):
 def sharelink_create_page(request, pk):
     plan = get_object_or_404(MigrationPlan, pk=pk)
     hours = request.POST.get("hours", "").strip()
+    never = bool(request.POST.get("never_expires"))
     expires_at = None
-    if hours:
+    if hours and not never:
         if not hours.isdigit() or not 1 <= int(hours) <= 8760:
             messages.error(request, "Expiry must be a whole number of hours from 1 to 8760.")
             return _back(request, plan.pk)
@@ -44,11 +45,18 @@ def sharelink_create_page(request, pk):
         plan=plan,
         actor=request.user,
         expires_at=expires_at,
+        never_expires=never,
         show_host_names=bool(request.POST.get("show_host_names")),
         label=request.POST.get("label", ""),
     )
     url = share_link_url(request, token)
     messages.success(request, f"Status link created; copy it now, it is shown once: {url}")
+    if never:
+        messages.warning(
+            request,
+            "This link never expires: whoever holds it can follow the plan until someone "
+            "revokes it.",
+        )
     return _back(request, plan.pk)
 
 

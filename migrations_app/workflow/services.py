@@ -32,7 +32,13 @@ from migrations_app.errors import TransitionError
 from migrations_app.live.events import plan_changed
 from migrations_app.models import Approval, MigrationPlan, ValidationRun
 from migrations_app.notifications.services import notify_plan_event
-from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
+from migrations_app.selectors.approvals import (
+    approval_excluded_reason,
+    approvals_required,
+    approvals_tied_count,
+    approvals_valid_count,
+)
+from migrations_app.services.plan_edits import plan_contributor_note
 from migrations_app.workflow import signals
 from migrations_app.workflow.states import require_transition
 
@@ -64,18 +70,21 @@ def _require_role(actor, action: str, verb: str, *, machine_allowed: bool = Fals
         raise WorkflowForbidden(f"Only a signed-in person may {verb} a plan.")
 
 
-def _is_author(plan: MigrationPlan, user) -> bool:
-    # The name snapshot also catches an author whose account was recreated after deletion.
-    if plan.author_id is not None:
-        return plan.author_id == user.pk
-    return bool(plan.author_name) and plan.author_name == user.get_username()
+_EXCLUDED = {
+    "author": "you wrote plan '{name}'",
+    "edited": "you edited plan '{name}'",
+    "submitted": "you submitted plan '{name}'",
+}
 
 
-def _require_not_author(plan: MigrationPlan, user, verb: str) -> None:
-    # Four eyes holds for everyone, superusers and admins included.
-    if _is_author(plan, user):
+def _require_four_eyes(plan: MigrationPlan, user, verb: str) -> None:
+    # Four eyes holds for everyone, superusers and admins included: whoever shaped the
+    # content (wrote, edited or submitted it) may not also judge it.
+    reason = approval_excluded_reason(plan, user)
+    if reason:
         raise WorkflowForbidden(
-            f"Four eyes: you wrote plan '{plan.name}', so someone else must {verb} it."
+            f"Four eyes: {_EXCLUDED[reason].format(name=plan.name)}, so someone else must "
+            f"{verb} it."
         )
 
 
@@ -111,12 +120,15 @@ def _change(
     reason: str = "",
     extra: dict | None = None,
     update_fields: list[str],
-) -> None:
+):
     """Save the plan and record its one audit event, in the caller's transaction."""
     plan.save(update_fields=[*update_fields, "updated_at"])
     after = {**_state(plan), **(extra or {})}
-    audit_record(actor=actor, action=action, obj=plan, before=before, after=after, reason=reason)
+    event = audit_record(
+        actor=actor, action=action, obj=plan, before=before, after=after, reason=reason
+    )
     plan_changed(plan, reason=action)
+    return event
 
 
 def _stale_frozen_content(plan: MigrationPlan) -> bool:
@@ -168,14 +180,23 @@ def plan_submit(*, plan: MigrationPlan, actor) -> MigrationPlan:
         locked.status = S.SUBMITTED
         locked.content_hash = run.content_hash
         locked.submitted_at = timezone.now()
+        locked.submitted_by_name = actor.get_username()
         locked.status_reason = ""
+        plan_contributor_note(locked, actor, "submitted")
         _change(
             locked,
             actor=actor,
             action="plan.submit",
             before=before,
             extra={"content_hash": locked.content_hash, "validation_run": run.pk},
-            update_fields=["status", "content_hash", "submitted_at", "status_reason"],
+            update_fields=[
+                "status",
+                "content_hash",
+                "submitted_at",
+                "submitted_by_name",
+                "status_reason",
+                "contributors",
+            ],
         )
         notify_plan_event(locked, "submitted", actor=actor)
     return _sync(plan, locked)
@@ -192,7 +213,7 @@ def plan_approve(
     _require_role(actor, "plan.approve", "approve")
     with transaction.atomic():
         locked = _locked(plan)
-        _require_not_author(locked, actor, "approve")
+        _require_four_eyes(locked, actor, "approve")
         required = approvals_required()
         now = timezone.now()
         valid_before = approvals_valid_count(locked, now=now)
@@ -238,7 +259,7 @@ def plan_approve(
         if count >= required:
             locked.status = S.APPROVED
         locked.status_reason = ""
-        _change(
+        event = _change(
             locked,
             actor=actor,
             action="plan.approve",
@@ -253,6 +274,9 @@ def plan_approve(
             },
             update_fields=["status", "status_reason"],
         )
+        # Tie the approval to its event in the hash chain; plan_start checks the tie.
+        approval.audit_sequence = event.sequence
+        approval.save(update_fields=["audit_sequence"])
         notify_plan_event(locked, "approved", actor=actor, extra={"approvals": count})
     _sync(plan, locked)
     return approval
@@ -264,7 +288,7 @@ def plan_reject(*, plan: MigrationPlan, actor, reason: str) -> Approval:
     reason = _require_reason(reason, "reason", "Say why the plan is rejected.")
     with transaction.atomic():
         locked = _locked(plan)
-        _require_not_author(locked, actor, "reject")
+        _require_four_eyes(locked, actor, "reject")
         require_transition(locked, S.REJECTED, "reject")
         rejection = Approval.objects.create(
             plan=locked,
@@ -312,11 +336,12 @@ def plan_start(*, plan: MigrationPlan, actor, override_reason: str = "") -> Migr
             raise TransitionError(f"Plan '{locked.name}' is on hold: an operator must start it.")
         now = timezone.now()
         required = approvals_required()
-        valid = approvals_valid_count(locked, now=now)
+        valid = approvals_tied_count(locked, now=now)
         if valid < required:
             raise TransitionError(
                 f"Cannot start plan '{locked.name}': it has {valid} valid approval(s) of "
-                f"{required} required (approvals expire or are voided by edits)."
+                f"{required} required (approvals expire or are voided by edits, and count "
+                "only from people who did not shape the plan, as the audit trail records)."
             )
         if _stale_frozen_content(locked):
             raise TransitionError(

@@ -9,12 +9,18 @@
     font: { family: "system-ui, sans-serif", size: 13 },
     legend: { orientation: "h", y: -0.25 },
   };
+  // Plotly reads <a href>, <b>, <span style> and entities in labels as markup. Labels here
+  // are names people and hypervisors chose (plans, VMs, hosts): shown as text, never markup.
+  function plain(text) {
+    return String(text === null || text === undefined ? "" : text)
+      .replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
   const builders = {
     "host-memory": function (data) {
       return {
         traces: [
-          { type: "bar", name: "used MiB", x: data.hosts, y: data.used, marker: { color: "#d9822b" } },
-          { type: "bar", name: "free MiB", x: data.hosts, y: data.free, marker: { color: "#3c8d5a" } },
+          { type: "bar", name: "used MiB", x: data.hosts.map(plain), y: data.used, marker: { color: "#d9822b" } },
+          { type: "bar", name: "free MiB", x: data.hosts.map(plain), y: data.free, marker: { color: "#3c8d5a" } },
         ],
         layout: { barmode: "stack", yaxis: { title: { text: "MiB" } } },
       };
@@ -24,7 +30,7 @@
     "host-capacity": function (data) {
       return {
         traces: [
-          { type: "bar", name: "used MiB", x: data.bars.map(function (b) { return b.label; }),
+          { type: "bar", name: "used MiB", x: data.bars.map(function (b) { return plain(b.label); }),
             y: data.bars.map(function (b) { return b.used; }),
             marker: { color: data.bars.map(function (b) { return b.used > data.total ? "#c0392b" : "#1f5fae"; }) } },
         ],
@@ -47,15 +53,16 @@
       data.items.forEach(function (item) {
         const key = item.converges_by;
         groups[key] = groups[key] || { x: [], base: [], y: [], text: [] };
+        const vm = plain(item.vm);
         groups[key].base.push(item.start_s / 60);
         groups[key].x.push(Math.max((item.end_s - item.start_s) / 60, 0.05));
-        groups[key].y.push(item.vm);
-        groups[key].text.push(item.vm + " → " + (item.destination || "?") + ": " +
+        groups[key].y.push(vm);
+        groups[key].text.push(vm + " → " + plain(item.destination || "?") + ": " +
           Math.round(item.start_s) + "–" + Math.round(item.end_s) + " s");
       });
       const traces = Object.keys(groups).map(function (key) {
         const g = groups[key];
-        return { type: "bar", orientation: "h", name: key, x: g.x, base: g.base, y: g.y,
+        return { type: "bar", orientation: "h", name: plain(key), x: g.x, base: g.base, y: g.y,
           hovertext: g.text, hoverinfo: "text", marker: { color: colours[key] || "#1f5fae" } };
       });
       // What really happened (latest run), as thin dark bars over the estimate.
@@ -66,8 +73,8 @@
           const end = a.end_s === null ? Math.max(a.start_s + 1, (data.elapsed_s || a.start_s + 1)) : a.end_s;
           actual.base.push(a.start_s / 60);
           actual.x.push(Math.max((end - a.start_s) / 60, 0.02));
-          actual.y.push(a.vm);
-          actual.hovertext.push(a.vm + " actual: " + Math.round(a.start_s) + "–" + Math.round(end) + " s, " + a.status +
+          actual.y.push(plain(a.vm));
+          actual.hovertext.push(plain(a.vm) + " actual: " + Math.round(a.start_s) + "–" + Math.round(end) + " s, " + plain(a.status) +
             (a.downtime_ms !== null && a.downtime_ms !== undefined ? ", downtime " + a.downtime_ms + " ms" : ""));
         });
         traces.push(actual);
@@ -85,7 +92,7 @@
       };
     },
   };
-  window.FerryCharts = { builders: builders, layoutBase: layoutBase };
+  window.FerryCharts = { builders: builders, layoutBase: layoutBase, plain: plain };
   function draw(el) {
     const build = builders[el.dataset.chart];
     const source = document.getElementById(el.dataset.source);

@@ -50,6 +50,7 @@ def make_host(hid, name=None, *, cpu_xml="", cpu_model="Skylake-Server", **kw) -
         "machine_types": frozenset({"pc-q35-8.2", "pc-i440fx-8.2"}),
         "domain_types": frozenset({"kvm", "qemu"}),
         "migration_address": "",
+        "tls_verified": True,
     }
     pool_ids = kw.pop("pool_ids", {1})
     network_names = kw.pop("network_names", {"prod"})

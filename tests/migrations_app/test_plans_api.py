@@ -241,10 +241,10 @@ def test_it_returns_an_approved_plan_to_draft_and_voids_its_approvals_on_edit(ap
     approval.refresh_from_db()
     assert approval.voided_at is not None and "content edited" in approval.void_reason
     assert AuditEvent.objects.filter(action="plan.returned_to_draft").count() == 1
-    # A name change is not content: it bumps the version but keeps the status.
+    # The name is content too (what the approvers read, L1): it returns the plan to draft.
     MigrationPlan.objects.filter(pk=plan["id"]).update(status="submitted")
     client.patch(f"/api/v1/plans/{plan['id']}/", {"name": "renamed"}, format="json")
-    assert MigrationPlan.objects.get(pk=plan["id"]).status == "submitted"
+    assert MigrationPlan.objects.get(pk=plan["id"]).status == "draft"
 
 
 def test_it_lets_viewers_read_but_not_write(api_as, demo):

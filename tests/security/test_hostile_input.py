@@ -10,7 +10,7 @@ import json
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from dashboard.audit.models import AuditEvent
@@ -24,7 +24,7 @@ from tests.security.test_access_matrix import world as world  # noqa: F401 - fix
 pytestmark = pytest.mark.django_db
 
 WATCHED = [AuditEvent, MigrationPlan, PlanItem, Host, VirtualMachine, ShareLink,
-           NotificationSubscription, Token]  # fmt: skip
+           NotificationSubscription, AuthToken]  # fmt: skip
 
 JUNK = [
     "x" * 10_000,

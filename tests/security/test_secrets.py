@@ -26,7 +26,7 @@ FAKE_KEY = (
 )
 
 
-def run_flows(tmp_path, make_user, demo_uri):
+def run_flows(tmp_path, make_user, demo_uri, django_settings):
     from inventory.services import host_add
     from inventory.sync import host_sync
 
@@ -37,7 +37,8 @@ def run_flows(tmp_path, make_user, demo_uri):
     admin = make_user("adm", "admin")
     planner = make_user("pl", "planner")
     # a TLS host whose connection fails (nothing listens on loopback port 1)
-    tls = host_add(name="tls-host", uri=f"qemu+tls://127.0.0.1:1/system?pkipath={pki}", actor=admin)
+    django_settings.FERRY_LIBVIRT_PKI_DIR = str(pki)  # the client PKI is a server setting
+    tls = host_add(name="tls-host", uri="qemu+tls://127.0.0.1:1/system", actor=admin)
     host_sync(host=tls, actor=admin)
     demo = host_add(name="kvm-a1", uri=demo_uri("kvm-a1"), actor=admin)
     host_sync(host=demo, actor=admin)
@@ -78,11 +79,16 @@ def text_values():
                     yield f"{model._meta.db_table}.{name}", str(value)
 
 
+@pytest.fixture
+def settings_override(settings):
+    return settings
+
+
 def test_it_keeps_secret_key_and_tls_keys_out_of_db_logs_and_audit(
-    tmp_path, make_user, demo_uri, caplog
+    tmp_path, make_user, demo_uri, caplog, settings_override
 ):
     caplog.set_level(logging.DEBUG)
-    run_flows(tmp_path, make_user, demo_uri)
+    run_flows(tmp_path, make_user, demo_uri, settings_override)
     secret = settings.SECRET_KEY
     assert len(secret) >= 20
     needles = [secret, *PEM_MARKERS, "fakefakefake0123456789"]

@@ -1,9 +1,10 @@
 import secrets
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from dashboard.audit.record import Actor
 from inventory.demo.generate_nodes import HOST_GROUPS
@@ -24,6 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-admin", action="store_true", help="do not create the admin")
 
     def handle(self, *args, no_admin=False, **options):
+        if not settings.FERRY_DEMO:
+            raise CommandError(
+                "The demo inventory uses libvirt's test driver, which reads files: set "
+                "FERRY_DEMO=true (as `make run` does) on a demo server only."
+            )
         actor = Actor.system("demo_setup")
         for node in sorted(NODES.glob("*.xml")):
             name = node.stem

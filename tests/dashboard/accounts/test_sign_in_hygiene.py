@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.sessions.models import Session
 from django.test import Client
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from dashboard.accounts.tokens import user_logout_everywhere
@@ -67,12 +67,12 @@ def test_it_ends_every_session_and_the_token_when_logging_out_everywhere(make_us
     second.force_login(dave)
     other = Client()
     other.force_login(admin)
-    Token.objects.create(user=dave)
+    AuthToken.objects.create(user=dave)
     assert first.get("/").status_code == 200
     assert user_logout_everywhere(actor=admin, user=dave) == 2
     assert first.get("/").status_code == 302 and second.get("/").status_code == 302
     assert other.get("/").status_code == 200
-    assert not Token.objects.filter(user=dave).exists()
+    assert not AuthToken.objects.filter(user=dave).exists()
     assert Session.objects.count() == 1
     assert AuditEvent.objects.get(action="auth.logout_everywhere").actor_name == "root"
 
@@ -89,7 +89,7 @@ def test_it_gives_each_user_a_rotatable_api_token(make_user):
     newer = client.post("/api/v1/auth/token/").json()["key"]
     assert newer != key and by_token.get("/api/v1/hosts/").status_code in (401, 403)
     assert client.delete("/api/v1/auth/token/").status_code == 204
-    assert not Token.objects.filter(user=erin).exists()
+    assert not AuthToken.objects.filter(user=erin).exists()
 
 
 def test_it_offers_logout_everywhere_in_the_user_admin(make_user):

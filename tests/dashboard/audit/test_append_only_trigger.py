@@ -50,16 +50,18 @@ def test_it_refuses_changes_through_the_orm_too():
         event.delete()
 
 
-def test_it_allows_truncate_only_inside_the_maintenance_setting():
+def test_it_refuses_truncate_even_with_the_old_maintenance_setting():
+    # Migration 0004 had a hatch: any role could SET LOCAL ferry.audit_maintenance and
+    # TRUNCATE. 0006 removed it (security review M3).
     _event()
-    with transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute("SET LOCAL ferry.audit_maintenance = 'on'")
         cursor.execute("TRUNCATE dashboard_auditevent")
-        assert not AuditEvent.objects.exists()
-        transaction.set_rollback(True)
-    # SET LOCAL ended with its transaction: the next TRUNCATE is refused again.
-    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("TRUNCATE dashboard_auditevent")
+    assert AuditEvent.objects.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from dashboard.live.hub import LiveHub
 from migrations_app.live.events import plan_group, run_event
+from migrations_app.live.redaction import status_group
 from tests.migrations_app.live.test_consumers import communicator, layer, make_link  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -133,7 +134,9 @@ async def test_it_fans_one_event_out_to_many_status_streams_and_closes_them_all_
     if layer == "inprocess":
         from channels.layers import get_channel_layer
 
-        assert len(get_channel_layer().groups[plan_group(plan.pk)]) == 1
+        # One hub subscription for all five streams, on the status links' own group (M4).
+        assert len(get_channel_layer().groups[status_group(plan.pk)]) == 1
+        assert not get_channel_layer().groups.get(plan_group(plan.pk))
     await sync_to_async(share_link_revoke)(link=link, actor=user)
     for comm in comms:
         assert (await comm.receive_json_from(timeout=5))["type"] == "closed"

@@ -20,6 +20,12 @@ from migrations_app.workflow.services import plan_approve, plan_reject, plan_sub
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _loopback_receivers_allowed(settings):
+    # The receivers below listen on loopback, which only an admin's allowlist opens (M2).
+    settings.FERRY_WEBHOOK_ALLOW_HOSTS = ["127.0.0.1/32"]
+
+
 class _Receiver(http.server.BaseHTTPRequestHandler):
     """Records what it receives; answers with the status the test sets."""
 
