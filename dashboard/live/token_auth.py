@@ -14,9 +14,11 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
+from dashboard.accounts.tokens import api_token_user
+
 SCOPE_KEY = "auth_token"
 _PREFIX = b"token "
-_MAX_KEY = 64  # DRF keys are 40 hex characters; anything much longer is junk
+_MAX_KEY = 200  # tokens are 64 hex characters; anything much longer is junk
 
 
 def token_from_headers(headers) -> str | None:
@@ -35,12 +37,7 @@ def token_from_headers(headers) -> str | None:
 
 
 def _user_of_token(key: str):
-    from rest_framework.authtoken.models import Token
-
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return None
-    return token.user
+    return api_token_user(key)
 
 
 class TokenAuthMiddleware(BaseMiddleware):

@@ -137,8 +137,13 @@ def connect_timeout() -> float:
 
 
 def p2p_uri(host_address: str, client_uri: str, tls: bool) -> str:
-    """The URI the source libvirtd uses to reach the destination for a p2p migration."""
-    address = host_address or urlsplit(client_uri).hostname or ""
+    """The URI the source libvirtd uses to reach the destination for a p2p migration.
+
+    The destination's migration address, else the host name of its URI when that URI
+    reaches it over the network (a unix-socket URI names a socket, not a host)."""
+    parts = urlsplit(client_uri)
+    networked = parts.scheme in ("qemu+tls", "qemu+ssh", "qemu+tcp")
+    address = host_address or (parts.hostname if networked else "") or ""
     if not address:
         raise errors.ExecutionError(
             errors.CONNECTION_LOST,
@@ -197,7 +202,9 @@ class LibvirtSession(Session):
                 if not isinstance(other, Exception):
                     CONNECTIONS.give_back(self.ctx.destination_uri, other)
             raise errors.ExecutionError(
-                errors.CONNECTION_LOST, f"Source host {self.ctx.source_host}: {src}", str(src)
+                errors.CONNECTION_LOST,
+                f"Source host {self.ctx.source_host}: {src}",
+                getattr(src, "detail", "") or str(src),
             )
         self.src = src
         if not self.two_hosts:
@@ -205,7 +212,7 @@ class LibvirtSession(Session):
             return
         dst = opened[1]
         if isinstance(dst, HostUnreachable):
-            self.dst, self.dst_error = None, str(dst)
+            self.dst, self.dst_error = None, getattr(dst, "detail", "") or str(dst)
         else:
             self.dst = dst
 
