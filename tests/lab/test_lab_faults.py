@@ -201,20 +201,37 @@ def test_it_pauses_post_copy_on_both_sides_when_the_link_is_cut_and_recovers_aft
         labctl.link_up("lab-b", "migration")
     t["link_up"] = time.monotonic()
 
-    # libvirt's own recovery first; libvirt 11.3.0's destination daemon crashes on it
-    # (qemuMigrationDstPrepareResume hands qemuProcessIncomingDefNew a NULL fd)
+    # libvirt's own recovery first. On libvirt 11.3.0 it either crashes the destination
+    # daemon (qemuMigrationDstPrepareResume hands qemuProcessIncomingDefNew a NULL fd) or,
+    # when the destination QEMU's main loop waits for a missing page, hangs in the
+    # destination's query-migrate before getting there.
+    resume = {}
+
+    def libvirt_resume():
+        try:
+            dom.migrateToURI3(
+                hosts["lab-b"]["tcp_uri"], params, flags | libvirt.VIR_MIGRATE_POSTCOPY_RESUME
+            )
+            resume["result"] = "ok"
+        except libvirt.libvirtError as e:
+            resume["result"] = f"error: {e}"
+
+    rt = threading.Thread(target=libvirt_resume, daemon=True)
+    rt.start()
+    rt.join(20)
     try:
-        dom.migrateToURI3(
-            hosts["lab-b"]["tcp_uri"], params, flags | libvirt.VIR_MIGRATE_POSTCOPY_RESUME
-        )
-        path = "libvirt VIR_MIGRATE_POSTCOPY_RESUME"
-    except libvirt.libvirtError as e:
-        problems = labctl.status()["problems"]
-        assert any("lab-b: libvirtd" in p for p in problems), (e, problems)
-        labctl.start_daemon("lab-b")  # the guest and its incoming job survive the crash
-        wait_states(conns, name, {"lab-b": FAILED["lab-b"]}, 30, "lab-b back with the guest")
-        vm.postcopy_recover_qemu(name, "lab-a", "lab-b", dst_qmp=dst_qmp)
-        path = f"QEMU migrate-recover/resume (libvirt resume failed: {e})"
+        if resume.get("result") == "ok":
+            path = "libvirt VIR_MIGRATE_POSTCOPY_RESUME"
+        else:
+            crashed = any("lab-b: libvirtd" in p for p in labctl.status()["problems"])
+            how = "crashed lab-b's libvirtd" if crashed else "hung" if rt.is_alive() else ""
+            assert how, resume  # an error that is neither: look at it
+            if crashed:
+                labctl.start_daemon("lab-b")  # the guest and its incoming job survive
+                wait_states(conns, name, {"lab-b": FAILED["lab-b"]}, 30, "lab-b back")
+            vm.postcopy_recover_qemu(name, "lab-a", "lab-b", dst_qmp=dst_qmp)
+            rt.join(60)  # a hung call returns once the destination QEMU answers again
+            path = f"QEMU migrate-recover/resume (libvirt's resume {how}: {resume})"
     finally:
         dst_qmp.close()
     wait_for(
@@ -227,9 +244,16 @@ def test_it_pauses_post_copy_on_both_sides_when_the_link_is_cut_and_recovers_aft
         what="post-copy completed on lab-b",
     )
     t["done"] = time.monotonic()
-    time.sleep(1)
+    # the source passes through 'in shutdown' on its way to shut off (migrated)
+    wait_for(
+        lambda: (
+            (state(conns, "lab-a", name) or (libvirt.VIR_DOMAIN_SHUTOFF,))[0]
+            == libvirt.VIR_DOMAIN_SHUTOFF
+        ),
+        30,
+        what="the source to stop",
+    )
     src = state(conns, "lab-a", name)
-    assert src is None or src[0] == libvirt.VIR_DOMAIN_SHUTOFF, src
     src_persistent = src is not None and conns["lab-a"].lookupByName(name).isPersistent()
     assert conns["lab-b"].lookupByName(name).isPersistent()
     hb = vm.wait_heartbeat(name, timeout=30, after=vm.last_console_heartbeat(name) + 2)
