@@ -234,6 +234,7 @@ def test_it_pauses_post_copy_on_both_sides_when_the_link_is_cut_and_recovers_aft
             path = f"QEMU migrate-recover/resume (libvirt's resume {how}: {resume})"
     finally:
         dst_qmp.close()
+    print(f"\n[lab] recovery path: {path}")
     wait_for(
         lambda: (
             (state(conns, "lab-b", name) or (0,))[0] == libvirt.VIR_DOMAIN_RUNNING
@@ -244,15 +245,26 @@ def test_it_pauses_post_copy_on_both_sides_when_the_link_is_cut_and_recovers_aft
         what="post-copy completed on lab-b",
     )
     t["done"] = time.monotonic()
-    # the source passes through 'in shutdown' on its way to shut off (migrated)
-    wait_for(
-        lambda: (
-            (state(conns, "lab-a", name) or (libvirt.VIR_DOMAIN_SHUTOFF,))[0]
-            == libvirt.VIR_DOMAIN_SHUTOFF
-        ),
-        30,
-        what="the source to stop",
-    )
+
+    # The source passes through 'in shutdown' on its way to shut off (migrated). When
+    # libvirt's resume hung and then failed, libvirt on the source missed the end of the
+    # migration: it keeps the source paused (API error) although its QEMU finished
+    # ('completed'). That stale copy must never run again: resuming it is refused.
+    def source_settled():
+        src = state(conns, "lab-a", name)
+        if src is None or src[0] == libvirt.VIR_DOMAIN_SHUTOFF:
+            return True
+        return src == (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_API_ERROR) and (
+            vm.migration_status(name, "lab-a") == "completed"
+        )
+
+    wait_for(source_settled, 30, what=f"the source to settle (resume {resume})")
+    stale_resume = None
+    if (state(conns, "lab-a", name) or (0,))[0] == libvirt.VIR_DOMAIN_PAUSED:
+        with pytest.raises(libvirt.libvirtError) as refused:
+            conns["lab-a"].lookupByName(name).resume()
+        stale_resume = str(refused.value)
+        assert state(conns, "lab-a", name)[0] == libvirt.VIR_DOMAIN_PAUSED
     src = state(conns, "lab-a", name)
     src_persistent = src is not None and conns["lab-a"].lookupByName(name).isPersistent()
     assert conns["lab-b"].lookupByName(name).isPersistent()
@@ -268,8 +280,9 @@ def test_it_pauses_post_copy_on_both_sides_when_the_link_is_cut_and_recovers_aft
         "recovered_by": path[:60],
         "source_after": src,
         "source_still_defined": src_persistent,
+        "stale_source_resume_refused_with": stale_resume,
     }
-    print(f"\n[lab] post-copy cut/recover: {figures}\n[lab] recovery path: {path}")
+    print(f"\n[lab] post-copy cut/recover: {figures}")
     record("postcopy-cut-recover", {}, t["done"] - t["start"], **figures)
 
 
