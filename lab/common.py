@@ -18,6 +18,8 @@ NS_PREFIX = "ferrylab-"
 SWITCH_NS = NS_PREFIX + "sw"
 SUBNET = "10.77.0"
 SWITCH_IP = SUBNET + ".254"
+MIG_SUBNET = "10.78.0"  # the migration network: a second bridge, eth1 in every host
+MIG_SWITCH_IP = MIG_SUBNET + ".254"
 HOST_KEYS = ["a", "b", "c"]
 HOST_BRIDGE = "labbr"  # bridge inside each host namespace, behind the libvirt network
 NETWORK_NAME = "labnet"
@@ -53,10 +55,25 @@ class Host:
     uuid: str
     dir: str  # per-host directory under LAB_DIR/hosts
     socket: str  # libvirtd's read-write unix socket
+    mig_ip: str = ""  # address on the migration network (eth1)
 
     @property
     def uri(self) -> str:
         return f"qemu+unix:///system?socket={self.socket}"
+
+    @property
+    def admin_socket(self) -> str:
+        return str(Path(self.socket).parent / "libvirt-admin-sock")
+
+    @property
+    def admin_uri(self) -> str:
+        """virt-admin's URI for this host's libvirtd (client-list, client-disconnect)."""
+        return f"libvirtd:///system?socket={self.admin_socket}"
+
+    @property
+    def migration_uri(self) -> str:
+        """VIR_MIGRATE_PARAM_URI for QEMU's data stream over the migration network."""
+        return f"tcp://{self.mig_ip}"
 
     @property
     def tcp_uri(self) -> str:
@@ -68,7 +85,13 @@ class Host:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.update(uri=self.uri, tcp_uri=self.tcp_uri, tls_uri=self.tls_uri)
+        d.update(
+            uri=self.uri,
+            tcp_uri=self.tcp_uri,
+            tls_uri=self.tls_uri,
+            admin_uri=self.admin_uri,
+            migration_uri=self.migration_uri,
+        )
         return d
 
 
@@ -78,9 +101,10 @@ def hosts(n: int | None = None, base: Path | None = None) -> list[Host]:
     for i, key in enumerate(HOST_KEYS[: n or host_count()]):
         hdir = base / "hosts" / key
         sock = hdir / "sock" / "libvirt-sock"
-        if len(str(sock)) >= SOCKET_MAX:
+        longest = sock.parent / "libvirt-admin-sock"
+        if len(str(longest)) >= SOCKET_MAX:
             raise ValueError(
-                f"LAB_DIR is too long: socket path {sock} must stay under {SOCKET_MAX} chars"
+                f"LAB_DIR is too long: socket path {longest} must stay under {SOCKET_MAX} chars"
             )
         out.append(
             Host(
@@ -93,6 +117,7 @@ def hosts(n: int | None = None, base: Path | None = None) -> list[Host]:
                 uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ferry-lab:{base}:{key}")),
                 dir=str(hdir),
                 socket=str(sock),
+                mig_ip=f"{MIG_SUBNET}.{i + 1}",
             )
         )
     return out
@@ -118,6 +143,27 @@ def local_pool_path() -> Path:
 def host_local_dir(host_key: str) -> Path:
     """Where a host's local pool really lives, as seen from the root namespace."""
     return lab_dir() / "hosts" / host_key / "local"
+
+
+def twin_pool_path() -> Path:
+    """Pool `twin`: same path and UUID on every host, a different directory behind each."""
+    return lab_dir() / "twin"
+
+
+def host_twin_dir(host_key: str) -> Path:
+    """Where a host's `twin` pool really lives, as seen from the root namespace."""
+    return lab_dir() / "hosts" / host_key / "twin"
+
+
+def qmp_dir() -> Path:
+    """Where each host's QEMUs put the lab's extra QMP sockets (same path on every host,
+    a per-host directory behind it; a bind mount, not the /run overlay, so that the
+    sockets can be reached from the root namespace)."""
+    return lab_dir() / "qmp"
+
+
+def host_qmp_dir(host_key: str) -> Path:
+    return lab_dir() / "hosts" / host_key / "qmp"
 
 
 def state_path() -> Path:

@@ -7,12 +7,20 @@
 # systemd). qemu-system-common/-data and seabios must be named with /$B too,
 # or apt refuses the combination. QEMU 7.2 from plain bookworm silently
 # corrupts TCG guests that dirty memory during live migration: do not use it.
+#
+# virtlockd is libvirt-daemon-lock, its libvirtd plugin (lock-driver/lockd.so)
+# libvirt-daemon-plugin-lockd; virt-admin is in libvirt-clients; OVMF (UEFI guests)
+# comes from plain bookworm. The guest agent is not installed here: lab/guest/build.py
+# fetches qemu-guest-agent with `apt-get download` and copies qemu-ga and the
+# libraries ldd lists (glib, numa, uring, udev: listed below so ldd finds them).
 set -eu
 B=bookworm-backports
 PKGS_BPO="qemu-system-x86 qemu-system-common qemu-system-data seabios qemu-utils
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-storage
-  libvirt-daemon-driver-network libvirt-clients libvirt-dev"
-PKGS="busybox-static cpio gcc libc6-dev openssl iproute2 kmod util-linux"
+  libvirt-daemon-driver-network libvirt-clients libvirt-dev
+  libvirt-daemon-lock libvirt-daemon-plugin-lockd"
+PKGS="busybox-static cpio gcc libc6-dev openssl iproute2 kmod util-linux ovmf
+  libglib2.0-0 libnuma1 liburing2 libudev1"
 
 if [ "$(id -u)" != 0 ]; then
     echo "install-deps: must run as root" >&2

@@ -8,6 +8,8 @@
     python3 lab/labctl.py guest start NAME [--host lab-a] [--memory 256] [--dirty-ws 0]
                                            [--dirty-rate 0] [--pool shared|local]
     python3 lab/labctl.py guest destroy NAME | guest heartbeat NAME | guest list
+    python3 lab/labctl.py link down|up|show HOST [--net mgmt|migration|all]
+    python3 lab/labctl.py daemon stop|start|restart|disconnect-clients HOST
 
 Environment: LAB_DIR (default /var/lib/ferry-lab), LAB_CACHE (default
 /var/cache/ferry-lab), LAB_HOSTS (2 or 3), LAB_ACCEL (tcg or kvm).
@@ -29,10 +31,12 @@ if __package__ in (None, ""):  # run as a script: make `lab` importable
 
 from lab import hostd, pki  # noqa: E402
 from lab.common import (  # noqa: E402
+    MIG_SUBNET,
     NETWORK_NAME,
     NS_PREFIX,
     SWITCH_IP,
     SWITCH_NS,
+    Host,
     console_dir,
     current_lab_dir,
     host_count,
@@ -41,12 +45,14 @@ from lab.common import (  # noqa: E402
     lab_in_use,
     local_pool_path,
     op_lock,
+    qmp_dir,
     read_state,
     run,
     set_current_lab_dir,
     shared_dir,
     shared_pool_path,
     state_path,
+    twin_pool_path,
     write_state,
 )
 
@@ -58,11 +64,16 @@ REQUIRED_BINARIES = [
     "openssl",
     "virsh",
     "/usr/sbin/libvirtd",
+    "/usr/sbin/virtlockd",
+    "virt-admin",
+    "nsenter",
     "qemu-system-x86_64",
     "qemu-img",
     "gcc",
 ]
 DRIVER_DIR = Path("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver")
+LOCKD_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/libvirt/lock-driver/lockd.so")
+NETS = ("mgmt", "migration")
 
 
 def log(msg: str) -> None:
@@ -79,6 +90,8 @@ def preflight() -> str | None:
     for drv in ("qemu", "storage", "network"):
         if not (DRIVER_DIR / f"libvirt_driver_{drv}.so").exists():
             return f"libvirt {drv} driver missing: run lab/install-deps.sh"
+    if not LOCKD_PLUGIN.exists():
+        return "libvirt's lockd plugin is missing: run lab/install-deps.sh"
     if "overlay" not in Path("/proc/filesystems").read_text():
         return "kernel has no overlayfs"
     return None
@@ -100,11 +113,18 @@ def env() -> dict:
         "network": NETWORK_NAME,
         "shared_pool_path": str(shared_pool_path()),
         "local_pool_path": str(local_pool_path()),
+        # same UUID and path on every host, a different directory behind each:
+        # look-alike shared storage that is not shared
+        "twin_pool_path": str(twin_pool_path()),
         "console_dir": str(console_dir()),
         "measurements": str(lab_dir() / "measurements.jsonl"),
-        # a plain directory seen by both hosts is not "shared storage" to
-        # libvirt: migrations with disks in pool `shared` need VIR_MIGRATE_UNSAFE
-        "shared_pool_needs_unsafe": True,
+        # the shared pool's directory is listed in every host's qemu.conf
+        # `shared_filesystems`: libvirt treats it as shared storage, so live
+        # migrations with disks there need no VIR_MIGRATE_UNSAFE
+        "shared_pool_needs_unsafe": False,
+        "shared_filesystems": [str(shared_pool_path())],
+        "lock_manager": "lockd",
+        "migration_network": f"{MIG_SUBNET}.0/24",
         "pki": {
             "ca_cert": str(p / "ca-cert.pem"),
             "client_pkipath": str(p / "client"),
@@ -123,7 +143,16 @@ def env() -> dict:
                 "netns": h.ns,
                 "socket": h.socket,
                 "local_dir": str(Path(h.dir) / "local"),
+                "twin_dir": str(Path(h.dir) / "twin"),
                 "pid": st.get("pids", {}).get(h.name),
+                "virtlockd_pid": st.get("virtlockd_pids", {}).get(h.name),
+                # data stream over the migration network: VIR_MIGRATE_PARAM_URI, and with
+                # TLS VIR_MIGRATE_PARAM_TLS_DESTINATION = hostname (the certs name only
+                # the hostname and the management ip)
+                "migration_ip": h.mig_ip,
+                "migration_uri": h.migration_uri,
+                "admin_uri": h.admin_uri,  # virt-admin -c <admin_uri> client-list libvirtd
+                "switch_ports": hostd.switch_ports(h),  # what link_down() switches off
             }
             for h in hs
         },
@@ -223,6 +252,7 @@ def _up(register: bool, build_guest: bool, owner: str) -> dict:
             write_state(state)
         for h in hs:
             hostd.wait_ready(h, state["pids"][h.name])
+            state.setdefault("virtlockd_pids", {})[h.name] = hostd.virtlockd_pid(h)
             hostd.define_resources(h)
         state.update(status="up", startup_seconds=round(time.monotonic() - t0, 2), pki=certs)
         write_state(state)
@@ -281,6 +311,7 @@ def _down(purge: bool = False) -> None:
     namespaces = set(st.get("namespaces", []))
     namespaces |= {ns for ns in hostd.netns_list() if ns.startswith(NS_PREFIX)}
     pids = {int(p) for p in st.get("pids", {}).values() if p}
+    pids |= {int(p) for p in st.get("virtlockd_pids", {}).values() if p}
     for ns in namespaces:
         out = run(["ip", "netns", "pids", ns], check=False).stdout
         pids |= {int(x) for x in out.split()}
@@ -300,6 +331,8 @@ def _down(purge: bool = False) -> None:
         console_dir(),
         shared_dir() / "boot",
         local_pool_path(),
+        twin_pool_path(),
+        qmp_dir(),
     ):
         shutil.rmtree(p, ignore_errors=True)
     if purge:
@@ -324,10 +357,11 @@ def _is_lab_process(pid: int, namespaces: set[str]) -> bool:
                 return True
         except OSError:
             continue
-    try:  # a recorded libvirtd whose namespace is already gone
-        return "libvirtd" in Path(f"/proc/{pid}/cmdline").read_text()
+    try:  # a recorded libvirtd or virtlockd whose namespace is already gone
+        cmd = Path(f"/proc/{pid}/cmdline").read_text()
     except OSError:
         return False
+    return "/usr/sbin/libvirtd" in cmd or "/usr/sbin/virtlockd" in cmd
 
 
 def _unmount_under(base: Path) -> None:
@@ -342,46 +376,189 @@ def _unmount_under(base: Path) -> None:
         run(["umount", "-l", mp], check=False)
 
 
-# ---------------------------------------------------------------- Ferry
+# ---------------------------------------------------------------- daemons
 
 
-def daemon_kill(name: str) -> int:
-    """SIGKILL one host's libvirtd (fault injection: a hypervisor daemon dies); returns its PID.
+def _lab_host(name: str) -> Host:
+    st = read_state() or {}
+    for h in hosts(st.get("host_count")):
+        if name in (h.name, h.key):
+            return h
+    raise RuntimeError(f"no lab host named {name!r}")
 
-    Guests on that host keep running (QEMU does not depend on libvirtd); `daemon_start`
-    brings the daemon back, and it reconnects to them.
-    """
+
+def stop_daemon(name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    """Stop one host's libvirtd by its recorded PID (SIGTERM: a clean stop, as `systemctl
+    stop libvirtd`; SIGKILL: the daemon dies). Returns the PID.
+
+    Guests on that host keep running (QEMU does not depend on libvirtd) and so do the
+    host's virtlockd, its mounts and its network; `start_daemon` brings libvirtd back and
+    it reconnects to them. While stopped, status() reports the host as not healthy."""
     with op_lock():
+        h = _lab_host(name)
         st = read_state() or {}
-        pid = (st.get("pids") or {}).get(name)
+        pid = (st.get("pids") or {}).get(h.name)
         if not pid or not hostd.pid_alive(pid):
-            raise RuntimeError(f"libvirtd of {name} is not running")
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while hostd.pid_alive(pid) and time.monotonic() < deadline:
+            raise RuntimeError(f"libvirtd of {h.name} is not running")
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while hostd.pid_alive(pid):
             try:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 10
             time.sleep(0.05)
         return pid
 
 
-def daemon_start(name: str) -> int:
-    """Start one host's libvirtd again after `daemon_kill`; returns the new PID."""
+def start_daemon(name: str) -> int:
+    """Start one host's libvirtd again with the same config; returns its PID (the running
+    one's if it was not stopped).
+
+    It joins the host's existing namespaces (those of its virtlockd: same mounts, /run,
+    /var, hostname and network), so running guests, locks and defined resources are as
+    before. Only when virtlockd is gone too is the host's start script run afresh."""
     with op_lock():
+        h = _lab_host(name)
         st = read_state() or {}
-        h = next((x for x in hosts(st.get("host_count")) if x.name == name), None)
-        if h is None:
-            raise RuntimeError(f"no lab host named {name}")
-        old = (st.get("pids") or {}).get(name)
+        old = (st.get("pids") or {}).get(h.name)
         if old and hostd.pid_alive(old):
             return old
-        pid = hostd.spawn_libvirtd(h)
-        st.setdefault("pids", {})[name] = pid
+        holder = hostd.virtlockd_pid(h)
+        pid = hostd.respawn_libvirtd(h, holder) if holder else hostd.spawn_libvirtd(h)
+        st.setdefault("pids", {})[h.name] = pid
         write_state(st)
         hostd.wait_ready(h, pid)
+        st.setdefault("virtlockd_pids", {})[h.name] = hostd.virtlockd_pid(h)
+        write_state(st)
         return pid
+
+
+def restart_daemon(name: str, sig: int = signal.SIGTERM) -> dict:
+    """stop_daemon + start_daemon; returns {'old_pid', 'new_pid', 'seconds'}."""
+    t0 = time.monotonic()
+    old = stop_daemon(name, sig)
+    new = start_daemon(name)
+    return {"old_pid": old, "new_pid": new, "seconds": round(time.monotonic() - t0, 2)}
+
+
+def daemon_kill(name: str) -> int:
+    """SIGKILL one host's libvirtd (fault injection: a hypervisor daemon dies); returns its PID."""
+    return stop_daemon(name, signal.SIGKILL)
+
+
+def daemon_start(name: str) -> int:
+    """Start one host's libvirtd again after `daemon_kill`; returns the new PID."""
+    return start_daemon(name)
+
+
+def daemon_clients(name: str) -> list[dict]:
+    """Clients of one host's libvirtd, from virt-admin: [{'id', 'transport', 'since'}]."""
+    h = _lab_host(name)
+    out = run(["virt-admin", "-q", "-c", h.admin_uri, "client-list", "libvirtd"]).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) >= 2 and parts[0].isdigit():
+            rows.append(
+                {"id": int(parts[0]), "transport": parts[1], "since": (parts[2:] or [""])[0]}
+            )
+    return rows
+
+
+def disconnect_clients(name: str, transport: str | None = "unix") -> list[int]:
+    """Drop client connections to one host's libvirtd (virt-admin client-disconnect).
+
+    By default only unix-socket clients, i.e. Ferry's and the tests' connections (they
+    reach the lab through the unix sockets), not the peer libvirtds' TCP/TLS connections;
+    transport=None drops every client. Returns the ids disconnected. The clients see
+    their connection closed (VIR_ERR_SYSTEM_ERROR / 'client socket is closed'); the daemon
+    and its guests are untouched."""
+    dropped = []
+    h = _lab_host(name)
+    for c in daemon_clients(name):
+        if transport is None or c["transport"] == transport:
+            r = run(
+                [
+                    "virt-admin",
+                    "-q",
+                    "-c",
+                    h.admin_uri,
+                    "client-disconnect",
+                    "libvirtd",
+                    str(c["id"]),
+                ],
+                check=False,
+            )
+            if r.returncode == 0:
+                dropped.append(c["id"])
+    return dropped
+
+
+# ---------------------------------------------------------------- links
+
+
+def _nets(net: str) -> tuple[str, ...]:
+    if net == "all":
+        return NETS
+    if net not in NETS:
+        raise ValueError(f"net must be one of {', '.join(NETS)} or all, not {net!r}")
+    return (net,)
+
+
+def _set_links(name: str, net: str, state: str) -> dict:
+    h = _lab_host(name)
+    ports = hostd.switch_ports(h)
+    for n in _nets(net):
+        run(["ip", "-n", SWITCH_NS, "link", "set", ports[n], state])
+    return link_state(name)
+
+
+def link_down(name: str, net: str = "all") -> dict:
+    """Cut a host off the management and/or migration network (the switch-side veth goes
+    down, inside the lab namespaces only). Ferry's unix-socket connections from the root
+    namespace are not affected. Returns link_state()."""
+    return _set_links(name, net, "down")
+
+
+def link_up(name: str, net: str = "all") -> dict:
+    """Undo link_down(); returns link_state()."""
+    return _set_links(name, net, "up")
+
+
+def link_state(name: str) -> dict:
+    """{'mgmt': 'up'|'down', 'migration': ...} as the switch side sees it."""
+    h = _lab_host(name)
+    out = {}
+    for n, port in hostd.switch_ports(h).items():
+        info = json.loads(run(["ip", "-j", "-n", SWITCH_NS, "link", "show", "dev", port]).stdout)
+        out[n] = "up" if "UP" in info[0].get("flags", []) else "down"
+    return out
+
+
+def link_counters(name: str) -> dict:
+    """Byte and packet counters of the host's interfaces, read inside its namespace:
+    {'mgmt': {'iface': 'eth0', 'rx_bytes', 'tx_bytes', 'rx_packets', 'tx_packets'},
+     'migration': {'iface': 'eth1', ...}}."""
+    h = _lab_host(name)
+    out = {}
+    for n, iface in hostd.HOST_IFACES.items():
+        info = json.loads(run(["ip", "-j", "-s", "-n", h.ns, "link", "show", "dev", iface]).stdout)
+        stats = info[0]["stats64"]
+        out[n] = {
+            "iface": iface,
+            "rx_bytes": stats["rx"]["bytes"],
+            "tx_bytes": stats["tx"]["bytes"],
+            "rx_packets": stats["rx"]["packets"],
+            "tx_packets": stats["tx"]["packets"],
+        }
+    return out
+
+
+# ---------------------------------------------------------------- Ferry
 
 
 def register_in_ferry(hs) -> None:
@@ -445,12 +622,27 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--memory", type=int, default=256, help="MiB")
     s.add_argument("--dirty-ws", type=int, default=0, help="MB")
     s.add_argument("--dirty-rate", type=int, default=0, help="MB/s")
-    s.add_argument("--pool", choices=["shared", "local"], default="shared")
+    s.add_argument("--pool", choices=["shared", "local", "twin"], default="shared")
     s.add_argument("--disk", type=int, default=64, help="MiB")
+    s.add_argument("--uefi", action="store_true", help="OVMF firmware, q35, per-domain NVRAM")
     s.add_argument("--wait", action="store_true", help="wait for the first heartbeat")
-    for name in ("destroy", "heartbeat"):
+    for name in ("destroy", "heartbeat", "ping"):
         gs.add_parser(name).add_argument("name")
+    sd = gs.add_parser("set-dirty", help="change the running guest's dirtier (guest agent)")
+    sd.add_argument("name")
+    sd.add_argument("ws", type=int, help="MB")
+    sd.add_argument("rate", type=int, help="MB/s")
+    pn = gs.add_parser("panic", help="make the guest kernel panic now")
+    pn.add_argument("name")
+    pn.add_argument("--how", choices=["nmi", "sysrq"], default="nmi")
     gs.add_parser("list")
+    lk = sub.add_parser("link", help="cut or restore a host's links (inside the lab only)")
+    lk.add_argument("action", choices=["down", "up", "show", "counters"])
+    lk.add_argument("host")
+    lk.add_argument("--net", choices=["mgmt", "migration", "all"], default="all")
+    dm = sub.add_parser("daemon", help="stop/start/restart a host's libvirtd, drop its clients")
+    dm.add_argument("action", choices=["stop", "start", "restart", "disconnect-clients", "clients"])
+    dm.add_argument("host")
     a = ap.parse_args(argv)
 
     if a.cmd == "up":
@@ -479,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
                 dirty_rate=a.dirty_rate,
                 pool=a.pool,
                 disk_mib=a.disk,
+                uefi=a.uefi,
             )
             if a.wait:
                 info["first_heartbeat"] = vm.wait_heartbeat(a.name)
@@ -499,12 +692,35 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif a.gcmd == "list":
             print(json.dumps(vm.guest_list(), indent=1))
+        elif a.gcmd == "ping":
+            print(json.dumps({"seconds": round(vm.agent_ping(a.name), 4)}))
+        elif a.gcmd == "set-dirty":
+            print(json.dumps(vm.set_dirty(a.name, a.ws, a.rate)))
+        elif a.gcmd == "panic":
+            print(json.dumps({"host": vm.panic(a.name, how=a.how)}))
+    elif a.cmd == "link":
+        if a.action == "counters":
+            print(json.dumps(link_counters(a.host), indent=1))
+        else:
+            fn = {"down": link_down, "up": link_up}.get(a.action)
+            print(json.dumps(fn(a.host, a.net) if fn else link_state(a.host)))
+    elif a.cmd == "daemon":
+        if a.action == "stop":
+            print(json.dumps({"stopped_pid": stop_daemon(a.host)}))
+        elif a.action == "start":
+            print(json.dumps({"pid": start_daemon(a.host)}))
+        elif a.action == "restart":
+            print(json.dumps(restart_daemon(a.host)))
+        elif a.action == "clients":
+            print(json.dumps(daemon_clients(a.host), indent=1))
+        else:
+            print(json.dumps({"disconnected": disconnect_clients(a.host)}))
     return 0
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except RuntimeError as e:
+    except (RuntimeError, ValueError, TimeoutError) as e:
         print(f"[lab] ERROR: {e}", file=sys.stderr)
         sys.exit(1)

@@ -3,7 +3,13 @@
 The result is cached under LAB_CACHE (default /var/cache/ferry-lab): the
 kernel .deb is downloaded once with `apt-get download`, only the vmlinuz and
 the few virtio modules the guest needs are kept, and the initramfs is rebuilt
-only when its inputs (init script, dirtier source, module set, busybox) change.
+only when its inputs (init script, dirtier source, module set, busybox, guest
+agent) change.
+
+The guest agent is Debian's real `qemu-ga` (package qemu-guest-agent, the
+version matching the installed QEMU when apt has it), downloaded the same
+way; the shared libraries `ldd` lists for it and the loader are copied from
+this machine into the initramfs (`/lib/x86_64-linux-gnu`, `/lib64`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Modules the guest loads (their dependencies are resolved from the .ko files).
-WANTED_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console"]
+WANTED_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "pvpanic_pci"]
 BUSYBOX_CANDIDATES = ["/bin/busybox", "/usr/bin/busybox"]
 
 
@@ -89,7 +95,11 @@ def fetch_kernel(cache: Path | None = None) -> dict:
     meta = kdir / "kernel.json"
     if meta.exists():
         info = json.loads(meta.read_text())
-        if Path(info["vmlinuz"]).exists() and all(Path(m).exists() for m in info["modules"]):
+        if (
+            info.get("wanted") == WANTED_MODULES
+            and Path(info["vmlinuz"]).exists()
+            and all(Path(m).exists() for m in info["modules"])
+        ):
             return info
     kdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
@@ -111,7 +121,87 @@ def fetch_kernel(cache: Path | None = None) -> dict:
             dst = kdir / "modules" / ko.name
             shutil.copy2(ko, dst)
             kept.append(str(dst))
-    info = {"package": pkg, "version": version, "vmlinuz": str(kdir / "vmlinuz"), "modules": kept}
+    info = {
+        "package": pkg,
+        "version": version,
+        "vmlinuz": str(kdir / "vmlinuz"),
+        "modules": kept,
+        "wanted": WANTED_MODULES,
+    }
+    meta.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _qga_package_candidates() -> list[str]:
+    """qemu-guest-agent of the same version as the installed QEMU first, then apt's choice."""
+    if os.environ.get("LAB_QGA_PACKAGE"):
+        return [os.environ["LAB_QGA_PACKAGE"]]
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", "qemu-system-x86"], capture_output=True, text=True
+    )
+    version = out.stdout.strip() if out.returncode == 0 else ""
+    return ([f"qemu-guest-agent={version}"] if version else []) + ["qemu-guest-agent"]
+
+
+def _ldd(binary: Path) -> list[tuple[str, Path]]:
+    """(path inside the guest, file on this machine) for every library and the loader."""
+    out = _run(["ldd", str(binary)])
+    found: list[tuple[str, Path]] = []
+    for line in out.splitlines():
+        line = line.strip()
+        if "not found" in line:
+            raise RuntimeError(f"{binary}: a library is missing on this machine: {line}")
+        m = re.match(r"(\S+) => (/\S+) \(", line)
+        if m:  # libfoo.so.1 => /lib/x86_64-linux-gnu/libfoo.so.1 (0x...)
+            found.append((f"lib/x86_64-linux-gnu/{m.group(1)}", Path(m.group(2))))
+            continue
+        m = re.match(r"(/\S*ld-linux\S*) \(", line)
+        if m:  # /lib64/ld-linux-x86-64.so.2 (0x...)
+            found.append((m.group(1).lstrip("/"), Path(m.group(1))))
+    if not any("ld-linux" in g for g, _ in found):
+        raise RuntimeError(f"ldd {binary}: no loader found in:\n{out}")
+    return found
+
+
+def fetch_guest_agent(cache: Path | None = None) -> dict:
+    """Download qemu-ga once and collect its libraries; returns {'version', 'files'}.
+
+    'files' maps each path inside the initramfs to a cached copy on this machine.
+    """
+    cache = cache or cache_dir()
+    root = cache / "qga"
+    meta = root / "qga.json"
+    if meta.exists():
+        info = json.loads(meta.read_text())
+        if all(Path(f).exists() for f in info["files"].values()):
+            return info
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        errors = []
+        for pkg in _qga_package_candidates():
+            r = subprocess.run(
+                ["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True
+            )
+            if r.returncode == 0:
+                break
+            errors.append(f"{pkg}: {r.stderr.strip()[-200:]}")
+        debs = list(Path(tmp).glob("*.deb"))
+        if not debs:
+            raise RuntimeError("apt-get download qemu-guest-agent failed: " + "; ".join(errors))
+        x = Path(tmp) / "x"
+        _run(["dpkg", "-x", str(debs[0]), str(x)])
+        version = _run(["dpkg-deb", "-f", str(debs[0]), "Version"]).strip()
+        binary = x / "usr" / "sbin" / "qemu-ga"
+        files = {"bin/qemu-ga": binary} | dict(_ldd(binary))
+        out = root / "files"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        kept = {}
+        for inside, src in files.items():
+            dst = out / inside.replace("/", "_")
+            shutil.copyfile(src, dst)  # follows symlinks: the real library under its soname
+            kept[inside] = str(dst)
+    info = {"version": version, "files": kept}
     meta.write_text(json.dumps(info, indent=1))
     return info
 
@@ -170,6 +260,7 @@ def build_guest(cache: Path | None = None, force: bool = False) -> dict:
     cache = cache or cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     k = fetch_kernel(cache)
+    qga = fetch_guest_agent(cache)
     busybox = _busybox()
     h = hashlib.sha256()
     for part in (
@@ -178,29 +269,52 @@ def build_guest(cache: Path | None = None, force: bool = False) -> dict:
         busybox.read_bytes(),
         "\n".join(Path(m).name for m in k["modules"]).encode(),
         k["version"].encode(),
+        *(inside.encode() + Path(f).read_bytes() for inside, f in sorted(qga["files"].items())),
     ):
         h.update(hashlib.sha256(part).digest())
     key = h.hexdigest()[:16]
     initrd = cache / "initrd" / f"initrd-{key}.img"
+    result = {
+        "kernel": k["vmlinuz"],
+        "initrd": str(initrd),
+        "version": k["version"],
+        "key": key,
+        "qga_version": qga["version"],
+    }
     if initrd.exists() and not force:
-        return {"kernel": k["vmlinuz"], "initrd": str(initrd), "version": k["version"], "key": key}
+        return result
     initrd.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         dirtier = Path(tmp) / "dirtier"
         build_dirtier(dirtier)
         c = _Cpio()
-        for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"):
+        for d in (
+            "bin",
+            "sbin",
+            "dev",
+            "proc",
+            "sys",
+            "tmp",
+            "run",
+            "etc",
+            "lib",
+            "lib/modules",
+            "lib/x86_64-linux-gnu",
+            "lib64",
+        ):
             c.dir(d)
         c.file("init", (HERE / "init.sh").read_bytes(), 0o755)
         c.file("bin/busybox", busybox.read_bytes(), 0o755)
         c.file("bin/dirtier", dirtier.read_bytes(), 0o755)
+        for inside, f in sorted(qga["files"].items()):
+            c.file(inside, Path(f).read_bytes(), 0o755)
         for m in k["modules"]:
             c.file("lib/modules/" + Path(m).name, Path(m).read_bytes())
         c.file("etc/modules.load", "".join(Path(m).name + "\n" for m in k["modules"]).encode())
         part = Path(tmp) / "initrd.img"
         part.write_bytes(gzip.compress(c.close(), compresslevel=6))
         os.replace(part, initrd)
-    return {"kernel": k["vmlinuz"], "initrd": str(initrd), "version": k["version"], "key": key}
+    return result
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@
 #  - prints "HB <n>" once a second on the console; <n> lives in this shell's
 #    memory, so a reset or a stall after a migration is visible,
 #  - writes the same counter with a timestamp into sector 0 of /dev/vda
-#    ("FERRYHB <n> <epoch> <name>"), so the host can read it from the image.
-/bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin
+#    ("FERRYHB <n> <epoch> <name>"), so the host can read it from the image,
+#  - runs Debian's qemu-ga on the virtio-serial port org.qemu.guest_agent.0
+#    (restarted if it exits; its log is /tmp/qemu-ga.log in the guest),
+#  - panics on an NMI from the host (unknown_nmi_panic), for vm.panic().
+/bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /run
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -17,6 +20,31 @@ exec </dev/console >/dev/console 2>&1
 while read -r mod; do
     [ -n "$mod" ] && insmod "/lib/modules/$mod" 2>/dev/null
 done </etc/modules.load
+
+echo 1 >/proc/sys/kernel/unknown_nmi_panic
+
+# the guest agent: find its virtio-serial port (no udev here to name it)
+agent() {
+    i=0
+    while [ $i -lt 100 ]; do
+        for p in /sys/class/virtio-ports/*; do
+            [ -r "$p/name" ] && [ "$(cat "$p/name")" = org.qemu.guest_agent.0 ] || continue
+            mkdir -p /dev/virtio-ports
+            ln -sf "../${p##*/}" /dev/virtio-ports/org.qemu.guest_agent.0
+            while :; do
+                LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /bin/qemu-ga -m virtio-serial \
+                    -p /dev/virtio-ports/org.qemu.guest_agent.0 -f /run/qemu-ga.pid -t /run \
+                    -l /tmp/qemu-ga.log
+                echo "FERRY qemu-ga exited ($?), restarting"
+                sleep 1
+            done
+        done
+        sleep 0.1
+        i=$((i+1))
+    done
+    echo "FERRY no guest agent channel"
+}
+agent &
 
 ws=0; rate=0; name=guest
 for arg in $(cat /proc/cmdline); do

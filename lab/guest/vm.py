@@ -1,15 +1,25 @@
 """Define, start and watch lab guests (stdlib + virsh; no libvirt-python needed).
 
 A guest is Debian's kernel + the lab initramfs (see build.py), a small qcow2
-disk in pool `shared` or `local`, a NIC on `labnet` and a serial console
+disk in pool `shared`, `local` or `twin`, a NIC on `labnet`, a serial console
 logged (append='on') to LAB_DIR/shared/console/<name>.log, a file both hosts
-write to, so the heartbeat can be followed across a migration.
+write to, so the heartbeat can be followed across a migration, a guest-agent
+channel (org.qemu.guest_agent.0, Debian's qemu-ga inside) and a pvpanic
+device. `uefi=True` boots OVMF (q35, pflash + a per-domain NVRAM file made
+from the template in the host's own /var, not on shared storage).
+
+Runtime control without reboot: `set_dirty` (the guest agent runs
+`dirtier set` inside the guest), `panic` (an NMI, or sysrq through the agent),
+`agent_command` / `agent_ping` / `guest_exec`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
+import socket
 import struct
 import time
 from pathlib import Path
@@ -20,13 +30,24 @@ from lab.common import (
     accel,
     console_dir,
     host_local_dir,
+    host_qmp_dir,
+    host_twin_dir,
     hosts,
     local_pool_path,
+    qmp_dir,
     read_state,
+    run,
     shared_dir,
     shared_pool_path,
     virsh,
 )
+
+POOLS = ("shared", "local", "twin")
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"  # inside each host's private /var overlay
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 
 HB_RE = re.compile(r"^HB (\d+)\s*$", re.M)
 # what a dying guest kernel (or the dirtier's own check) prints
@@ -67,12 +88,34 @@ def console_log_path(name: str) -> Path:
 
 
 def disk_path(name: str, pool: str = "shared", host: str | None = None) -> Path:
-    """Disk file as seen from the root namespace (local pools need the host)."""
+    """Disk file as seen from the root namespace (local and twin pools need the host)."""
     if pool == "shared":
         return shared_pool_path() / f"{name}.qcow2"
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r} (one of {', '.join(POOLS)})")
     if host is None:
-        raise ValueError("a disk in pool 'local' lives on one host: give host=")
-    return host_local_dir(_host(host).key) / f"{name}.qcow2"
+        raise ValueError(f"a disk in pool {pool!r} lives on one host: give host=")
+    key = _host(host).key
+    return (host_local_dir(key) if pool == "local" else host_twin_dir(key)) / f"{name}.qcow2"
+
+
+def nvram_path(name: str) -> str:
+    """A UEFI guest's NVRAM file as its host sees it (in that host's own /var)."""
+    return f"{NVRAM_DIR}/{name}_VARS.fd"
+
+
+def qmp_socket(name: str) -> str:
+    """The lab's second QMP monitor of a guest, as its host sees it (a per-host directory
+    bind-mounted at LAB_DIR/qmp on every host).
+
+    libvirt owns QEMU's own monitor; this one exists for repairs libvirt cannot do
+    (see postcopy_recover_qemu). Domains are tainted 'custom-argv' by it."""
+    return str(qmp_dir() / f"{name}.qmp")
+
+
+def nvram_file(name: str, host: str) -> Path:
+    """The same NVRAM file as seen from the root namespace (the host's /var overlay)."""
+    return Path(_host(host).dir) / "ovl/var/upper" / nvram_path(name)[len("/var/") :]
 
 
 def guest_xml(
@@ -84,6 +127,7 @@ def guest_xml(
     console: str,
     boot: dict,
     vcpus: int = 1,
+    uefi: bool = False,
 ) -> str:
     kvm = accel() == "kvm"
     cmdline = (
@@ -91,16 +135,27 @@ def guest_xml(
         f"dirty_rate={dirty_rate} ferry_name={name}"
     )
     cpu = "<cpu mode='host-passthrough' migratable='on'/>" if kvm else ""
-    return f"""<domain type='{"kvm" if kvm else "qemu"}'>
+    if uefi:
+        # OVMF without secure boot (no SMM needed), the NVRAM file per domain in the host's
+        # own /var (libvirt copies the template there on first start, on each host)
+        firmware = (
+            f"<loader readonly='yes' type='pflash'>{OVMF_CODE}</loader>\n"
+            f"    <nvram template='{OVMF_VARS}'>{nvram_path(name)}</nvram>\n    "
+        )
+        machine, features = "q35", "<features><acpi/><apic/></features>"
+    else:
+        firmware, machine, features = "", "pc", ""
+    return f"""<domain type='{"kvm" if kvm else "qemu"}' xmlns:qemu='{QEMU_NS}'>
   <name>{escape(name)}</name>
   <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>{vcpus}</vcpu>
   <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{boot["kernel"]}</kernel>
+    <type arch='x86_64' machine='{machine}'>hvm</type>
+    {firmware}<kernel>{boot["kernel"]}</kernel>
     <initrd>{boot["initrd"]}</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
+  {features}
   {cpu}
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
@@ -120,9 +175,17 @@ def guest_xml(
       <source path='{console}' append='on'/>
       <target port='0'/>
     </serial>
+    <channel type='unix'>
+      <target type='virtio' name='{AGENT_CHANNEL}'/>
+    </channel>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
+    <panic model='pvpanic'/>
   </devices>
+  <qemu:commandline>
+    <qemu:arg value='-qmp'/>
+    <qemu:arg value='unix:{qmp_socket(name)},server=on,wait=off'/>
+  </qemu:commandline>
 </domain>
 """
 
@@ -136,10 +199,15 @@ def guest_start(
     pool: str = "shared",
     disk_mib: int = 64,
     vcpus: int = 1,
+    uefi: bool = False,
 ) -> dict:
     """Create the disk, define and start `name` on `host`; returns its facts."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
         raise ValueError(f"bad guest name {name!r}")
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r} (one of {', '.join(POOLS)})")
+    if uefi and not Path(OVMF_CODE).exists():
+        raise RuntimeError(f"{OVMF_CODE} missing: run lab/install-deps.sh (package ovmf)")
     h = _host(host)
     boot = boot_files()
     console = console_log_path(name)
@@ -160,7 +228,9 @@ def guest_start(
         "--prealloc-metadata",
     )
     path = virsh(h.uri, "vol-path", "--pool", pool, vol).strip()
-    xml = guest_xml(name, memory_mib, dirty_ws, dirty_rate, path, str(console), boot, vcpus)
+    xml = guest_xml(
+        name, memory_mib, dirty_ws, dirty_rate, path, str(console), boot, vcpus, uefi=uefi
+    )
     xf = shared_dir() / "boot" / f"{name}.xml"
     xf.write_text(xml)
     virsh(h.uri, "define", str(xf))
@@ -176,18 +246,23 @@ def guest_start(
         "memory_mib": memory_mib,
         "dirty_ws": dirty_ws,
         "dirty_rate": dirty_rate,
+        "uefi": uefi,
+        "nvram": nvram_path(name) if uefi else None,
+        "nvram_on_host_fs": str(nvram_file(name, h.name)) if uefi else None,
     }
 
 
 def guest_destroy(name: str) -> None:
-    """Stop and undefine `name` on every lab host and delete its disks and console log."""
+    """Stop and undefine `name` on every lab host and delete its disks, NVRAM and console log."""
     st = read_state() or {}
     for h in hosts(st.get("host_count")):
         virsh(h.uri, "destroy", name, check=False, timeout=30)
-        virsh(h.uri, "undefine", name, check=False, timeout=30)
-        for pool in ("shared", "local"):
+        virsh(h.uri, "undefine", "--nvram", name, check=False, timeout=30)
+        for pool in POOLS:
             virsh(h.uri, "vol-delete", "--pool", pool, f"{name}.qcow2", check=False, timeout=30)
         (host_local_dir(h.key) / f"{name}.qcow2").unlink(missing_ok=True)
+        (host_twin_dir(h.key) / f"{name}.qcow2").unlink(missing_ok=True)
+        nvram_file(name, h.name).unlink(missing_ok=True)
     (shared_pool_path() / f"{name}.qcow2").unlink(missing_ok=True)
     console_log_path(name).unlink(missing_ok=True)
 
@@ -203,12 +278,276 @@ def where_running(name: str) -> list[str]:
     return out
 
 
+def domain_state(name: str, host: str) -> tuple[str, str] | None:
+    """(state, reason) as `virsh domstate --reason` words, e.g. ('shut off', 'crashed');
+    None when `host` has no domain `name`."""
+    r = run(["virsh", "-q", "-c", _host(host).uri, "domstate", "--reason", name], check=False)
+    if r.returncode != 0:
+        return None
+    m = re.match(r"(.+?) \((.+)\)$", r.stdout.strip())
+    return (m.group(1), m.group(2)) if m else (r.stdout.strip(), "")
+
+
 def guest_list() -> dict:
     st = read_state() or {}
     return {
         h.name: virsh(h.uri, "list", "--all", "--name", check=False).split()
         for h in hosts(st.get("host_count"))
     }
+
+
+# ---------------------------------------------------------------- guest agent and control
+
+
+def _running_host(name: str, host: str | None):
+    if host is not None:
+        return _host(host)
+    where = where_running(name)
+    if len(where) != 1:
+        raise RuntimeError(f"guest {name} runs on {where or 'no host'}: give host=")
+    return _host(where[0])
+
+
+def agent_command(name: str, command: dict, host: str | None = None, timeout: int = 10):
+    """Send one QMP-style command to the guest's qemu-ga through libvirt; returns 'return'.
+
+    `host` defaults to wherever the guest runs. Raises RuntimeError with libvirt's message
+    when the agent does not answer (not connected yet, guest dead, timeout).
+    """
+    h = _running_host(name, host)
+    out = run(
+        [
+            "virsh",
+            "-q",
+            "-c",
+            h.uri,
+            "qemu-agent-command",
+            name,
+            json.dumps(command),
+            "--timeout",
+            str(timeout),
+        ],
+        timeout=timeout + 20,
+    ).stdout
+    return json.loads(out)["return"]
+
+
+def agent_ping(name: str, host: str | None = None, timeout: int = 5) -> float:
+    """guest-ping through the agent; returns the round trip in seconds (virsh spawn included)."""
+    t0 = time.monotonic()
+    agent_command(name, {"execute": "guest-ping"}, host, timeout)
+    return time.monotonic() - t0
+
+
+def wait_agent(name: str, host: str | None = None, timeout: float = 60) -> float:
+    """Wait until guest-ping answers; returns the seconds waited."""
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < timeout:
+        try:
+            agent_ping(name, host, timeout=3)
+            return time.monotonic() - t0
+        except RuntimeError as e:
+            last = e
+        time.sleep(0.25)
+    raise TimeoutError(f"guest agent of {name} did not answer in {timeout}s: {last}")
+
+
+def guest_exec(
+    name: str,
+    path: str,
+    args: list[str] | None = None,
+    host: str | None = None,
+    timeout: float = 30,
+) -> dict:
+    """Run a program inside the guest through the agent (guest-exec); wait for it to end.
+
+    Returns {'exitcode', 'stdout', 'stderr'} (text)."""
+    h = _running_host(name, host)
+    pid = agent_command(
+        name,
+        {
+            "execute": "guest-exec",
+            "arguments": {"path": path, "arg": list(args or []), "capture-output": True},
+        },
+        h.name,
+    )["pid"]
+    deadline = time.monotonic() + timeout
+    while True:
+        st = agent_command(
+            name, {"execute": "guest-exec-status", "arguments": {"pid": pid}}, h.name
+        )
+        if st.get("exited"):
+            out, err = (
+                base64.b64decode(st.get(k, "")).decode(errors="replace")
+                for k in ("out-data", "err-data")
+            )
+            return {"exitcode": st.get("exitcode"), "stdout": out, "stderr": err}
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} {args} in {name} still running after {timeout}s")
+        time.sleep(0.1)
+
+
+def set_dirty(name: str, ws_mb: int, rate_mb_s: int, host: str | None = None) -> dict:
+    """Switch the running guest's dirtier to `ws_mb` MB at `rate_mb_s` MB/s, no reboot.
+
+    The agent runs `dirtier set WS RATE`, which signals the dirtier and waits until it
+    applied the change; returns {'ws_mb', 'rate_mb_s'} as the dirtier reported them."""
+    if ws_mb < 0 or rate_mb_s < 0:
+        raise ValueError("ws_mb and rate_mb_s must be >= 0")
+    r = guest_exec(name, "/bin/dirtier", ["set", str(int(ws_mb)), str(int(rate_mb_s))], host)
+    if r["exitcode"] != 0:
+        raise RuntimeError(f"dirtier set in {name} failed ({r['exitcode']}): {r['stderr'].strip()}")
+    ws, rate = r["stdout"].split()[:2]
+    return {"ws_mb": int(ws), "rate_mb_s": int(rate)}
+
+
+def panic(name: str, host: str | None = None, how: str = "nmi") -> str:
+    """Make the running guest's kernel panic now; returns the host it ran on.
+
+    how='nmi': the host injects an NMI (virsh inject-nmi); the guest has
+    kernel.unknown_nmi_panic=1. how='sysrq': the agent runs `echo c >
+    /proc/sysrq-trigger` in the guest. Either way the kernel panics, the pvpanic
+    device tells QEMU, and libvirt applies on_crash=destroy: the domain ends 'shut off'
+    with reason 'crashed' (VIR_DOMAIN_SHUTOFF_CRASHED) on that host."""
+    h = _running_host(name, host)
+    if how == "nmi":
+        virsh(h.uri, "inject-nmi", name)
+    elif how == "sysrq":
+        agent_command(
+            name,
+            {
+                "execute": "guest-exec",
+                "arguments": {"path": "/bin/sh", "arg": ["-c", "echo c >/proc/sysrq-trigger"]},
+            },
+            h.name,
+        )
+    else:
+        raise ValueError(f"how must be 'nmi' or 'sysrq', not {how!r}")
+    return h.name
+
+
+class QMP:
+    """A session on the lab's second QMP monitor of a guest's QEMU on one host.
+
+    Negotiated with out-of-band execution enabled, so that commands that allow it
+    (migrate-recover, migrate-pause) still run when QEMU's main loop is stuck, e.g. on a
+    post-copy destination waiting for a page that cannot arrive. Negotiation itself is
+    in band: open the session while QEMU still answers (before cutting a link)."""
+
+    def __init__(self, name: str, host: str, timeout: float = 10) -> None:
+        self.where = f"QMP of {name} on {host}"
+        path = host_qmp_dir(_host(host).key) / f"{name}.qmp"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(str(path))
+            self.file = self.sock.makefile("rwb")
+            greeting = json.loads(self.file.readline())
+            caps = greeting.get("QMP", {}).get("capabilities", [])
+            args = {"enable": ["oob"]} if "oob" in caps else {}
+            self.oob = bool(args)
+            self._send({"execute": "qmp_capabilities", "arguments": args})
+            self._reply()
+        except OSError as e:
+            self.close()
+            raise RuntimeError(f"{self.where} ({path}): {e}") from e
+
+    def _send(self, msg: dict) -> None:
+        self.file.write(json.dumps(msg).encode() + b"\n")
+        self.file.flush()
+
+    def _reply(self) -> dict:
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise RuntimeError(f"{self.where} closed the connection")
+            msg = json.loads(line)
+            if "return" in msg or "error" in msg:
+                return msg
+
+    def command(self, command: dict, oob: bool = False) -> dict:
+        """Run one command; returns QEMU's reply ({'return': ...} or {'error': ...})."""
+        if oob:
+            if not self.oob:
+                raise RuntimeError(f"{self.where}: QEMU offers no out-of-band execution")
+            command = {"exec-oob": command["execute"], "id": "ferry-lab"} | {
+                k: v for k, v in command.items() if k != "execute"
+            }
+        try:
+            self._send(command)
+            return self._reply()
+        except OSError as e:
+            raise RuntimeError(f"{self.where}: {e}") from e
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            self.file = None
+
+    def __enter__(self) -> QMP:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def qmp(name: str, host: str, command: dict, timeout: float = 10) -> dict:
+    """One command through a fresh QMP session (see QMP); returns QEMU's reply."""
+    with QMP(name, host, timeout) as q:
+        return q.command(command)
+
+
+def migration_status(name: str, host: str, timeout: float = 10) -> str | None:
+    """QEMU's own migration status on `host` (query-migrate): 'postcopy-paused', ...
+
+    In band: on a post-copy destination whose main loop waits for a missing page this
+    times out (RuntimeError)."""
+    return qmp(name, host, {"execute": "query-migrate"}, timeout).get("return", {}).get("status")
+
+
+def postcopy_recover_qemu(
+    name: str,
+    src: str,
+    dst: str,
+    dst_qmp: QMP | None = None,
+    address: str | None = None,
+    port: int = 49300,
+) -> None:
+    """Recover a post-copy migration paused on both sides, at QEMU level.
+
+    libvirt 11.3.0's VIR_MIGRATE_POSTCOPY_RESUME crashes the destination libvirtd
+    (qemuMigrationDstPrepareResume passes a NULL fd that qemuProcessIncomingDefNew
+    dereferences), and libvirt refuses monitor passthrough on a domain with an incoming
+    migration job, so the lab does what libvirt would: `migrate-recover` on the
+    destination QEMU, then `migrate` with resume=true on the source QEMU. Both libvirtds
+    then see QEMU's migration events and finish the job themselves ('unattended
+    migration': the source domain stops and is undefined per the original flags, the
+    destination runs). `address` is where the source reaches the destination (default:
+    its migration-network address). The source must be 'postcopy-paused' (checked). The
+    destination is asked out of band through `dst_qmp`, a QMP session opened while it
+    still answered (once its main loop waits for a missing page, a new session cannot
+    even be negotiated); without one, a fresh session is tried."""
+    status = migration_status(name, src)
+    if status != "postcopy-paused":
+        raise RuntimeError(f"{name} on {src}: QEMU migration status is {status!r}")
+    addr = address or _host(dst).mig_ip
+    recover = {"execute": "migrate-recover", "arguments": {"uri": f"tcp:0.0.0.0:{port}"}}
+    if dst_qmp is not None:
+        r = dst_qmp.command(recover, oob=True)
+    else:
+        with QMP(name, dst) as q:
+            r = q.command(recover, oob=True)
+    if "error" in r:
+        raise RuntimeError(f"migrate-recover on {dst}: {r['error']}")
+    r = qmp(
+        name,
+        src,
+        {"execute": "migrate", "arguments": {"uri": f"tcp:{addr}:{port}", "resume": True}},
+    )
+    if "error" in r:
+        raise RuntimeError(f"migrate resume on {src}: {r['error']}")
 
 
 # ---------------------------------------------------------------- heartbeats
@@ -290,7 +629,7 @@ def read_guest_bytes(path: str | Path, offset: int = 0, length: int = 512) -> by
 def disk_heartbeat(name: str, path: str | Path | None = None) -> dict | None:
     """The guest's last disk heartbeat {'counter', 'epoch', 'name'} from sector 0, or None.
 
-    Without `path`, looks at the shared pool, then every host's local pool
+    Without `path`, looks at the shared pool, then every host's local and twin pools
     (newest heartbeat wins, e.g. after a non-shared-disk migration).
     """
     paths = (
@@ -298,8 +637,9 @@ def disk_heartbeat(name: str, path: str | Path | None = None) -> dict | None:
         if path
         else [shared_pool_path() / f"{name}.qcow2"]
         + [
-            host_local_dir(h.key) / f"{name}.qcow2"
+            d(h.key) / f"{name}.qcow2"
             for h in hosts((read_state() or {}).get("host_count"))
+            for d in (host_local_dir, host_twin_dir)
         ]
     )
     best = None
@@ -321,7 +661,21 @@ def disk_heartbeat(name: str, path: str | Path | None = None) -> dict | None:
 
 
 __all__ = [
+    "agent_command",
+    "agent_ping",
     "boot_files",
+    "domain_state",
+    "guest_exec",
+    "nvram_file",
+    "nvram_path",
+    "migration_status",
+    "panic",
+    "postcopy_recover_qemu",
+    "QMP",
+    "qmp",
+    "qmp_socket",
+    "set_dirty",
+    "wait_agent",
     "console_heartbeats",
     "console_log_path",
     "console_problems",

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, Path(__file__).resolve().parent):  # `lab` and the tests' `labtools`
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 
 def pytest_configure(config):
@@ -66,16 +67,49 @@ def lab_env():
             labctl._down()
 
 
+class _Conns(dict):
+    """{host name: libvirt connection}; a connection that died (a test restarted that
+    host's libvirtd or dropped its clients) is opened again on the next lookup."""
+
+    def __init__(self, uris):
+        import libvirt
+
+        self._uris = uris
+        super().__init__({name: libvirt.open(uri) for name, uri in uris.items()})
+
+    def __getitem__(self, name):
+        import libvirt
+
+        c = super().__getitem__(name)
+        try:
+            alive = c.isAlive() and c.getLibVersion() > 0  # one cheap round trip
+        except libvirt.libvirtError:
+            alive = False
+        if not alive:
+            c = libvirt.open(self._uris[name])
+            self[name] = c
+        return c
+
+    def items(self):
+        return [(name, self[name]) for name in self.keys()]
+
+    def values(self):
+        return [self[name] for name in self.keys()]
+
+
 @pytest.fixture(scope="session")
 def conns(lab_env):
     """{host name: libvirt connection} through each host's unix socket."""
     import libvirt
 
     libvirt.registerErrorHandler(lambda *_: None, None)  # errors are raised; do not also print them
-    out = {name: libvirt.open(h["uri"]) for name, h in lab_env["hosts"].items()}
+    out = _Conns({name: h["uri"] for name, h in lab_env["hosts"].items()})
     yield out
-    for c in out.values():
-        c.close()
+    for c in dict.values(out):
+        try:
+            c.close()
+        except libvirt.libvirtError:
+            pass
 
 
 @pytest.fixture

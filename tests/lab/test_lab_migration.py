@@ -14,19 +14,15 @@ import time
 import pytest
 
 libvirt = pytest.importorskip("libvirt")
+from labtools import BASE  # noqa: E402
+
 from lab.guest import vm  # noqa: E402
 
 pytestmark = pytest.mark.lab
 
-BASE = (
-    libvirt.VIR_MIGRATE_LIVE
-    | libvirt.VIR_MIGRATE_PEER2PEER
-    | libvirt.VIR_MIGRATE_PERSIST_DEST
-    | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-)
-# the shared pool is a plain directory both hosts see: libvirt does not
-# know it is shared, so migrating a guest with a disk there needs UNSAFE
-SHARED = BASE | libvirt.VIR_MIGRATE_UNSAFE
+# the shared pool is a plain directory both hosts see, declared in every host's
+# qemu.conf `shared_filesystems`: libvirt treats it as shared, no UNSAFE needed
+SHARED = BASE
 
 
 def migrate(conns, lab_env, name, src, dst, flags, via="tcp_uri"):
