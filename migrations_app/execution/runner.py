@@ -205,6 +205,11 @@ def _recover_postcopy(attempt, guard, session, failure) -> errors.ExecutionError
     )
     deadline = time.monotonic() + float(settings.FERRY_POSTCOPY_RECOVER_SECONDS)
     tries = 0
+    supported, why = getattr(session, "postcopy_resume_supported", lambda: (True, ""))()
+    if not supported:
+        services.attempt_note(
+            attempt=attempt, kind="item.postcopy_resume_unavailable", payload={"why": why}
+        )
     while time.monotonic() < deadline:
         guard.beat()
         tries += 1
@@ -232,16 +237,22 @@ def _recover_postcopy(attempt, guard, session, failure) -> errors.ExecutionError
         worker=guard.worker,
         key="postcopy_recovery",
         value={
-            "tries": tries,
+            "tries": tries if supported else 0,
             "recovered": False,
             "budget_s": float(settings.FERRY_POSTCOPY_RECOVER_SECONDS),
+            "resume_unavailable": why,
         },
+    )
+    tried = (
+        f"Post-copy resume was tried {tries} time(s) over "
+        f"{settings.FERRY_POSTCOPY_RECOVER_SECONDS:.0f} s without success"
+        if supported
+        else f"{why} The VM did not arrive within {settings.FERRY_POSTCOPY_RECOVER_SECONDS:.0f} s"
     )
     return errors.ExecutionError(
         errors.POSTCOPY_FAILED,
-        f"{errors.EXPLANATIONS[errors.POSTCOPY_FAILED]} Post-copy resume was tried {tries} "
-        f"time(s) over {settings.FERRY_POSTCOPY_RECOVER_SECONDS:.0f} s without success; both "
-        "sides are left paused for an operator.",
+        f"{errors.EXPLANATIONS[errors.POSTCOPY_FAILED]} {tried}; both sides are left paused "
+        "for an operator.",
         failure.libvirt_message,
     )
 

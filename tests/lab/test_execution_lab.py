@@ -62,9 +62,15 @@ def ferry(lab_env, settings):
     hosts = {}
     for name in lab_env["hosts"]:
         host = host_add(name=name, uri=f"qemu+unix://{name}/system", actor=Actor.system("lab"))
-        # The client URI is a unix socket; peers reach the host on its lab address.
+        # The client URI is a unix socket; peers reach the host on its lab address. The
+        # lab's qemu.conf runs virtlockd and lists the shared pool in shared_filesystems:
+        # the host records say so, as an admin would declare them.
         ip = lab_env["hosts"][name]["ip"]
-        Host.objects.filter(pk=host.pk).update(migration_address=ip)
+        Host.objects.filter(pk=host.pk).update(
+            migration_address=ip,
+            lock_manager=lab_env.get("lock_manager", "lockd"),
+            shared_paths=list(lab_env.get("shared_filesystems") or [lab_env["shared_pool_path"]]),
+        )
         hosts[name] = host
     return hosts
 
@@ -83,8 +89,9 @@ def sync(ferry):
         assert result.ok, result.error
 
 
-def lab_plan(people, items, policy):
-    """An approved plan of `items` [(vm name, src, dst, mode, storage_map)] in the test DB."""
+def lab_plan(people, items, policy, network_maps=None):
+    """An approved plan of `items` [(vm name, src, dst, mode, storage_map)] in the test DB
+    (`network_maps`: {vm name: {source network: destination network}})."""
     plan = MigrationPlan.objects.create(
         name=f"lab-{uuid.uuid4().hex[:6]}",
         change_ticket="CHG-LAB",
@@ -100,6 +107,7 @@ def lab_plan(people, items, policy):
             destination_host=Host.objects.get(name=dst),
             mode=mode,
             storage_map=storage_map or {},
+            network_map=(network_maps or {}).get(name, {}),
             position=position,
         )
     # The lab migrates over qemu+tcp:// inside its own network namespaces: an admin records
@@ -198,8 +206,11 @@ def test_it_moves_a_two_item_plan_through_the_api_and_keeps_the_guests_alive(
     attempts = list(ItemAttempt.objects.filter(run=run).order_by("started_at"))
     for attempt in attempts:
         assert attempt.driver == "libvirt" and attempt.status == "completed"
-        assert "UNSAFE" in attempt.evidence["prepare"]["flags"]
-        assert "unsafe_reason" in attempt.evidence["prepare"]
+        # The shared pool is proven one storage (a probe) and declared in the destination's
+        # shared_filesystems, so libvirt needs no VIR_MIGRATE_UNSAFE.
+        assert "UNSAFE" not in attempt.evidence["prepare"]["flags"]
+        proof = [f for f in attempt.evidence["preflight"] if f["check_id"] == "live.shared_storage"]
+        assert proof and proof[0]["severity"] == "ok" and proof[0]["evidence"]["libvirt_knows"]
         assert attempt.evidence["cleanup"]["source_undefined"] is True
         assert ProgressSample.objects.filter(attempt=attempt).exists()
     # max_outbound_per_host=1: the samples of the two attempts never overlap in time.
@@ -336,12 +347,18 @@ def database_url() -> str:
 
 def worker_process(log) -> subprocess.Popen:
     env = dict(os.environ)
+    from django.conf import settings
+
     env.update(
         DATABASE_URL=database_url(),
         FERRY_TASK_BACKEND="db",
         FERRY_SAMPLE_SECONDS="0.5",
         FERRY_LEASE_SECONDS="6",
         FERRY_WATCHDOG_SECONDS="40",
+        # The lab's sockets, named as the ferry fixture named them for this process.
+        FERRY_LIBVIRT_SOCKETS=",".join(
+            f"{name}={path}" for name, path in settings.FERRY_LIBVIRT_SOCKETS.items()
+        ),
     )
     env.pop("REDIS_URL", None)
     return subprocess.Popen(

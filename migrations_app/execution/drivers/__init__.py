@@ -112,6 +112,7 @@ def build_context(attempt: ItemAttempt) -> Context:
         source_autostart=prepared.get("source_autostart"),
         postcopy_recorded=attempt.postcopy_at is not None,
         agent_expected=agent,
+        destination_libvirt_version=dst.libvirt_version,
     )
 
 

@@ -51,6 +51,7 @@ class Context:
     source_autostart: bool | None = None
     postcopy_recorded: bool = False
     agent_expected: bool = False  # the guest agent answered on the source before the move
+    destination_libvirt_version: int | None = None  # from the inventory (libvirt's number)
 
 
 @dataclass
