@@ -4,6 +4,7 @@ into /api/v1/ by dashboard.urls), and the per-plan report files (`urlpatterns`).
 from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
+from migrations_app.api.balance import PlacementRuleViewSet
 from migrations_app.api.plans import PlanViewSet
 from migrations_app.api.reports import HistoryViewSet, PlanReportView
 from migrations_app.api.runs import AttemptViewSet, ItemActionViewSet, RunViewSet
@@ -17,6 +18,7 @@ router.register("runs", RunViewSet, basename="run")
 router.register("attempts", AttemptViewSet, basename="attempt")
 router.register("items", ItemActionViewSet, basename="item-action")
 router.register("history", HistoryViewSet, basename="history")
+router.register("placement-rules", PlacementRuleViewSet, basename="placement-rule")
 router.register("share-links", ShareLinkViewSet, basename="share-link")
 router.register(
     "notification-subscriptions", SubscriptionViewSet, basename="notification-subscription"
