@@ -60,6 +60,10 @@ class VmRow:
     error_class: str
     error_message: str
 
+    @property
+    def total_time_s(self) -> float | None:
+        return round(self.total_time_ms / 1000, 1) if self.total_time_ms is not None else None
+
     def as_dict(self) -> dict:
         data = asdict(self)
         for key in ("started_at", "finished_at"):
@@ -79,6 +83,9 @@ class Summary:
     elapsed_s: float | None = None
     estimate_s: float | None = None
     vs_estimate_pct: float | None = None
+    # A rehearsal runs faster than real time (FERRY_REHEARSAL_SPEED): its wall time is not
+    # comparable with the estimate, which is for real hosts, so no percentage is given.
+    rehearsal_speed: float | None = None
     downtime: dict = field(default_factory=dict)
     people: list = field(default_factory=list)
     change_ticket: str = ""
@@ -298,6 +305,16 @@ def _deviations(record, rows: list[VmRow]) -> list[dict]:
     return out
 
 
+def _rehearsal_speed(record) -> float | None:
+    """The rehearsal speed the run's attempts reported (None: a real run)."""
+    for run in record.runs:
+        for attempt in run.attempts.all():
+            if attempt.driver == "rehearsal":
+                prepared = (attempt.evidence or {}).get("prepare") or {}
+                return float(prepared.get("speed") or 1.0)
+    return None
+
+
 def summary_build(record, rows: list[VmRow] | None = None) -> Summary:
     """The first screen of the change record (see the module docstring)."""
     rows = vm_rows(record) if rows is None else rows
@@ -309,8 +326,9 @@ def summary_build(record, rows: list[VmRow] | None = None) -> Summary:
     estimate = (
         (record.evidence_run.estimate or {}).get("makespan_s") if record.evidence_run else None
     )
+    speed = _rehearsal_speed(record)
     versus = None
-    if elapsed is not None and estimate:
+    if elapsed is not None and estimate and speed is None:
         versus = round((elapsed - estimate) / estimate * 100, 1)
     return Summary(
         items=len(rows),
@@ -321,6 +339,7 @@ def summary_build(record, rows: list[VmRow] | None = None) -> Summary:
         elapsed_s=round(elapsed, 1) if elapsed is not None else None,
         estimate_s=round(float(estimate), 1) if estimate is not None else None,
         vs_estimate_pct=versus,
+        rehearsal_speed=speed,
         downtime=_downtime(rows, record.plan.get_policy().max_downtime_ms),
         people=_people(record),
         change_ticket=record.plan.change_ticket,

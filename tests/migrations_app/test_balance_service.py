@@ -464,3 +464,26 @@ def test_random_groups_are_balanced_without_breaking_a_check_or_say_why(site, pe
             assert abs(dm) <= target / 100 + 1e-9 and abs(dc) <= target / 100 + 1e-9
     else:
         assert run.result["why_not"], run.result
+
+
+def test_the_plans_page_lists_adds_switches_and_removes_rules(people):
+    client = Client()
+    client.force_login(people["planner"])
+    page = client.post(
+        "/plans/rules/", {"name": "db apart", "kind": "anti-affinity", "tag": "db"}, follow=True
+    ).content.decode()
+    assert "Rule &#x27;db apart&#x27; added" in page and "<code>db</code>" in page
+    rule = PlacementRule.objects.get()
+    client.post(f"/plans/rules/{rule.pk}/toggle/")
+    assert not PlacementRule.objects.get().enabled
+    bad = client.post("/plans/rules/", {"name": "", "kind": "affinity", "tag": "x"}, follow=True)
+    assert "A rule needs a name." in bad.content.decode()
+    client.post(f"/plans/rules/{rule.pk}/remove/")
+    assert not PlacementRule.objects.exists()
+    viewer = Client()
+    viewer.force_login(people["viewer"])
+    assert (
+        viewer.post("/plans/rules/", {"name": "x", "kind": "affinity", "tag": "x"}).status_code
+        == 403
+    )
+    assert "Placement rules" in viewer.get("/plans/").content.decode()

@@ -97,7 +97,9 @@ def test_it_summarises_a_known_run_with_its_figures_people_and_deviations(known_
     # Time: the run's own span against the estimate the approvers saw (120 s).
     elapsed = (run.finished_at - run.started_at).total_seconds()
     assert s.elapsed_s == round(elapsed, 1) and s.estimate_s == 120.0
-    assert s.vs_estimate_pct == round((elapsed - 120) / 120 * 100, 1)
+    # A rehearsal runs 400× faster than real time here: no percentage against an estimate
+    # made for real hosts (test_it_compares_a_real_run_with_its_estimate has one).
+    assert s.rehearsal_speed == 400.0 and s.vs_estimate_pct is None
     # Downtime: the completed VMs' last attempts, against the policy's 300 ms.
     done = {
         a.item.vm.name: a.downtime_ms
@@ -236,3 +238,42 @@ def test_it_says_nothing_deviated_when_a_plan_went_by_the_book(approved_plan, st
     client.force_login(people["auditor"])
     page = client.get(f"/plans/{plan.pk}/change-record/").content.decode()
     assert 'Deviations</strong>: <span class="ok">none</span>' in page
+
+
+def test_it_compares_a_real_run_with_its_estimate(validated_plan, people):
+    from django.utils import timezone
+
+    from migrations_app.models import PlanRun
+
+    plan = validated_plan
+    item = plan.items.first()
+    start = timezone.now() - timedelta(minutes=10)
+    run = PlanRun.objects.create(plan=plan, started_by_name="oli", status="completed")
+    PlanRun.objects.filter(pk=run.pk).update(
+        started_at=start, finished_at=start + timedelta(seconds=150)
+    )
+    ItemAttempt.objects.create(
+        run=run,
+        item=item,
+        driver="libvirt",
+        status="completed",
+        source_host=item.source_host,
+        destination_host=item.destination_host,
+        started_at=start,
+        finished_at=start + timedelta(seconds=140),
+        migrate_called_at=start,
+        downtime_ms=420,
+        total_time_ms=139_000,
+        bytes_transferred=3 << 30,
+        iterations=3,
+    )
+    s = change_record_build(plan).summary
+    assert s.elapsed_s == 150.0 and s.estimate_s == 120.0 and s.vs_estimate_pct == 25.0
+    assert s.rehearsal_speed is None and s.headline == "1 of 1 completed"
+    assert s.downtime["over_max"] == [
+        {"vm": item.vm.name, "downtime_ms": 420, "max_allowed_ms": 300}
+    ]
+    client = Client()
+    client.force_login(people["auditor"])
+    page = client.get(f"/plans/{plan.pk}/change-record/").content.decode()
+    assert "150 s vs 120 s estimated (+25 %)" in page and "1 VM over" in page
