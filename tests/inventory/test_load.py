@@ -238,3 +238,22 @@ def test_it_queues_one_housekeeping_pass_and_the_pass_samples_and_prunes(setting
     assert (
         sampled == [1] and out["load_samples_pruned"] == 0 and out["progress_samples_pruned"] == 0
     )
+
+
+def test_it_shows_the_measured_use_on_the_host_and_vm_pages(client, make_user):
+    from django.utils import timezone
+
+    host = _host()
+    vm = _vm(host)
+    now = timezone.now()
+    VmLoadSample.objects.create(vm=vm, host=host, at=now, cpu_cores=1.25, memory_used_mib=3000)
+    HostLoadSample.objects.create(host=host, at=now, cpu_cores=3.5, memory_used_mib=9000)
+    client.force_login(make_user("viewer1", "viewer"))
+    vm_page = client.get(f"/inventory/vms/{vm.pk}/").content.decode()
+    assert "1.25 CPU cores busy, 3000 MiB memory in use" in vm_page
+    host_page = client.get(f"/inventory/hosts/{host.pk}/").content.decode()
+    assert "3.50 CPU cores busy, 9000 MiB memory in use" in host_page
+    other = _vm(host, "quiet")
+    assert (
+        "no sample in the last 60 min" in client.get(f"/inventory/vms/{other.pk}/").content.decode()
+    )
