@@ -247,10 +247,10 @@ def test_it_compares_a_real_run_with_its_estimate(validated_plan, people):
 
     plan = validated_plan
     item = plan.items.first()
-    start = timezone.now() - timedelta(minutes=10)
+    began = timezone.now() - timedelta(minutes=10)
     run = PlanRun.objects.create(plan=plan, started_by_name="oli", status="completed")
     PlanRun.objects.filter(pk=run.pk).update(
-        started_at=start, finished_at=start + timedelta(seconds=150)
+        started_at=began, finished_at=began + timedelta(seconds=150)
     )
     ItemAttempt.objects.create(
         run=run,
@@ -259,9 +259,9 @@ def test_it_compares_a_real_run_with_its_estimate(validated_plan, people):
         status="completed",
         source_host=item.source_host,
         destination_host=item.destination_host,
-        started_at=start,
-        finished_at=start + timedelta(seconds=140),
-        migrate_called_at=start,
+        started_at=began,
+        finished_at=began + timedelta(seconds=140),
+        migrate_called_at=began,
         downtime_ms=420,
         total_time_ms=139_000,
         bytes_transferred=3 << 30,
