@@ -292,7 +292,7 @@ class Placer:
             "strategy": self.strategy,
             "hosts": len(self.hosts),
             "together": [i.vm.name for i in items],
-            "rules": {rule: []},
+            "together_rule": rule,
         }
         blockers = [
             f"{item.vm.name}: {finding.message}"
@@ -347,6 +347,8 @@ class Placer:
             rejected=dict(sorted(rejected.items())),
             examined_in_rank_order=len(ranked) if chosen is None else ranked.index(chosen) + 1,
         )
+        if ruled_out:
+            note["rules"] = dict(sorted(ruled_out.items()))
         if chosen is None:
             ledger.leaving.difference_update(marked)
             parts = [f"{cid} rejected {n}" for cid, n in sorted(rejected.items())]

@@ -85,8 +85,12 @@ def history_filters(params) -> dict:
     return out
 
 
+def _is_id(value: str) -> bool:
+    return value.isdigit() and len(value) < 19  # a bigint: longer digit strings are names
+
+
 def _host_q(value: str, field: str) -> Q:
-    if value.isdigit():
+    if _is_id(value):
         return Q(**{f"{field}_id": int(value)})
     return Q(**{f"{field}__name": value})
 
@@ -101,7 +105,7 @@ def history_attempts(filters: dict | None = None) -> QuerySet:
     vm = filters.get("vm")
     if vm:
         vm_q = Q(item__vm__name=vm)
-        if vm.isdigit():
+        if _is_id(vm):
             vm_q |= Q(item__vm_id=int(vm))
         try:
             vm_q |= Q(item__vm__uuid=uuid.UUID(vm))

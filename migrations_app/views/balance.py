@@ -2,6 +2,8 @@
 draft plan), and adding, switching and removing placement rules. Forms post to small
 views that call the same services as the API; a refused input comes back as a message."""
 
+import math
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect
@@ -22,11 +24,14 @@ def _number(post, name: str, label: str, *, integer: bool):
     raw = (post.get(name) or "").strip()
     if not raw:
         return None
+    kind = "a whole number" if integer else "a number"
     try:
-        return int(raw) if integer else float(raw)
+        value = int(raw) if integer else float(raw)
     except ValueError:
-        kind = "a whole number" if integer else "a number"
         raise PlanError(f"{label}: '{raw[:20]}' is not {kind}.") from None
+    if not math.isfinite(value) or value < 0 or value > 2**40:
+        raise PlanError(f"{label}: '{raw[:20]}' is not {kind} between 0 and 2^40.")
+    return value
 
 
 def balance_summary(run) -> str:

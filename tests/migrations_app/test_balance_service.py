@@ -283,6 +283,11 @@ def test_it_builds_a_balance_plan_through_the_api_and_the_form(site, skewed, api
     assert "from the form" in text and "Balance of group g1" in text and "target reached" in text
     bad = browser.post("/plans/balance/", {"group": "g1", "max_moves": "many"}, follow=True)
     assert "Most moves: &#x27;many&#x27; is not a whole number." in bad.content.decode()
+    for huge in ("inf", "1e400", "-3"):
+        bad = browser.post("/plans/balance/", {"group": "g1", "max_moved_gib": huge}, follow=True)
+        assert (
+            bad.status_code == 200 and "is not a number between 0 and 2^40" in bad.content.decode()
+        )
 
 
 # -- placement rules in evacuation and move-to-group ------------------------------------

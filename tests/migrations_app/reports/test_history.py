@@ -123,6 +123,11 @@ def test_it_filters_by_vm_name_id_or_uuid(world):
     assert pick(world, vm=str(vm.uuid)) == {"c-failed", "c-done"}
 
 
+def test_it_takes_a_digit_string_too_long_for_an_id_as_a_name(world, api_as):
+    answer = api_as("viewer").get("/api/v1/history/", {"vm": "9" * 30, "host": "8" * 25})
+    assert answer.status_code == 200 and answer.json()["count"] == 0
+
+
 def test_it_filters_by_host_group(world):
     assert pick(world, group="g2") == {"b-rolled", "d-stuck", "e-cancel", "f-done"}
     assert pick(world, group="g1") == set(world.rows) - {"running"}
