@@ -330,6 +330,16 @@ FERRY_REHEARSAL_SPEED = env_float("FERRY_REHEARSAL_SPEED", 20.0, minimum=0.001)
 # Worker threads inside the web process (set by `manage.py serve` without Redis).
 FERRY_EMBEDDED_WORKERS = env_int("FERRY_EMBEDDED_WORKERS", 0, minimum=0)
 
+# History and measured load. Progress samples of finished attempts are kept this many days
+# (0: forever); attempts, items and audit events are never pruned.
+FERRY_SAMPLE_RETENTION_DAYS = env_int("FERRY_SAMPLE_RETENTION_DAYS", 90, minimum=0)
+# Measured load (libvirt bulk domain statistics): sampled at every sync and every this many
+# seconds by the housekeeping task (0: at syncs only), kept this many hours, averaged over
+# the last this many minutes for placement and balance.
+FERRY_LOAD_SAMPLE_SECONDS = env_int("FERRY_LOAD_SAMPLE_SECONDS", 300, minimum=0)
+FERRY_LOAD_RETENTION_HOURS = env_int("FERRY_LOAD_RETENTION_HOURS", 48, minimum=1)
+FERRY_LOAD_WINDOW_MINUTES = env_int("FERRY_LOAD_WINDOW_MINUTES", 60, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

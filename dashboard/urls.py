@@ -15,6 +15,7 @@ from inventory.api.urls import router as inventory_router
 from migrations_app import urls as plan_urls
 from migrations_app.api import live as live_api
 from migrations_app.api.urls import router as plans_router
+from migrations_app.api.urls import urlpatterns as plans_api_urls
 
 api_router = DefaultRouter()
 api_router.registry.extend(inventory_router.registry)
@@ -38,6 +39,7 @@ urlpatterns = [
     path("api/v1/auth/token/", ApiTokenView.as_view(), name="api-token"),
     path("api/v1/live/plans/<int:plan_id>/", live_api.plan_live_snapshot, name="live-plan"),
     path("api/v1/live/dashboard/", live_api.dashboard_live_snapshot, name="live-dashboard"),
+    path("api/v1/", include(plans_api_urls)),
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

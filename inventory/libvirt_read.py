@@ -1,6 +1,8 @@
 """Reading one libvirt host into plain snapshots (no database here), so a sync can gather
-everything first and then write it in one short transaction."""
+everything first and then write it in one short transaction; and reading its measured
+load (bulk domain statistics and node counters, `read_load`)."""
 
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import tostring  # noqa: S405 - serialises XML parsed safely
@@ -448,4 +450,127 @@ def read_host(conn: libvirt.virConnect) -> HostFacts:
         pools=pools,
         networks=networks,
         domains=domains,
+    )
+
+
+# -- measured load (libvirt bulk statistics) ------------------------------------------------
+
+LOAD_STATS = (
+    libvirt.VIR_DOMAIN_STATS_STATE
+    | libvirt.VIR_DOMAIN_STATS_VCPU
+    | libvirt.VIR_DOMAIN_STATS_BALLOON
+    | libvirt.VIR_DOMAIN_STATS_BLOCK
+    | libvirt.VIR_DOMAIN_STATS_INTERFACE
+)
+# Running and paused domains only; NOWAIT: a domain busy in a job (a migration) answers
+# with what it has at once instead of making the whole call wait for the job.
+LOAD_FLAGS = (
+    libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+    | libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
+)
+
+
+@dataclass
+class DomainLoad:
+    """One domain's counters and gauges at one moment (cumulative counters: rates need two)."""
+
+    uuid: str
+    state: str
+    vcpus: int | None
+    cpu_time_ns: int | None  # sum of vcpu.N.time: CPU time the guest's vCPUs ran
+    balloon_current_mib: int | None
+    balloon_unused_mib: int | None
+    rss_mib: int | None
+    block_rd_bytes: int | None
+    block_wr_bytes: int | None
+    net_rx_bytes: int | None
+    net_tx_bytes: int | None
+
+    @property
+    def memory_used(self) -> tuple[int | None, str]:
+        """(MiB in use, where from): balloon current − unused when the guest's balloon
+        driver reports it, else the QEMU process's rss (an upper bound), else unknown."""
+        if self.balloon_current_mib is not None and self.balloon_unused_mib is not None:
+            return max(0, self.balloon_current_mib - self.balloon_unused_mib), "balloon"
+        if self.rss_mib is not None:
+            return self.rss_mib, "rss"
+        return None, ""
+
+
+@dataclass
+class HostLoadFacts:
+    """A host's CPU counters and memory gauges at one moment, and its domains'."""
+
+    at: float  # epoch seconds when libvirt answered
+    cpus: int | None
+    cpu_busy_ns: int | None  # kernel + user time over all CPUs since boot
+    memory_total_mib: int | None
+    memory_used_mib: int | None  # total − free − buffers − cached
+    domains: list[DomainLoad] = field(default_factory=list)
+
+
+def _sum_of(stats: dict, prefix: str, count_key: str, suffix: str) -> int | None:
+    """The sum of `prefix.N.suffix` over N < stats[count_key] (None when none is there)."""
+    count = stats.get(count_key)
+    if not isinstance(count, int):
+        return None
+    values = [stats.get(f"{prefix}.{i}.{suffix}") for i in range(count)]
+    values = [v for v in values if isinstance(v, int)]
+    return sum(values) if values else None
+
+
+def _kib_to_mib(value) -> int | None:
+    return int(value) // 1024 if isinstance(value, int) else None
+
+
+def domain_load(uuid: str, stats: dict) -> DomainLoad:
+    """One record of getAllDomainStats as a DomainLoad (keys libvirt did not send: None)."""
+    vcpus = stats.get("vcpu.current")
+    cpu_time = None
+    if isinstance(vcpus, int):
+        # vcpu.N.time exists per online vCPU; the maximum bounds the numbering.
+        top = stats.get("vcpu.maximum", vcpus)
+        times = [stats.get(f"vcpu.{i}.time") for i in range(top if isinstance(top, int) else 0)]
+        times = [t for t in times if isinstance(t, int)]
+        cpu_time = sum(times) if times else None
+    return DomainLoad(
+        uuid=uuid,
+        state=_DOMAIN_STATES.get(stats.get("state.state"), "other"),
+        vcpus=vcpus if isinstance(vcpus, int) else None,
+        cpu_time_ns=cpu_time,
+        balloon_current_mib=_kib_to_mib(stats.get("balloon.current")),
+        balloon_unused_mib=_kib_to_mib(stats.get("balloon.unused")),
+        rss_mib=_kib_to_mib(stats.get("balloon.rss")),
+        block_rd_bytes=_sum_of(stats, "block", "block.count", "rd.bytes"),
+        block_wr_bytes=_sum_of(stats, "block", "block.count", "wr.bytes"),
+        net_rx_bytes=_sum_of(stats, "net", "net.count", "rx.bytes"),
+        net_tx_bytes=_sum_of(stats, "net", "net.count", "tx.bytes"),
+    )
+
+
+def read_load(conn: libvirt.virConnect) -> HostLoadFacts:
+    """The host's CPU and memory counters and every running domain's bulk statistics,
+    read in three calls (one for all domains, whatever their number)."""
+    records = conn.getAllDomainStats(LOAD_STATS, LOAD_FLAGS)
+    at = time.time()
+    info = conn.getInfo()
+    try:
+        cpu = conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS)
+        busy = int(cpu.get("kernel", 0)) + int(cpu.get("user", 0))
+    except libvirt.libvirtError:
+        busy = None
+    try:
+        memory = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        total = int(memory["total"]) // 1024
+        spare = sum(int(memory.get(k, 0)) for k in ("free", "buffers", "cached")) // 1024
+        used = max(0, total - spare)
+    except (libvirt.libvirtError, KeyError, TypeError, ValueError):
+        total, used = _int_or_none(info[1]), None
+    return HostLoadFacts(
+        at=at,
+        cpus=_int_or_none(info[2]),
+        cpu_busy_ns=busy,
+        memory_total_mib=total,
+        memory_used_mib=used,
+        domains=[domain_load(dom.UUIDString(), stats) for dom, stats in records],
     )

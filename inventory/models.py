@@ -289,3 +289,76 @@ class PoolShareProof(models.Model):
     def __str__(self):
         verdict = "shared" if self.shared else "not shared"
         return f"{self.pool} between hosts {self.host_a_id} and {self.host_b_id}: {verdict}"
+
+
+class VmLoadSample(models.Model):
+    """Measured use of one running VM at one moment (libvirt bulk statistics), kept for
+    FERRY_LOAD_RETENTION_HOURS so placement and balance can read recent averages.
+
+    Counters are stored as libvirt reported them; the rates (CPU cores, bytes per second)
+    come from this sample and the previous one of the same VM on the same host.
+    """
+
+    vm = models.ForeignKey(VirtualMachine, related_name="load_samples", on_delete=models.CASCADE)
+    host = models.ForeignKey(Host, related_name="vm_load_samples", on_delete=models.CASCADE)
+    at = models.DateTimeField()
+    vcpus = models.PositiveIntegerField(null=True, blank=True)
+    cpu_time_ns = models.BigIntegerField(
+        null=True, blank=True, help_text="sum of vcpu.N.time (cumulative)"
+    )
+    block_rd_bytes = models.BigIntegerField(null=True, blank=True)
+    block_wr_bytes = models.BigIntegerField(null=True, blank=True)
+    net_rx_bytes = models.BigIntegerField(null=True, blank=True)
+    net_tx_bytes = models.BigIntegerField(null=True, blank=True)
+    interval_s = models.FloatField(
+        null=True, blank=True, help_text="seconds since the previous sample the rates use"
+    )
+    cpu_cores = models.FloatField(
+        null=True, blank=True, help_text="busy physical cores over the interval (1.0 = one)"
+    )
+    disk_read_bps = models.FloatField(null=True, blank=True)
+    disk_write_bps = models.FloatField(null=True, blank=True)
+    net_rx_bps = models.FloatField(null=True, blank=True)
+    net_tx_bps = models.FloatField(null=True, blank=True)
+    memory_used_mib = models.BigIntegerField(
+        null=True, blank=True, help_text="balloon current − unused, else QEMU rss"
+    )
+    memory_source = models.CharField(max_length=8, blank=True, help_text="balloon or rss")
+
+    class Meta:
+        ordering = ["vm_id", "at", "id"]
+        indexes = [
+            models.Index(fields=["vm", "at"], name="vmload_vm_at"),
+            models.Index(fields=["at"], name="vmload_at"),
+        ]
+
+    def __str__(self):
+        return f"load of {self.vm_id} at {self.at:%H:%M:%S}"
+
+
+class HostLoadSample(models.Model):
+    """Measured use of one host at one moment (node CPU counters and memory), kept like
+    VmLoadSample."""
+
+    host = models.ForeignKey(Host, related_name="load_samples", on_delete=models.CASCADE)
+    at = models.DateTimeField()
+    cpus = models.PositiveIntegerField(null=True, blank=True)
+    cpu_busy_ns = models.BigIntegerField(
+        null=True, blank=True, help_text="kernel + user time of all CPUs (cumulative)"
+    )
+    interval_s = models.FloatField(null=True, blank=True)
+    cpu_cores = models.FloatField(null=True, blank=True, help_text="busy cores over the interval")
+    memory_total_mib = models.BigIntegerField(null=True, blank=True)
+    memory_used_mib = models.BigIntegerField(
+        null=True, blank=True, help_text="total − free − buffers − cached"
+    )
+
+    class Meta:
+        ordering = ["host_id", "at", "id"]
+        indexes = [
+            models.Index(fields=["host", "at"], name="hostload_host_at"),
+            models.Index(fields=["at"], name="hostload_at"),
+        ]
+
+    def __str__(self):
+        return f"load of host {self.host_id} at {self.at:%H:%M:%S}"

@@ -21,7 +21,9 @@ from inventory.libvirt_read import (
     read_domain,
     read_domain_states,
     read_host,
+    read_load,
 )
+from inventory.load import load_record, measurable
 from inventory.models import (
     Host,
     Network,
@@ -122,10 +124,12 @@ class SyncResult:
 def host_sync(*, host: Host, actor=None) -> SyncResult:
     """Read the host through libvirt and bring the inventory in line with it."""
     timeout = settings.LIBVIRT_CONNECT_TIMEOUT
+    load = None
     try:
         conn = open_connection(host.uri, timeout)
         try:
             facts = read_host(conn)
+            load = _read_load_quietly(host, conn)
         finally:
             conn.close()
     except HostUnreachable as exc:
@@ -136,7 +140,23 @@ def host_sync(*, host: Host, actor=None) -> SyncResult:
     except UnsafeXML as exc:
         detail = f"Host sent XML Ferry refuses to read: {exc}"
         return _record_sync_failure(host, actor, "the host sent XML Ferry refuses to read", detail)
-    return _apply_facts(host, facts, actor)
+    result = _apply_facts(host, facts, actor)
+    if load is not None:
+        # After the facts: a VM the sync just created is in the inventory to be sampled.
+        load_record(host=host, facts=load)
+    return result
+
+
+def _read_load_quietly(host: Host, conn):
+    """The host's measured load on the sync's connection (inventory.load); a host that
+    cannot report it still syncs."""
+    if not measurable(host):
+        return None
+    try:
+        return read_load(conn)
+    except libvirt.libvirtError as exc:
+        logger.info("load statistics of %s unavailable: %s", host.name, exc)
+        return None
 
 
 def vm_refresh(*, vm: VirtualMachine, conn, actor=None) -> str:

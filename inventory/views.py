@@ -1,5 +1,6 @@
 """Inventory pages: hosts list, host detail with a Sync button, VM detail."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
@@ -9,6 +10,7 @@ from django.views.decorators.http import require_POST
 from dashboard.errors import FerryError
 from dashboard.permissions import can, role_required
 from inventory.capacity import planned_memory_changes
+from inventory.load import load_averages
 from inventory.models import Host, VirtualMachine
 from inventory.services import host_add
 from inventory.tasks import host_sync_enqueue
@@ -63,6 +65,8 @@ def host_detail(request, pk):
         "networks": host.networks.order_by("name"),
         "can_manage": can(request.user, "inventory.manage"),
         "show_error_detail": can(request.user, "host.error_detail"),
+        "measured": load_averages(vm_ids=[], host_ids=[host.pk])[1].get(host.pk),
+        "window_minutes": settings.FERRY_LOAD_WINDOW_MINUTES,
     }
     return render(request, "inventory/host_detail.html", context)
 
@@ -93,4 +97,9 @@ def vm_detail(request, pk):
     vm = get_object_or_404(
         VirtualMachine.objects.select_related("host").prefetch_related("disks__pool", "nics"), pk=pk
     )
-    return render(request, "inventory/vm_detail.html", {"vm": vm})
+    context = {
+        "vm": vm,
+        "measured": load_averages(vm_ids=[vm.pk], host_ids=[])[0].get(vm.pk),
+        "window_minutes": settings.FERRY_LOAD_WINDOW_MINUTES,
+    }
+    return render(request, "inventory/vm_detail.html", context)

@@ -14,6 +14,11 @@
    the ranked hosts against a ledger that already holds this plan's earlier placements,
    so two VMs never both take the last 8 GiB.
 
+4. Rules (checks.rules): anti-affinity and affinity rules by tag are load checks like
+   the others, so a refused host is counted under the rule's check and the note names the
+   rule. VMs of one affinity rule on one source host are placed as a unit: the first host
+   (in rank order) that takes every one of them, or none of them.
+
 Placement only counts memory freed by VMs leaving a host when their destination was fixed
 before it ran (it cannot know whether an item it has not placed yet will leave), so it is
 never more optimistic than validation, which credits every planned departure.
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from migrations_app.checks import HOST_CHECKS, ITEM_CHECKS, LOAD_CHECKS, CheckContext, Ledger
 from migrations_app.checks.capacity import memory_room_mib
 from migrations_app.checks.hosts import check_host_distinct
+from migrations_app.checks.rules import TOGETHER
 from migrations_app.checks.snapshot import HostInfo, ItemInfo, Snapshot
 
 PLACEMENT_ITEM_CHECKS = ("vm.state", "devices.passthrough", "storage.devices")
@@ -208,6 +214,7 @@ class Placer:
         else:
             heap = kind.heap
         aside, chosen, examined, seen = [], None, 0, set()
+        ruled_out: dict = {}  # rule label -> hosts it kept the item off
         while heap:
             entry = heapq.heappop(heap)
             host = entry[-1]
@@ -221,11 +228,14 @@ class Placer:
                 continue
             seen.add(host.id)
             examined += 1
-            failing = [cid for cid, fn in DYNAMIC if fn(ctx, item, host).blocks]
+            failing = [f for _, fn in DYNAMIC if (f := fn(ctx, item, host)).blocks]
             if failing:
-                for cid in failing:
+                for finding in failing:
+                    cid = finding.check_id
                     rejected[cid] = rejected.get(cid, 0) + 1
                     example.setdefault(cid, host.name)
+                    for label in rule_labels(finding):
+                        ruled_out.setdefault(label, []).append(host.name)
                 aside.append(entry)
                 continue
             chosen = entry
@@ -238,11 +248,14 @@ class Placer:
             rejected_example=dict(sorted(example.items())),
             examined_in_rank_order=examined,
         )
+        if ruled_out:
+            note["rules"] = dict(sorted(ruled_out.items()))
         if chosen is None:
             parts = [f"{cid} rejected {n}" for cid, n in sorted(rejected.items())]
             note.update(
                 chosen=None,
-                reason=f"No host passes every blocker check ({'; '.join(parts) or 'no hosts'}).",
+                reason=f"No host passes every blocker check ({'; '.join(parts) or 'no hosts'})."
+                + _rules_text(ruled_out),
             )
             return Placement(item.id, None, note)
         host = chosen[-1]
@@ -262,9 +275,156 @@ class Placer:
             reason=f"{host.name}: {word} memory left after placement "
             f"({(room - item.vm.memory_mib) / 1024:.1f} GiB) among hosts passing every check"
             + (f", in the source's group {source_group}" if same else "")
-            + ".",
+            + "."
+            + _rules_text(ruled_out),
         )
         return Placement(item.id, host.id, note)
+
+    def place_unit(self, items: list) -> list[Placement]:
+        """Place VMs that one affinity rule keeps together: the best-ranked host (ranked for
+        the largest) that takes all of them, or none of them (see the module docstring)."""
+        snapshot, ctx, ledger = self.snapshot, self.ctx, self.ctx.ledger
+        names = ", ".join(i.vm.name for i in items)
+        rule = ", ".join(
+            r.label
+            for r in snapshot.rules
+            if r.kind == TOGETHER and sum(r.tag in i.vm.tags for i in items) > 1
+        )
+        note: dict = {
+            "strategy": self.strategy,
+            "hosts": len(self.hosts),
+            "together": [i.vm.name for i in items],
+            "together_rule": rule,
+        }
+        blockers = [
+            f"{item.vm.name}: {finding.message}"
+            for item in items
+            for cid, fn in ITEM_CHECKS
+            if cid in PLACEMENT_ITEM_CHECKS and (finding := fn(ctx, item, None)).blocks
+        ]
+        if blockers:
+            reason = f"{names} move together ({rule}), and one of them cannot move: " + " ".join(
+                blockers
+            )
+            return [
+                Placement(i.id, None, {**note, "chosen": None, "reason": reason}) for i in items
+            ]
+        rejected: dict = {}
+        eligible = None
+        for item in items:
+            kind = self._kind_for(item)
+            ids = {h.id for h in kind.eligible}
+            eligible = ids if eligible is None else eligible & ids
+            for cid, count in kind.rejected.items():
+                rejected[cid] = rejected.get(cid, 0) + count
+        source = snapshot.hosts.get(items[0].source_id)
+        source_group = source.group if source else ""
+        ranked = sorted(
+            (h for h in self.hosts if h.id in eligible),
+            key=lambda h: self._rank_key(items[0], h, source_group),
+        )
+        # They all leave: the affinity check must not see the later ones as staying behind.
+        marked = [i.vm.id for i in items if i.vm.id not in ledger.leaving]
+        ledger.leaving.update(marked)
+        chosen, ruled_out = None, {}
+        for host in ranked:
+            done, failing = [], []
+            for item in items:
+                failing = [f for _, fn in DYNAMIC if (f := fn(ctx, item, host)).blocks]
+                if failing:
+                    break
+                ledger.add_inbound(snapshot, item, host)
+                done.append(item)
+            if not failing:
+                chosen = host
+                break
+            for item in reversed(done):
+                ledger.remove_inbound(snapshot, item, host)
+            for finding in failing:
+                rejected[finding.check_id] = rejected.get(finding.check_id, 0) + 1
+                for label in rule_labels(finding):
+                    ruled_out.setdefault(label, []).append(host.name)
+        note.update(
+            eligible_after_host_checks=len(eligible),
+            rejected=dict(sorted(rejected.items())),
+            examined_in_rank_order=len(ranked) if chosen is None else ranked.index(chosen) + 1,
+        )
+        if ruled_out:
+            note["rules"] = dict(sorted(ruled_out.items()))
+        if chosen is None:
+            ledger.leaving.difference_update(marked)
+            parts = [f"{cid} rejected {n}" for cid, n in sorted(rejected.items())]
+            reason = (
+                f"No host takes {names} together ({rule}): "
+                f"{'; '.join(parts) or 'no hosts'}." + _rules_text(ruled_out)
+            )
+            return [
+                Placement(i.id, None, {**note, "chosen": None, "reason": reason}) for i in items
+            ]
+        if self.strategy == "pack" and not self.exhaustive:
+            for heap in self.heaps_of_host.get(chosen.id, ()):
+                heapq.heappush(heap, self._rank_key(items[0], chosen, source_group) + (chosen,))
+        word = "most" if self.strategy == "spread" else "least"
+        reason = (
+            f"{chosen.name}: {word} memory left among hosts that take all of {names}, which "
+            f"move together ({rule})." + _rules_text(ruled_out)
+        )
+        return [
+            Placement(i.id, chosen.id, {**note, "chosen": chosen.name, "reason": reason})
+            for i in items
+        ]
+
+
+def rule_labels(finding) -> list[str]:
+    """The rules a refusal names (rule.* checks; the anti: groups of `affinity`)."""
+    if finding.check_id == "rule.anti-affinity":
+        return sorted(finding.evidence.get("clashes", {}))
+    if finding.check_id == "rule.affinity":
+        return sorted(finding.evidence.get("apart", {}))
+    if finding.check_id == "affinity":
+        return [
+            f"anti-affinity group anti:{g}" for g in sorted(finding.evidence.get("clashes", {}))
+        ]
+    return []
+
+
+def _rules_text(ruled_out: dict, shown: int = 3) -> str:
+    parts = []
+    for label, hosts in sorted(ruled_out.items()):
+        listed = ", ".join(hosts[:shown]) + (
+            f" and {len(hosts) - shown} more" if len(hosts) > shown else ""
+        )
+        parts.append(f"{label} ruled out {listed}")
+    return (" " + "; ".join(parts).capitalize() + ".") if parts else ""
+
+
+def affinity_units(snapshot: Snapshot, items: list) -> list[list]:
+    """The items to place, grouped: items on one source host that share the tag of an
+    affinity rule form one unit; every other item is a unit of its own. Units keep the
+    order of their first item."""
+    tags = {r.tag for r in snapshot.rules if r.kind == TOGETHER}
+    if not tags:
+        return [[item] for item in items]
+    root = {item.id: item.id for item in items}
+
+    def find(i):
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    first: dict = {}
+    for item in items:
+        for tag in tags.intersection(item.vm.tags):
+            key = (item.source_id, tag)
+            if key in first:
+                root[find(item.id)] = find(first[key])
+            else:
+                first[key] = item.id
+    units: dict = {}
+    for item in items:
+        units.setdefault(find(item.id), []).append(item)
+    return list(units.values())
 
 
 def placement_run(
@@ -294,5 +454,8 @@ def placement_run(
             placer.ctx.ledger.add(snapshot, item, hosts.get(item.destination_id))
     # First-fit decreasing: large VMs first leave the small ones for the gaps.
     todo.sort(key=lambda i: (-i.vm.memory_mib, i.position, i.id))
-    placements = {item.id: placer.place(item) for item in todo}
+    placements = {}
+    for unit in affinity_units(snapshot, todo):
+        found = [placer.place(unit[0])] if len(unit) == 1 else placer.place_unit(unit)
+        placements.update((p.item_id, p) for p in found)
     return [placements[i.id] for i in snapshot.items if i.id in placements]

@@ -9,14 +9,19 @@ status page, a plan's audit timeline); dashboard.urls puts them at the site root
 from django.urls import path
 
 from migrations_app.sharing import views as status_views
+from migrations_app.views import balance, history, reports, workflow
 from migrations_app.views import plans as views
-from migrations_app.views import reports, workflow
 
 app_name = "plans"
 
 urlpatterns = [
     path("", views.plan_list_view, name="plan-list"),
     path("new/", views.plan_create_view, name="plan-create"),
+    path("history/", history.history_page, name="history"),
+    path("balance/", balance.plan_balance_new_view, name="plan-balance-new"),
+    path("rules/", balance.rule_create_view, name="rule-create"),
+    path("rules/<int:rule_id>/toggle/", balance.rule_toggle_view, name="rule-toggle"),
+    path("rules/<int:rule_id>/remove/", balance.rule_delete_view, name="rule-delete"),
     path("<int:pk>/", views.plan_detail_view, name="plan-detail"),
     path("<int:pk>/add/", views.plan_add_view, name="plan-add"),
     path("<int:pk>/evacuate/", views.plan_evacuate_view, name="plan-evacuate"),

@@ -20,7 +20,8 @@ class _Echo:
         return value
 
 
-def _cell(value) -> str:
+def csv_cell(value) -> str:
+    """One CSV cell: JSON for structures, ISO for times, formulas defused."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
@@ -42,7 +43,7 @@ def audit_export_csv(events, filename: str) -> StreamingHttpResponse:
     def lines():
         yield writer.writerow(EXPORT_FIELDS)
         for row in _rows(events):
-            yield writer.writerow([_cell(value) for value in row])
+            yield writer.writerow([csv_cell(value) for value in row])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'

@@ -13,12 +13,18 @@ import threading
 from django.conf import settings
 from django.utils.crypto import get_random_string
 
+from dashboard.runtime.housekeeping import housekeeping_ensure
 from dashboard.runtime.worker import prompt_worker, run_forever
 from migrations_app.execution.tasks import on_worker_start
 
 logger = logging.getLogger("ferry.embedded")
 _started = False
 _lock = threading.Lock()
+
+
+def _at_start() -> None:
+    on_worker_start()
+    housekeeping_ensure()
 
 
 def start_embedded_workers() -> int:
@@ -42,6 +48,6 @@ def start_embedded_workers() -> int:
         ).start()
     # Recover attempts whose worker died with the last server process and queue the periodic
     # execution tick; in a thread, because this may run inside the server's event loop.
-    threading.Thread(target=on_worker_start, name="ferry-reconcile-at-start", daemon=True).start()
+    threading.Thread(target=_at_start, name="ferry-reconcile-at-start", daemon=True).start()
     logger.info("started %d embedded worker thread(s)", count)
     return count

@@ -1,5 +1,5 @@
-"""The plan API: CRUD of plans, nested items, validate, place, estimate, evacuate and
-move-to-group. Views are thin: input is shaped by serializers, every write is a service
+"""The plan API: CRUD of plans, nested items, validate, place, estimate, evacuate,
+move-to-group and balance (PlanBalanceMixin). Views are thin: input is shaped by serializers, every write is a service
 call, and service errors become 400 or 409 with the service's own message (dashboard.api.errors).
 The workflow's actions (submit, approve, start...) come from PlanWorkflowActionsMixin.
 """
@@ -7,11 +7,13 @@ The workflow's actions (submit, approve, start...) come from PlanWorkflowActions
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
 from migrations_app.api import serializers as s
+from migrations_app.api.balance import PlanBalanceMixin
+from migrations_app.api.inputs import validated
 from migrations_app.api.workflow_actions import PlanWorkflowActionsMixin
 from migrations_app.models import PlanItem, ValidationRun
 from migrations_app.selectors.plans import (
@@ -27,33 +29,9 @@ from migrations_app.services.validation import plan_validate
 PlanPermission = action_permission("plan.view", "plan.edit")
 
 
-def _flatten(errors, prefix="") -> list[str]:
-    if isinstance(errors, dict):
-        out = []
-        for key, value in errors.items():
-            label = "" if key in ("non_field_errors", "detail") else f"{prefix}{key}"
-            out += _flatten(value, f"{label}." if label else "")
-        return out
-    if isinstance(errors, list):
-        out = []
-        for value in errors:
-            out += _flatten(value, prefix)
-        return out
-    return [f"{prefix[:-1]}: {errors}" if prefix else str(errors)]
-
-
-def validated(serializer_class, data, *, partial=False) -> dict:
-    """Validated input, or a 400 whose `detail` says what is wrong in one sentence."""
-    serializer = serializer_class(data=data, partial=partial)
-    if not serializer.is_valid():
-        raise ValidationError(
-            {"detail": "; ".join(_flatten(serializer.errors)), **serializer.errors}
-        )
-    return serializer.validated_data
-
-
 class PlanViewSet(
     PlanWorkflowActionsMixin,
+    PlanBalanceMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,

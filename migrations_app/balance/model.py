@@ -4,9 +4,10 @@ adapter that asks the product's own checks whether a move is allowed.
 Feasibility is never decided here by arithmetic of its own: a move is allowed exactly when
 the item checks placement uses (vm.state, devices.passthrough, storage.devices), the host
 checks (through placement's per-kind filter) and the load checks (host.distinct,
-capacity.memory, capacity.cpu, storage.capacity, affinity) pass, plus the anti-affinity
-rules given to the planner. The load checks read a `Ledger` that holds the plan's earlier
-moves, applied in order: each move credits its source and charges its destination before
+capacity.memory, capacity.cpu, storage.capacity, affinity, rule.anti-affinity,
+rule.affinity) pass; rules given to the planner join the snapshot's own
+(rules.with_rules). The load checks read a `Ledger` that holds the plan's earlier moves,
+applied in order: each move credits its source and charges its destination before
 the next one is checked. Validation credits every planned departure up front, so it is
 never stricter than this sequence and accepts every plan the planner builds.
 """
@@ -14,9 +15,8 @@ never stricter than this sequence and accepts every plan the planner builds.
 from dataclasses import dataclass
 
 from migrations_app.balance.load import BalanceInputError, host_base, vm_load
-from migrations_app.balance.rules import ANTI, LIVE_STATES, TOGETHER, RuleBook
+from migrations_app.balance.rules import ANTI, LIVE_STATES, TOGETHER, with_rules
 from migrations_app.checks import ITEM_CHECKS, CheckContext, Ledger
-from migrations_app.checks.storage_paths import copied_disks
 from migrations_app.placement import DYNAMIC, PLACEMENT_ITEM_CHECKS, Placer
 
 EPS = 1e-9
@@ -44,27 +44,11 @@ class Unit:
         return ", ".join(i.vm.name for i in self.items)
 
 
-def _ledger_undo(ledger: Ledger, snapshot, item, dest) -> None:
-    """The exact inverse of `Ledger.add` (tests hold the two together)."""
-    for disk, target in copied_disks(snapshot, item, dest):
-        if target is not None:
-            ledger.pool_copy[target] -= disk.copy_bytes
-    if not Ledger.moves(item, dest):
-        return
-    ledger.out_mem[item.source_id] -= item.vm.memory_mib
-    ledger.out_vcpus[item.source_id] -= item.vm.vcpus
-    ledger.leaving.discard(item.vm.id)
-    ledger.in_mem[dest.id] -= item.vm.memory_mib
-    ledger.in_vcpus[dest.id] -= item.vm.vcpus
-    for group in item.vm.anti_groups:
-        ledger.arriving[dest.id][group].pop(item.vm.id, None)
-
-
 class BalanceModel:
     """The group's state (loads per host, units, ledger) as a plan's moves are applied."""
 
     def __init__(self, snapshot, *, group, target_pct, rules, vm_loads, host_loads):
-        self.snapshot = snapshot
+        snapshot = self.snapshot = with_rules(snapshot, rules)
         self.group = group
         self.x = target_pct / 100.0
         members = sorted(
@@ -254,7 +238,6 @@ class BalanceModel:
     def reset(self) -> None:
         """Back to the group as it is now: no move applied."""
         self.ctx = CheckContext(snapshot=self.snapshot, ledger=Ledger())
-        self.book = RuleBook(self.rules, self.items)
         self.used_m = list(self.start_m)
         self.used_c = list(self.start_c)
         self.moved: dict = {}  # uid -> destination index
@@ -291,18 +274,13 @@ class BalanceModel:
     # -- checks ---------------------------------------------------------------------------
     def _blockers(self, item, dest) -> list:
         ctx = self.ctx
-        found = [f for _, fn in DYNAMIC if (f := fn(ctx, item, dest)).blocks]
-        rule = self.book.check(item, dest)
-        if rule.blocks:
-            found.append(rule)
-        return found
+        return [f for _, fn in DYNAMIC if (f := fn(ctx, item, dest)).blocks]
 
     def _apply_item(self, item, dest, *, back=False) -> None:
         if back:
-            _ledger_undo(self.ctx.ledger, self.snapshot, item, dest)
+            self.ctx.ledger.undo(self.snapshot, item, dest)
         else:
             self.ctx.ledger.add(self.snapshot, item, dest)
-        self.book.move(item, item.source_id, dest.id, back=back)
 
     def try_unit(self, unit: Unit, b: int, *, commit: bool) -> list:
         """The blocking findings of moving the unit to host b after the moves applied so
@@ -310,17 +288,24 @@ class BalanceModel:
         the move is applied when allowed; without, the state is left as it was."""
         dest = self.hosts[b]
         done = []
+        # The members all leave: the affinity check must not see the later ones as staying
+        # behind while the first is checked (each is marked properly when it is applied).
+        leaving = self.ctx.ledger.leaving
+        marked = [i.vm.id for i in unit.items if i.vm.id not in leaving] if unit.size > 1 else []
+        leaving.update(marked)
         for item in unit.items:
             blockers = self._blockers(item, dest)
             if blockers:
                 for earlier in reversed(done):
                     self._apply_item(earlier, dest, back=True)
+                leaving.difference_update(marked)
                 return blockers
             self._apply_item(item, dest)
             done.append(item)
         if not commit:
             for item in reversed(done):
                 self._apply_item(item, dest, back=True)
+            leaving.difference_update(marked)
             return []
         self._shift(unit, unit.host, b)
         self.moved[unit.uid] = b

@@ -266,4 +266,7 @@ def plan_snapshot(snapshot, moves) -> Snapshot:
         items=items,
         other_plans=snapshot.other_plans,
         pool_index=snapshot.pool_index,
+        rules=snapshot.rules,
+        rule_tags=snapshot.rule_tags,
+        rule_members=snapshot.rule_members,
     )

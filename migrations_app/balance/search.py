@@ -69,6 +69,8 @@ def finding_key(finding) -> str:
     """How a refusal is counted in the result: the check, with the rule it names."""
     if finding.check_id == "rule.anti-affinity":
         return "rule.anti-affinity (" + ", ".join(sorted(finding.evidence.get("clashes", {}))) + ")"
+    if finding.check_id == "rule.affinity":
+        return "rule.affinity (" + ", ".join(sorted(finding.evidence.get("apart", {}))) + ")"
     if finding.check_id == "affinity":
         groups = finding.evidence.get("clashes", {})
         return "affinity (" + ", ".join(f"anti:{g}" for g in sorted(groups)) + ")"

@@ -22,6 +22,7 @@ from migrations_app.checks.hosts import (
 )
 from migrations_app.checks.network import check_network_attached
 from migrations_app.checks.plan import check_affinity, check_convergence, check_window
+from migrations_app.checks.rules import check_rule_anti, check_rule_together
 from migrations_app.checks.security import check_security_transport
 from migrations_app.checks.snapshot import Snapshot
 from migrations_app.checks.storage import (
@@ -53,6 +54,8 @@ LOAD_CHECKS = (
     ("capacity.cpu", check_capacity_cpu),
     ("storage.capacity", check_storage_capacity),
     ("affinity", check_affinity),
+    ("rule.anti-affinity", check_rule_anti),
+    ("rule.affinity", check_rule_together),
 )
 CHECK_IDS = tuple(
     [cid for cid, _ in ITEM_CHECKS]

@@ -19,6 +19,8 @@ class Ledger:
         self.out_vcpus: dict = defaultdict(int)
         self.pool_copy: dict = defaultdict(int)  # bytes copied into a pool
         self.arriving: dict = defaultdict(lambda: defaultdict(dict))  # host -> group -> {id: name}
+        # rule tag -> {vm id: (destination id, name)} of the VMs carrying a rule's tag sent so far
+        self.arriving_tags: dict = defaultdict(dict)
         self.leaving: set = set()  # ids of VMs this plan moves off their host
 
     @staticmethod
@@ -43,10 +45,39 @@ class Ledger:
         self.in_vcpus[dest.id] += item.vm.vcpus
         for group in item.vm.anti_groups:
             self.arriving[dest.id][group][item.vm.id] = item.vm.name
+        if snapshot.rule_tags:
+            for tag in item.vm.tags:
+                if tag in snapshot.rule_tags:
+                    self.arriving_tags[tag][item.vm.id] = (dest.id, item.vm.name)
 
     def add(self, snapshot: Snapshot, item: ItemInfo, dest: HostInfo | None) -> None:
         self.add_outbound(item, dest)
         self.add_inbound(snapshot, item, dest)
+
+    def undo(self, snapshot: Snapshot, item: ItemInfo, dest: HostInfo | None) -> None:
+        """The exact inverse of `add` (the balance planner tries moves and takes them back;
+        tests hold the two together)."""
+        if self.moves(item, dest):
+            self.out_mem[item.source_id] -= item.vm.memory_mib
+            self.out_vcpus[item.source_id] -= item.vm.vcpus
+            self.leaving.discard(item.vm.id)
+        self.remove_inbound(snapshot, item, dest)
+
+    def remove_inbound(self, snapshot: Snapshot, item: ItemInfo, dest: HostInfo | None) -> None:
+        """The exact inverse of `add_inbound` (placement tries a unit's host and may give
+        it up)."""
+        for disk, target in copied_disks(snapshot, item, dest):
+            if target is not None:
+                self.pool_copy[target] -= disk.copy_bytes
+        if not self.moves(item, dest):
+            return
+        self.in_mem[dest.id] -= item.vm.memory_mib
+        self.in_vcpus[dest.id] -= item.vm.vcpus
+        for group in item.vm.anti_groups:
+            self.arriving[dest.id][group].pop(item.vm.id, None)
+        for tag in item.vm.tags:
+            if tag in snapshot.rule_tags:
+                self.arriving_tags[tag].pop(item.vm.id, None)
 
 
 @dataclass

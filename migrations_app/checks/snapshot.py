@@ -18,7 +18,8 @@ from inventory.models import (
     VirtualNIC,
 )
 from migrations_app.checks.cpu_models import GuestCpu, HostCpu, guest_cpu, host_cpu
-from migrations_app.models import MigrationPlan, PlanItem
+from migrations_app.checks.rules import Rule
+from migrations_app.models import MigrationPlan, PlacementRule, PlanItem
 from migrations_app.policy import Policy
 
 ANTI_PREFIX = "anti:"
@@ -179,6 +180,11 @@ class Snapshot:
     # (pool id, host id, host id) of pools a probe found NOT shared between those hosts,
     # though both show them with the same UUID and path (hosts in ascending id order)
     share_disproven: set = field(default_factory=set)
+    # Enabled placement rules (checks.rules), the tags they name, and where the running VMs
+    # carrying those tags live now: tag -> {vm id: (host id, name)}.
+    rules: tuple = ()
+    rule_tags: frozenset = frozenset()
+    rule_members: dict = field(default_factory=dict)
 
     def host(self, host_id):
         return self.hosts.get(host_id)
@@ -212,8 +218,16 @@ def _int_keys(mapping) -> dict:
     return out
 
 
-def load_hosts() -> dict:
-    """Every host with its pools, networks, vCPU allocation and anti-affinity residents."""
+def load_rules() -> tuple[Rule, ...]:
+    """The enabled placement rules, in name order."""
+    rows = PlacementRule.objects.filter(enabled=True).order_by("name", "id")
+    return tuple(Rule(kind=k, tag=t, name=n) for k, t, n in rows.values_list("kind", "tag", "name"))
+
+
+def load_hosts(rule_tags: frozenset = frozenset(), rule_members: dict | None = None) -> dict:
+    """Every host with its pools, networks, vCPU allocation and anti-affinity residents;
+    with `rule_tags`, `rule_members` is filled with where the running VMs carrying them
+    live (tag -> {vm id: (host id, name)})."""
     hosts = {}
     for h in Host.objects.all():
         hosts[h.pk] = HostInfo(
@@ -253,6 +267,8 @@ def load_hosts() -> dict:
         for tag in tags or ():
             if isinstance(tag, str) and tag.startswith(ANTI_PREFIX):
                 host.anti_members.setdefault(tag[len(ANTI_PREFIX) :], {})[vm_id] = name
+            if rule_members is not None and isinstance(tag, str) and tag in rule_tags:
+                rule_members.setdefault(tag, {})[vm_id] = (host_id, name)
     return hosts
 
 
@@ -381,12 +397,49 @@ def attach_devices(vms: dict, disks_qs, nics_qs) -> None:
             vm.nics.append(NicInfo(*n[1:]))
 
 
+def snapshot_around(plan: MigrationPlan, policy: Policy, items: list, vm_ids=None) -> Snapshot:
+    """A snapshot of `items` (already built) in today's inventory: every host, pool and
+    network, the enabled placement rules with their members, and the VMs (of `vm_ids`, or
+    all) that other open plans hold. The plan's own loader and the balance service
+    (whose items are not stored yet) share it."""
+    rules = load_rules()
+    rule_tags = frozenset(r.tag for r in rules)
+    rule_members: dict = {tag: {} for tag in rule_tags}
+    hosts = load_hosts(rule_tags, rule_members)
+    others = PlanItem.objects.exclude(plan=plan).exclude(plan__status__in=MigrationPlan.TERMINAL)
+    if vm_ids is not None:
+        others = others.filter(vm_id__in=list(vm_ids))
+    return Snapshot(
+        plan=PlanInfo(
+            id=plan.pk,
+            name=plan.name,
+            status=plan.status,
+            window_start=plan.window_start,
+            window_end=plan.window_end,
+            policy=policy,
+            transport_override=getattr(plan, "transport_override_reason", ""),
+            transport_override_by=getattr(plan, "transport_override_by", ""),
+        ),
+        hosts=hosts,
+        pools=load_pools(),
+        networks=load_networks(hosts),
+        items=items,
+        other_plans={
+            vm_id: (plan_id, name, status)
+            for vm_id, plan_id, name, status in others.values_list(
+                "vm_id", "plan_id", "plan__name", "plan__status"
+            )
+        },
+        rules=rules,
+        rule_tags=rule_tags,
+        rule_members=rule_members,
+        share_disproven=load_share_disproven(),
+    )
+
+
 def snapshot_load(plan: MigrationPlan, *, item_ids=None) -> Snapshot:
     """Load the snapshot for a plan (or for some of its items, e.g. one at preflight)."""
     plan_policy = plan.get_policy()
-    hosts = load_hosts()
-    pools = load_pools()
-    networks = load_networks(hosts)
     item_fields = (
         "id",
         "position",
@@ -440,27 +493,4 @@ def snapshot_load(plan: MigrationPlan, *, item_ids=None) -> Snapshot:
             )
         )
     attach_devices(vms, disks_qs, nics_qs)
-    other_plans = {
-        vm_id: (plan_id, name, status)
-        for vm_id, plan_id, name, status in PlanItem.objects.exclude(plan=plan)
-        .exclude(plan__status__in=MigrationPlan.TERMINAL)
-        .values_list("vm_id", "plan_id", "plan__name", "plan__status")
-    }
-    return Snapshot(
-        plan=PlanInfo(
-            id=plan.pk,
-            name=plan.name,
-            status=plan.status,
-            window_start=plan.window_start,
-            window_end=plan.window_end,
-            policy=plan_policy,
-            transport_override=getattr(plan, "transport_override_reason", ""),
-            transport_override_by=getattr(plan, "transport_override_by", ""),
-        ),
-        hosts=hosts,
-        pools=pools,
-        networks=networks,
-        items=items,
-        other_plans=other_plans,
-        share_disproven=load_share_disproven(),
-    )
+    return snapshot_around(plan, plan_policy, items)

@@ -1,6 +1,8 @@
 """The change record of a plan: what an auditor files with the change ticket.
 
-It gathers the plan, the check evidence and estimate the approvers saw (the validation run
+It opens with a one-screen summary (reports.summary: outcome, time against the estimate,
+downtime against the allowed maximum, who did what and when, deviations, the chain head)
+and the per-VM table, then gathers the plan, the check evidence and estimate the approvers saw (the validation run
 whose content hash the approvals are bound to), every approval and rejection with its
 comment, the execution timeline, and the plan's audit events with their hashes, plus the
 head of the whole chain at the time of printing (an anchor for `audit_verify
@@ -15,6 +17,7 @@ from django.utils import timezone
 from dashboard.audit.models import AuditEvent
 from dashboard.audit.selectors import audit_events_visible
 from migrations_app.models import Approval, MigrationPlan, PlanRun, ValidationRun
+from migrations_app.reports.summary import Summary, summary_build, vm_rows
 from migrations_app.selectors.runs import evidence_run
 
 
@@ -31,6 +34,8 @@ class ChangeRecord:
     events: list = field(default_factory=list)
     chain_head: dict | None = None
     generated_at: object = None
+    rows: list = field(default_factory=list)  # summary.VmRow per item
+    summary: Summary | None = None
 
 
 def plan_audit_query(plan: MigrationPlan, runs: list[PlanRun]) -> Q:
@@ -52,10 +57,8 @@ def plan_audit_query(plan: MigrationPlan, runs: list[PlanRun]) -> Q:
     return query
 
 
-def change_record_build(plan: MigrationPlan, *, user=None) -> ChangeRecord:
-    """Collect the change record of a plan (read-only). With `user`, the audit events are
-    those that user may read (status-link events stay with auditors, L8)."""
-    evidence = evidence_run(plan)
+def plan_items_and_runs(plan: MigrationPlan) -> tuple[list, list]:
+    """The plan's items (with VM and hosts) and its runs (with their attempts), in order."""
     runs = list(
         PlanRun.objects.filter(plan=plan)
         .order_by("started_at", "id")
@@ -63,14 +66,23 @@ def change_record_build(plan: MigrationPlan, *, user=None) -> ChangeRecord:
             "attempts__item__vm", "attempts__source_host", "attempts__destination_host"
         )
     )
+    items = list(
+        plan.items.select_related("vm", "source_host", "destination_host").order_by(
+            "position", "id"
+        )
+    )
+    return items, runs
+
+
+def change_record_build(plan: MigrationPlan, *, user=None) -> ChangeRecord:
+    """Collect the change record of a plan (read-only). With `user`, the audit events are
+    those that user may read (status-link events stay with auditors, L8)."""
+    evidence = evidence_run(plan)
+    items, runs = plan_items_and_runs(plan)
     head = AuditEvent.objects.order_by("-sequence").values("sequence", "hash").first()
-    return ChangeRecord(
+    record = ChangeRecord(
         plan=plan,
-        items=list(
-            plan.items.select_related("vm", "source_host", "destination_host").order_by(
-                "position", "id"
-            )
-        ),
+        items=items,
         evidence_run=evidence,
         check_results=list(evidence.results.order_by("id")) if evidence else [],
         approvals=list(Approval.objects.filter(plan=plan).order_by("created_at", "id")),
@@ -83,6 +95,9 @@ def change_record_build(plan: MigrationPlan, *, user=None) -> ChangeRecord:
         chain_head=head,
         generated_at=timezone.now(),
     )
+    record.rows = vm_rows(record)
+    record.summary = summary_build(record, record.rows)
+    return record
 
 
 def _iso(value):
@@ -95,6 +110,8 @@ def change_record_json(record: ChangeRecord) -> dict:
     evidence = record.evidence_run
     return {
         "generated_at": _iso(record.generated_at),
+        "summary": record.summary.as_dict() if record.summary else None,
+        "vms": [row.as_dict() for row in record.rows],
         "plan": {
             "id": plan.pk,
             "name": plan.name,

@@ -19,7 +19,7 @@ from dashboard.permissions import can, role_required
 from inventory.models import Host, VirtualMachine
 from migrations_app.checks import CHECK_IDS
 from migrations_app.errors import PlanError
-from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem
+from migrations_app.models import ItemAttempt, MigrationPlan, PlacementRule, PlanItem
 from migrations_app.policy import Policy
 from migrations_app.selectors.plans import (
     plan_estimate_get,
@@ -85,6 +85,9 @@ def plan_list_view(request):
         "plans": plan_list()[:200],
         "can_edit": can(request.user, "plan.edit"),
         "policy_defaults": Policy(),
+        "groups": sorted(set(Host.objects.exclude(group="").values_list("group", flat=True))),
+        "rules": PlacementRule.objects.order_by("name", "id"),
+        "rule_kinds": PlacementRule.Kind.choices,
     }
     return render(request, "migrations_app/plan_list.html", context)
 
@@ -216,6 +219,7 @@ def plan_detail_view(request, pk):
         "modes": PlanItem.Mode.choices,
         "check_count": len(CHECK_IDS),
         "policy": plan.get_policy(),
+        "balance": plan.balance_runs.order_by("-created_at", "-id").first(),
     }
     return render(request, "migrations_app/plan_detail.html", context)
 

@@ -97,6 +97,15 @@ EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/api/v1/storage-pools/{id}/"): "inventory.view",
     ("GET", "/api/v1/vms/"): "inventory.view",
     ("GET", "/api/v1/vms/{id}/"): "inventory.view",
+    ("GET", "/api/v1/history/"): "plan.view",
+    ("GET", "/api/v1/plans/{id}/report.{kind}"): "plan.view",
+    ("POST", "/api/v1/plans/balance/"): "plan.edit",
+    ("POST", "/api/v1/plans/{id}/balance/"): "plan.edit",
+    ("GET", "/api/v1/placement-rules/"): "plan.view",
+    ("POST", "/api/v1/placement-rules/"): "plan.edit",
+    ("GET", "/api/v1/placement-rules/{id}/"): "plan.view",
+    ("PATCH", "/api/v1/placement-rules/{id}/"): "plan.edit",
+    ("DELETE", "/api/v1/placement-rules/{id}/"): "plan.edit",
 }
 
 # URL name -> (method, who may). Pages are signed-in only; "public" pages need no login.
@@ -117,6 +126,11 @@ PAGES: dict[str, tuple[str, str | tuple[str, ...]]] = {
     "plans:plan-validate": ("POST", "plan.edit"),
     "plans:plan-item-update": ("POST", "plan.edit"),
     "plans:plan-item-remove": ("POST", "plan.edit"),
+    "plans:history": ("GET", "plan.view"),
+    "plans:plan-balance-new": ("POST", "plan.edit"),
+    "plans:rule-create": ("POST", "plan.edit"),
+    "plans:rule-toggle": ("POST", "plan.edit"),
+    "plans:rule-delete": ("POST", "plan.edit"),
     "audit-list": ("GET", ("audit.view", "audit.view_own")),
     "audit-export": ("GET", ("audit.view", "audit.view_own")),
     "audit-plan-timeline": ("GET", "plan.view"),
@@ -201,6 +215,9 @@ def world(make_user, settings):
 
     pool = StoragePool.objects.create(name="pool-m", pool_type="dir", identity="dir:/m")
     network = Network.objects.create(name="net-m")
+    from migrations_app.services.rules import rule_create
+
+    rule = rule_create(actor=admin, name="rule-m", kind="anti-affinity", tag="m")
     event = AuditEvent.objects.order_by("sequence").first()
     return {
         "users": users,
@@ -216,6 +233,7 @@ def world(make_user, settings):
         "delivery": delivery,
         "pool": pool,
         "network": network,
+        "rule": rule,
         "event": event,
     }
 
@@ -229,6 +247,7 @@ RESOURCE_IDS = {
     "notification-deliveries": lambda w: w["delivery"].pk,
     "notification-subscriptions": lambda w: w["plan_sub"].pk,
     "plans": lambda w: w["plan"].pk,
+    "placement-rules": lambda w: w["rule"].pk,
     "live": lambda w: w["plan"].pk,
     "runs": lambda w: w["run"].pk,
     "share-links": lambda w: w["link"].pk,
@@ -246,6 +265,8 @@ def fill(template: str, world) -> str:
             return str(world["item"].pk)
         if name == "plan_id":
             return str(world["plan"].pk)
+        if name == "kind":
+            return "json"
         return str(RESOURCE_IDS[resource](world))
 
     return re.sub(r"{(\w+)}", value, template)
@@ -359,6 +380,7 @@ def page_url(name: str, kwarg_names, world) -> str:
         "pk": world["plan"].pk,
         "item_id": world["item"].pk,
         "link_id": world["link"].pk,
+        "rule_id": world["rule"].pk,
         "fmt": "csv",
         "token": world["token"],
     }

@@ -7,9 +7,8 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from rest_framework.authtoken.models import Token
 
-from dashboard.accounts.tokens import api_token_revoke, api_token_rotate
+from dashboard.accounts.tokens import api_token_revoke, api_token_rotate, api_token_user
 from dashboard.asgi import application
 from dashboard.live.token_auth import token_from_headers
 from tests.security.test_websocket_access import (
@@ -36,7 +35,7 @@ def token_socket(path: str, key: str, *, origin=ORIGIN, cookie: str | None = Non
 
 def viewer_with_plan(make_user):
     user = make_user("v", "viewer")
-    return user, running_plan(user), api_token_rotate(user=user)
+    return user, running_plan(user), api_token_rotate(user=user)[0]
 
 
 async def test_it_opens_a_plan_stream_with_a_valid_token_header(make_user):
@@ -73,7 +72,7 @@ async def test_it_refuses_the_token_of_a_deactivated_or_roleless_user(make_user)
         nobody = make_user("nobody")
         gone = make_user("gone", "viewer")
         plan = running_plan(gone)
-        keys = api_token_rotate(user=nobody), api_token_rotate(user=gone)
+        keys = api_token_rotate(user=nobody)[0], api_token_rotate(user=gone)[0]
         gone.is_active = False
         gone.save(update_fields=["is_active"])
         return plan, keys
@@ -98,7 +97,7 @@ async def test_it_closes_a_token_stream_within_5s_when_the_token_ends(end, make_
     closed = await closes_within(comm, CLOSE_WITHIN)
     assert closed["code"] == 4410
     assert time.monotonic() - started < CLOSE_WITHIN
-    assert not await sync_to_async(Token.objects.filter(key=key).exists)()
+    assert await sync_to_async(api_token_user)(key) is None
 
 
 async def test_it_reads_only_well_formed_token_headers():

@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.utils.crypto import get_random_string
 
+from dashboard.runtime.housekeeping import housekeeping_ensure
 from dashboard.runtime.worker import prompt_worker, run_forever
 from migrations_app.execution.tasks import on_worker_start
 
@@ -20,6 +21,7 @@ class Command(BaseCommand):
             # Before taking tasks: recover attempts whose worker died (their leases expired)
             # and make sure the periodic execution tick is queued (it dies with a killed worker).
             on_worker_start()
+            housekeeping_ensure()
         if settings.TASK_BACKEND == "rq":
             call_command("rqworker", "default", job_class="django_tasks_rq.Job")
         elif settings.TASK_BACKEND == "db":
