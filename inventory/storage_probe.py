@@ -15,13 +15,14 @@ import libvirt
 PROBE_PREFIX = "ferry-share-probe-"
 
 
-def probe_shared(conn_a, conn_b, pool_name: str) -> tuple[bool, dict]:
+def probe_shared(conn_a, conn_b, pool_name: str, pool_name_b: str = "") -> tuple[bool, dict]:
     """(shared, evidence): create a raw volume of a random size in the pool through host A,
-    refresh the pool on host B and look for it by name and size; delete it through A."""
+    refresh the pool on host B (named `pool_name_b` there, else the same) and look for it
+    by name and size; delete it through A."""
     name = f"{PROBE_PREFIX}{secrets.token_hex(8)}.img"
     size = 4096 * (1 + secrets.randbelow(1024))
     pool_a = conn_a.storagePoolLookupByName(pool_name)
-    pool_b = conn_b.storagePoolLookupByName(pool_name)
+    pool_b = conn_b.storagePoolLookupByName(pool_name_b or pool_name)
     xml = (
         f"<volume><name>{name}</name><capacity unit='bytes'>{size}</capacity>"
         "<target><format type='raw'/></target></volume>"

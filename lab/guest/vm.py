@@ -99,6 +99,11 @@ def disk_path(name: str, pool: str = "shared", host: str | None = None) -> Path:
     return (host_local_dir(key) if pool == "local" else host_twin_dir(key)) / f"{name}.qcow2"
 
 
+def _pool_file(pool: str, host: str, file_name: str) -> Path:
+    """A pool's file as the root namespace sees it."""
+    return disk_path(file_name.removesuffix(".qcow2"), pool, host).with_name(file_name)
+
+
 def nvram_path(name: str) -> str:
     """A UEFI guest's NVRAM file as its host sees it (in that host's own /var)."""
     return f"{NVRAM_DIR}/{name}_VARS.fd"
@@ -128,8 +133,20 @@ def guest_xml(
     boot: dict,
     vcpus: int = 1,
     uefi: bool = False,
+    extra: tuple = (),
 ) -> str:
+    """`extra`: (target, path) of raw data disks after vda (virtio, defined cold: the
+    lab's i440fx machine cannot hot-plug on its root bus)."""
     kvm = accel() == "kvm"
+    extra_xml = "".join(
+        f"""
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source file='{escape(path)}'/>
+      <target dev='{target}' bus='virtio'/>
+    </disk>"""
+        for target, path in extra
+    )
     cmdline = (
         f"console=ttyS0 loglevel=4 panic=1 dirty_ws={dirty_ws} "
         f"dirty_rate={dirty_rate} ferry_name={name}"
@@ -166,7 +183,7 @@ def guest_xml(
       <driver name='qemu' type='qcow2' cache='none'/>
       <source file='{disk}'/>
       <target dev='vda' bus='virtio'/>
-    </disk>
+    </disk>{extra_xml}
     <interface type='network'>
       <source network='{NETWORK_NAME}'/>
       <model type='virtio'/>
@@ -200,8 +217,13 @@ def guest_start(
     disk_mib: int = 64,
     vcpus: int = 1,
     uefi: bool = False,
+    extra_disks: tuple = (),
 ) -> dict:
-    """Create the disk, define and start `name` on `host`; returns its facts."""
+    """Create the disk, define and start `name` on `host`; returns its facts.
+
+    `extra_disks`: (pool, MiB) of raw data disks vdb, vdc, ... each starting with a
+    64-byte marker "FERRY-MARKER <name> <target>" written before the guest boots (facts
+    'extra_disks': target -> {pool, path, marker})."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
         raise ValueError(f"bad guest name {name!r}")
     if pool not in POOLS:
@@ -228,8 +250,31 @@ def guest_start(
         "--prealloc-metadata",
     )
     path = virsh(h.uri, "vol-path", "--pool", pool, vol).strip()
+    extras = {}
+    for index, (extra_pool, mib) in enumerate(extra_disks):
+        if extra_pool not in POOLS:
+            raise ValueError(f"unknown pool {extra_pool!r} (one of {', '.join(POOLS)})")
+        target = "vd" + "bcdefgh"[index]
+        extra_vol = f"{name}-{target}.img"
+        virsh(h.uri, "pool-refresh", extra_pool)
+        virsh(h.uri, "vol-create-as", extra_pool, extra_vol, f"{mib}M", "--format", "raw")
+        extra_path = virsh(h.uri, "vol-path", "--pool", extra_pool, extra_vol).strip()
+        marker = f"FERRY-MARKER {name} {target}".encode().ljust(64, b".")
+        on_root = _pool_file(extra_pool, h.name, extra_vol)
+        with open(on_root, "r+b") as f:
+            f.write(marker)
+        extras[target] = {"pool": extra_pool, "path": extra_path, "marker": marker}
     xml = guest_xml(
-        name, memory_mib, dirty_ws, dirty_rate, path, str(console), boot, vcpus, uefi=uefi
+        name,
+        memory_mib,
+        dirty_ws,
+        dirty_rate,
+        path,
+        str(console),
+        boot,
+        vcpus,
+        uefi=uefi,
+        extra=tuple((t, e["path"]) for t, e in extras.items()),
     )
     xf = shared_dir() / "boot" / f"{name}.xml"
     xf.write_text(xml)
@@ -249,6 +294,7 @@ def guest_start(
         "uefi": uefi,
         "nvram": nvram_path(name) if uefi else None,
         "nvram_on_host_fs": str(nvram_file(name, h.name)) if uefi else None,
+        "extra_disks": extras,
     }
 
 
@@ -260,10 +306,14 @@ def guest_destroy(name: str) -> None:
         virsh(h.uri, "undefine", "--nvram", name, check=False, timeout=30)
         for pool in POOLS:
             virsh(h.uri, "vol-delete", "--pool", pool, f"{name}.qcow2", check=False, timeout=30)
-        (host_local_dir(h.key) / f"{name}.qcow2").unlink(missing_ok=True)
-        (host_twin_dir(h.key) / f"{name}.qcow2").unlink(missing_ok=True)
+        for directory in (host_local_dir(h.key), host_twin_dir(h.key)):
+            (directory / f"{name}.qcow2").unlink(missing_ok=True)
+            for extra in directory.glob(f"{name}-vd?[.-]*"):
+                extra.unlink(missing_ok=True)
         nvram_file(name, h.name).unlink(missing_ok=True)
     (shared_pool_path() / f"{name}.qcow2").unlink(missing_ok=True)
+    for extra in shared_pool_path().glob(f"{name}-vd?[.-]*"):
+        extra.unlink(missing_ok=True)
     console_log_path(name).unlink(missing_ok=True)
 
 

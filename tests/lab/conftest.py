@@ -114,7 +114,8 @@ def conns(lab_env):
 
 @pytest.fixture
 def guest(lab_env):
-    """Factory: guest(host='lab-a', **kw) -> name of a started guest; all are destroyed after."""
+    """Factory: guest(host='lab-a', **kw) -> name of a started guest (its facts from
+    vm.guest_start in guest.facts[name]); all are destroyed after."""
     from lab.guest import vm
 
     made = []
@@ -122,8 +123,10 @@ def guest(lab_env):
     def start(host="lab-a", **kw):
         name = f"t-{uuid.uuid4().hex[:8]}"
         made.append(name)
-        vm.guest_start(name, host=host, **kw)
+        start.facts[name] = vm.guest_start(name, host=host, **kw)
         return name
+
+    start.facts = {}
 
     yield start
     for name in made:

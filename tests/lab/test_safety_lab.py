@@ -15,6 +15,7 @@ panicked), only its moment is chosen there.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -108,29 +109,10 @@ def root_path(lab_env, pool: str, host: str, path: str) -> Path:
     return Path(lab_env["hosts"][host][key]) / name
 
 
-def add_disk(conns, lab_env, name, host, pool, target="vdb", mib=16) -> dict:
-    """Hot-plug a raw data disk from `pool` into the running guest, with a marker written
-    at its start before the guest sees it; returns where it is and the marker."""
-    vol_name = f"{name}-{target}.img"
-    volume = (
-        conns[host]
-        .storagePoolLookupByName(pool)
-        .createXML(
-            f"<volume><name>{vol_name}</name><capacity unit='MiB'>{mib}</capacity>"
-            "<target><format type='raw'/></target></volume>",
-            0,
-        )
-    )
-    path = volume.path()
-    marker = f"FERRY-MARKER {name} {target}".encode().ljust(64, b".")
-    with open(root_path(lab_env, pool, host, path), "r+b") as f:
-        f.write(marker)
-    conns[host].lookupByName(name).attachDeviceFlags(
-        f"<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
-        f"<source file='{path}'/><target dev='{target}' bus='virtio'/></disk>",
-        libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG,
-    )
-    return {"path": path, "marker": marker, "pool": pool}
+def data_disk(guest, name, target="vdb") -> dict:
+    """The guest's cold-defined data disk (vm.guest_start extra_disks: the lab's machine
+    cannot hot-plug one) with the marker written at its start."""
+    return guest.facts[name]["extra_disks"][target]
 
 
 def marker_at(lab_env, pool, host, path, marker) -> bool:
@@ -163,9 +145,9 @@ def test_it_hands_over_a_partial_pivot_without_deleting_live_disks(
     ferry, guest, people, lab_env, conns
 ):
     t0 = time.monotonic()
-    name = guest("lab-a", memory_mib=256, pool="shared")
+    name = guest("lab-a", memory_mib=256, pool="shared", extra_disks=[("shared", 16)])
     before = vm.wait_heartbeat(name, timeout=60, after=1)
-    vdb = add_disk(conns, lab_env, name, "lab-a", "shared")
+    vdb = data_disk(guest, name)
     original = disk_sources(conns["lab-a"].lookupByName(name).XMLDesc(0))
     sync(ferry)
     storage_map = {str(pool_id("lab-a", "shared")): pool_id("lab-a", "local")}
@@ -209,9 +191,9 @@ def test_it_follows_the_copies_across_a_daemon_restart_between_two_pivots(
     ferry, guest, people, lab_env, conns
 ):
     t0 = time.monotonic()
-    name = guest("lab-a", memory_mib=256, pool="shared")
+    name = guest("lab-a", memory_mib=256, pool="shared", extra_disks=[("shared", 16)])
     before = vm.wait_heartbeat(name, timeout=60, after=1)
-    vdb = add_disk(conns, lab_env, name, "lab-a", "shared")
+    vdb = data_disk(guest, name)
     sync(ferry)
     storage_map = {str(pool_id("lab-a", "shared")): pool_id("lab-a", "local")}
     plan = lab_plan(
@@ -284,9 +266,9 @@ def test_it_copies_only_the_local_disk_and_leaves_the_shared_one(
     ferry, guest, people, lab_env, conns
 ):
     t0 = time.monotonic()
-    name = guest("lab-a", memory_mib=256, pool="shared")
+    name = guest("lab-a", memory_mib=256, pool="shared", extra_disks=[("local", 16)])
     before = vm.wait_heartbeat(name, timeout=60, after=1)
-    vdb = add_disk(conns, lab_env, name, "lab-a", "local")
+    vdb = data_disk(guest, name)
     vda = disk_sources(conns["lab-a"].lookupByName(name).XMLDesc(0))["vda"]
     sync(ferry)
     plan = lab_plan(
@@ -301,6 +283,9 @@ def test_it_copies_only_the_local_disk_and_leaves_the_shared_one(
     assert prepared["params"]["migrate_disks"] == ["vdb"]
     cleanup = attempt.evidence["cleanup"]
     assert cleanup["disks_removed"] == [vdb["path"]]
+    # Same path on both hosts: deleted only after a probe showed two storages.
+    (probe,) = cleanup["same_path_probes"]
+    assert probe["path"] == vdb["path"] and probe["deleted"] and "path_on_b" not in probe
     # The shared disk is the one the destination runs on: untouched.
     assert root_path(lab_env, "shared", "lab-a", vda).exists()
     assert disk_sources(conns["lab-b"].lookupByName(name).XMLDesc(0))["vda"] == vda
@@ -584,10 +569,14 @@ def test_it_fences_a_worker_stopped_beyond_its_lease(
         proc.wait()
         log.close()
     attempt.refresh_from_db()
+    text = log_path.read_text(errors="replace")
     print(f"\n[ferry-lab] reconciler: {outcome.get('result')}")
+    if not outcome.get("result", "").startswith("reattached: completed"):
+        print(attempt.status, attempt.error_class, attempt.error_message, attempt.libvirt_error)
+        print(json.dumps(attempt.evidence, indent=1, default=str)[-6000:])
+        print(text[-6000:])
     assert outcome.get("result", "").startswith("reattached: completed"), outcome
     assert attempt.status == "completed" and attempt.lease_epoch == stale_epoch + 1
-    text = log_path.read_text(errors="replace")
     assert "fencing:" in text and "lost its lease" in text, text[-3000:]
     assert "fencing: refused" in text or "acts no more" in text
     only_on(name, "lab-b", before)

@@ -78,6 +78,7 @@ def build_context(attempt: ItemAttempt) -> Context:
             "dest_pool": dest_pool.name if dest_pool else None,
             "dest_pool_id": dest_pool.pk if dest_pool else None,
             "capacity": disk.capacity_bytes or 0,
+            "format": disk.format or "qcow2",
         }
         if item.mode == "live_copy" and dest_pool is not None and dest_pool.target_path:
             moved_to = dest_file_path(dest_pool.target_path, disk.source)
@@ -113,6 +114,7 @@ def build_context(attempt: ItemAttempt) -> Context:
         postcopy_recorded=attempt.postcopy_at is not None,
         agent_expected=agent,
         destination_libvirt_version=dst.libvirt_version,
+        shared_paths=sorted(set(src.shared_paths or ()) & set(dst.shared_paths or ())),
     )
 
 

@@ -35,7 +35,7 @@ class Context:
     policy: object
     # Disks that are copied (live_copy, storage_only): [{"target", "source_path",
     # "source_pool", "dest_pool", "dest_pool_id", "dest_path" (live_copy with a storage map
-    # to a pool at another path), "capacity"}]
+    # to a pool at another path), "capacity", "format" (qcow2, raw: a copy keeps it)}]
     disks: list = field(default_factory=list)
     # Disks that stay where they are because the destination reaches their pool:
     # [{"target", "source_path", "pool", "pool_id", "pool_type"}]
@@ -52,6 +52,9 @@ class Context:
     postcopy_recorded: bool = False
     agent_expected: bool = False  # the guest agent answered on the source before the move
     destination_libvirt_version: int | None = None  # from the inventory (libvirt's number)
+    # Directories both hosts declare one shared filesystem (Host.shared_paths): a file
+    # under one (a UEFI guest's NVRAM) is the same file on both.
+    shared_paths: list = field(default_factory=list)
 
 
 @dataclass

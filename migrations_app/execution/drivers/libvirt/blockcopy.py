@@ -22,6 +22,7 @@ Why these choices:
 import os
 import time
 import xml.etree.ElementTree as ET  # noqa: S405 - only serialises XML parsed safely
+from xml.sax.saxutils import escape
 
 import libvirt
 from defusedxml.ElementTree import fromstring
@@ -57,6 +58,12 @@ def disk_sources(xml: str) -> dict[str, str]:
         if path:
             out[target.get("dev")] = path
     return out
+
+
+def copy_format(disk: dict) -> str:
+    """The format of a disk's copy: the source's own (a storage move does not convert a raw
+    disk to qcow2 or back); qcow2 for anything Ferry does not know to be raw."""
+    return "raw" if disk.get("format") == "raw" else "qcow2"
 
 
 class BlockCopySession(LibvirtSession):
@@ -122,7 +129,8 @@ class BlockCopySession(LibvirtSession):
         made = {}
         for disk in self.ctx.disks:
             target_dir = self._pool_path(self.src, disk["dest_pool"])
-            name = f"{self.ctx.vm_name}-{disk['target']}-a{self.ctx.attempt_id}.qcow2"
+            extension = "img" if copy_format(disk) == "raw" else "qcow2"
+            name = f"{self.ctx.vm_name}-{disk['target']}-a{self.ctx.attempt_id}.{extension}"
             made[disk["target"]] = os.path.join(target_dir, name)
         self.copies = made
         return {"block_copy_destinations": made, "flags": ["TRANSIENT_JOB"]}
@@ -133,8 +141,12 @@ class BlockCopySession(LibvirtSession):
         params = {}
         if bandwidth:
             params[libvirt.VIR_DOMAIN_BLOCK_COPY_BANDWIDTH] = int(bandwidth) * 1024 * 1024
+        formats = {d["target"]: copy_format(d) for d in self.ctx.disks}
         for target, path in self.copies.items():
-            dest = f"<disk type='file'><source file='{path}'/><driver type='qcow2'/></disk>"
+            dest = (
+                f"<disk type='file'><source file='{escape(path)}'/>"
+                f"<driver type='{formats.get(target, 'qcow2')}'/></disk>"
+            )
             try:
                 self.guard.act(
                     f"blockCopy {target}",
@@ -197,9 +209,12 @@ class BlockCopySession(LibvirtSession):
 
     def _pivot_all(self, dom, pending: list[str]) -> None:
         """Every mirror caught up: pivot each disk, reading back from the XML what happened."""
+        answered: set = set()  # pivots libvirt accepted in this pass
         for index, target in enumerate(pending):
             if index:
-                faults.point("blockcopy.between_pivots", session=self, pivoted=set(self.pivoted))
+                faults.point(
+                    "blockcopy.between_pivots", session=self, pivoted=self.pivoted | answered
+                )
             try:
                 self.guard.act(
                     f"pivot {target}",
@@ -208,6 +223,7 @@ class BlockCopySession(LibvirtSession):
                     libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT,
                 )
                 self._pivot_refusals.pop(target, None)
+                answered.add(target)
             except libvirt.libvirtError as exc:
                 self._pivot_refusals[target] = self._pivot_refusals.get(target, 0) + 1
                 logger.warning(

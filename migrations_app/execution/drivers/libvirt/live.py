@@ -32,6 +32,7 @@ import libvirt
 from defusedxml.ElementTree import fromstring
 from django.conf import settings
 
+from inventory.storage_probe import probe_shared
 from migrations_app.execution import errors, safety
 from migrations_app.execution.drivers.base import Known, Location, ReadError
 from migrations_app.execution.drivers.libvirt.common import (
@@ -629,9 +630,16 @@ class LiveMigrationSession(LibvirtSession):
             referenced = dst_xml
             for disk in self.ctx.disks:
                 path = disk.get("source_path")
-                if not path or path in referenced:
-                    done.setdefault("disks_kept", []).append(path)
+                if not path:
                     continue
+                if path in referenced:
+                    # The destination runs on a file at the same path: the source's is
+                    # another file only if a probe shows the two pools are two storages.
+                    distinct, why = self._distinct_storage(disk)
+                    done.setdefault("same_path_probes", []).append({"path": path, **why})
+                    if not distinct:
+                        done.setdefault("disks_kept", []).append(path)
+                        continue
                 try:
                     vol = self.src.storageVolLookupByPath(path)
                     self.guard.act(f"delete {path}", vol.delete, 0)
@@ -640,16 +648,42 @@ class LiveMigrationSession(LibvirtSession):
                     done.setdefault("disk_errors", []).append(f"{path}: {exc.get_error_message()}")
         return done
 
+    def _distinct_storage(self, disk: dict) -> tuple[bool, dict]:
+        """Whether the source pool of a copied disk and its destination pool are two
+        storages (a probe volume made through the source is not seen through the
+        destination); any doubt keeps the source's file."""
+        source_pool, dest_pool = disk.get("source_pool"), disk.get("dest_pool")
+        if not source_pool or not dest_pool:
+            return False, {"kept": "the disk's pools are not known"}
+        try:
+            shared, evidence = self.guard.act(
+                f"probe pool {source_pool}",
+                probe_shared,
+                self.src,
+                self.dst,
+                source_pool,
+                dest_pool,
+            )
+        except (libvirt.libvirtError, errors.ExecutionError) as exc:
+            message = exc.get_error_message() if isinstance(exc, libvirt.libvirtError) else exc
+            return False, {"kept": f"the storage probe failed: {message}"}
+        if shared:
+            return False, {"kept": "the probe shows one storage on both hosts", **evidence}
+        return True, {"deleted": "the probe shows two storages", **evidence}
+
     def _undefine_flags(self, dom, dst_xml: str) -> tuple[int, list]:
-        """Undefine flags for the source: its NVRAM (and vTPM state) go with it, unless the
-        destination's definition uses the same file (shared firmware storage)."""
+        """Undefine flags for the source: its NVRAM goes with it, unless it is the very file
+        the destination uses: same path AND under a directory both hosts declare shared
+        (the same path on two hosts is usually two files: libvirt keeps NVRAM per host in
+        /var/lib/libvirt/qemu/nvram)."""
         root = fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         flags, kept = _BASE_UNDEFINE, []
-        nvram = root.findtext("os/nvram")
+        nvram = (root.findtext("os/nvram") or "").strip()
         if nvram:
-            if nvram.strip() in dst_xml:
+            dst_nvram = (fromstring(dst_xml).findtext("os/nvram") or "").strip() if dst_xml else ""
+            if nvram == dst_nvram and under_any(nvram, self.ctx.shared_paths):
                 flags |= libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
-                kept.append(f"NVRAM {nvram.strip()} (the destination uses the same file)")
+                kept.append(f"NVRAM {nvram} (the destination uses the same shared file)")
             else:
                 flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
         if root.find("devices/tpm") is not None:
@@ -673,6 +707,14 @@ class LiveMigrationSession(LibvirtSession):
         if self.guard.abandoned_calls:
             return
         self._give_back()
+
+
+def under_any(path: str, directories) -> bool:
+    """Whether `path` lies inside one of `directories` (whole path components)."""
+    target = PurePosixPath(path)
+    return any(
+        target != PurePosixPath(d) and PurePosixPath(d) in target.parents for d in directories
+    )
 
 
 def dest_file_path(pool_path: str, source_path: str) -> str:
