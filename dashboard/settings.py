@@ -311,6 +311,12 @@ FERRY_SAMPLE_SECONDS = env_float("FERRY_SAMPLE_SECONDS", 1.0, minimum=0.01)  # j
 FERRY_LEASE_SECONDS = env_float("FERRY_LEASE_SECONDS", 30.0, minimum=1)  # claim w/o heartbeat
 # A transfer that makes no progress this long is aborted.
 FERRY_WATCHDOG_SECONDS = env_float("FERRY_WATCHDOG_SECONDS", 60.0, minimum=1)
+# Budgets across all running plans (per host, per pool; a host or pool may set its own).
+FERRY_HOST_MAX_OUTBOUND = env_int("FERRY_HOST_MAX_OUTBOUND", 8, minimum=1)
+FERRY_HOST_MAX_INBOUND = env_int("FERRY_HOST_MAX_INBOUND", 8, minimum=1)
+FERRY_POOL_MAX_COPIES = env_int("FERRY_POOL_MAX_COPIES", 4, minimum=1)
+# Pre-copy has stalled when the data still to send found no new low for this long (s).
+FERRY_STALL_WINDOW_SECONDS = env_float("FERRY_STALL_WINDOW_SECONDS", 6.0, minimum=1)
 FERRY_TICK_SECONDS = env_float("FERRY_TICK_SECONDS", 10.0, minimum=0.5)  # reconcile/auto-start
 # A libvirt call that does not answer this long fails its attempt (the worker keeps its
 # lease meanwhile; see migrations_app.execution.guard).

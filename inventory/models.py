@@ -49,6 +49,12 @@ class Host(models.Model):
     machine_types = models.JSONField(default=list, blank=True)
     domain_types = models.JSONField(default=list, blank=True)
     migration_address = models.CharField(max_length=255, blank=True)
+    # Budgets across all plans (migrations_app.budgets): moves out of and into
+    # this host at once (empty: FERRY_HOST_MAX_OUTBOUND / _INBOUND), and the speed of its
+    # migration link, which divided by a move's bandwidth cap bounds moves per link.
+    max_outbound = models.PositiveSmallIntegerField(null=True, blank=True)
+    max_inbound = models.PositiveSmallIntegerField(null=True, blank=True)
+    link_bandwidth_mib_s = models.PositiveIntegerField(null=True, blank=True)
     # What the host's qemu.conf says, declared by an admin (libvirt does not report it):
     # the lock manager that keeps two QEMUs off one disk, and the directories libvirt is told
     # are shared (shared_filesystems), so it migrates their disks without VIR_MIGRATE_UNSAFE.
@@ -104,6 +110,9 @@ class StoragePool(models.Model):
         max_length=600, unique=True, help_text="what makes two hosts' pools the same pool"
     )
     shared = models.BooleanField(default=False)
+    # Moves copying a disk out of or into this pool at once, all plans (empty:
+    # FERRY_POOL_MAX_COPIES).
+    max_copies = models.PositiveSmallIntegerField(null=True, blank=True)
     uuid = models.CharField(max_length=64, blank=True)
     target_path = models.CharField(max_length=500, blank=True)
     source = models.CharField(max_length=500, blank=True, help_text="source description")

@@ -31,7 +31,7 @@ def plan_content(plan: MigrationPlan) -> dict:
         "description": plan.description,
         "change_ticket": plan.change_ticket,
         "transport_override": plan.transport_override_reason or None,
-        "policy": plan.get_policy().to_dict(),
+        "policy": plan.get_policy().content(),
         "window_start": plan.window_start.isoformat() if plan.window_start else None,
         "window_end": plan.window_end.isoformat() if plan.window_end else None,
         "items": items,

@@ -13,6 +13,7 @@ import heapq
 import math
 from dataclasses import dataclass, field, fields
 
+from migrations_app.budgets import Budgets, HostLimits, Move, PoolLimits, move_pools
 from migrations_app.checks.snapshot import ItemInfo, Snapshot
 from migrations_app.checks.storage_paths import copied_disks
 from migrations_app.policy import Policy
@@ -353,48 +354,32 @@ class PlanEstimate:
         }
 
 
-def timeline(estimates: list, items: list, policy: Policy) -> float:
+def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | None = None) -> float:
     """Give each estimate a start and end (seconds from plan start); returns the makespan.
 
     List scheduling in plan order: whenever a migration finishes, start every waiting
-    item (in order) whose plan, source-outbound and destination-inbound limits allow it.
+    item (in order) that the plan's limits and the hosts', links' and pools' budgets allow
+    (the same Budgets object the scheduler asks, as if this plan ran alone).
     """
-    # The same limits the scheduler applies (explicit values, else the link rule).
-    limit_all = policy.concurrent_limit
-    limit_out = policy.outbound_limit
-    limit_in = policy.inbound_limit
-    outbound: dict = {}
-    inbound: dict = {}
+    budgets = budgets or Budgets()
+    moves = [_move_of(item, budgets) for item in items]
     running: list = []  # heap of (end, index)
-    pending = list(range(len(items)))
     started = [False] * len(items)
     first = 0
     now = 0.0
     makespan = 0.0
-    while first < len(pending):
-        for index in range(first, len(pending)):
-            if len(running) >= limit_all:
-                break
-            if started[index]:
-                continue
-            item = items[index]
-            # A storage-only item moves no memory between hosts: it only counts towards
-            # its own host's outbound limit.
-            src, dst = item.source_id, (None if item.storage_only else item.destination_id)
-            if outbound.get(src, 0) >= limit_out or (
-                dst is not None and inbound.get(dst, 0) >= limit_in
-            ):
+    while first < len(items):
+        for index in range(first, len(items)):
+            if started[index] or budgets.hold(moves[index], policy) is not None:
                 continue
             started[index] = True
-            outbound[src] = outbound.get(src, 0) + 1
-            if dst is not None:
-                inbound[dst] = inbound.get(dst, 0) + 1
+            budgets.take(moves[index])
             estimate = estimates[index]
             estimate.start_s = round(now, 2)
             estimate.end_s = round(now + estimate.duration_s, 2)
             makespan = max(makespan, now + estimate.duration_s)
             heapq.heappush(running, (now + estimate.duration_s, index))
-        while first < len(pending) and started[first]:
+        while first < len(items) and started[first]:
             first += 1
         if not running:
             break
@@ -403,11 +388,27 @@ def timeline(estimates: list, items: list, policy: Policy) -> float:
         while running and running[0][0] <= now:
             done.append(heapq.heappop(running)[1])
         for index in done:
-            item = items[index]
-            outbound[item.source_id] -= 1
-            if not item.storage_only and item.destination_id is not None:
-                inbound[item.destination_id] -= 1
+            budgets.release(moves[index])
     return makespan
+
+
+def _move_of(item, budgets: Budgets) -> Move:
+    destination = None if item.storage_only else item.destination_id
+    reached = budgets.reach.get(item.destination_id or item.source_id, set())
+    pools = move_pools(item.mode, item.storage_map, [d.pool_id for d in item.vm.disks], reached)
+    return Move(plan=0, source=item.source_id, destination=destination, pools=pools)
+
+
+def snapshot_budgets(snapshot: Snapshot) -> Budgets:
+    """The budgets of the snapshot's hosts and pools (limits only; nothing running)."""
+    return Budgets(
+        hosts={
+            h.id: HostLimits(h.name, h.max_outbound, h.max_inbound, h.link_bandwidth_mib_s)
+            for h in snapshot.hosts.values()
+        },
+        pools={p.id: PoolLimits(p.name, p.max_copies) for p in snapshot.pools.values()},
+        reach={h.id: set(h.pool_ids) for h in snapshot.hosts.values()},
+    )
 
 
 def plan_estimate(snapshot: Snapshot) -> PlanEstimate:
@@ -415,7 +416,7 @@ def plan_estimate(snapshot: Snapshot) -> PlanEstimate:
     items = snapshot.items
     estimates = [item_estimate(snapshot, item) for item in items]
     policy = snapshot.plan.policy
-    makespan = timeline(estimates, items, policy)
+    makespan = timeline(estimates, items, policy, snapshot_budgets(snapshot))
     plan = snapshot.plan
     return PlanEstimate(
         items=estimates,
@@ -427,6 +428,8 @@ def plan_estimate(snapshot: Snapshot) -> PlanEstimate:
             "source": "link: floor(path bandwidth / per-migration cap)"
             if policy.limits_follow_link
             else "policy",
+            "budgets": "and the Ferry-wide budgets of each host (moves out and in), link "
+            "(its bandwidth ÷ the cap) and pool (copies), as if this plan ran alone",
         },
         window_start=plan.window_start.isoformat() if plan.window_start else None,
         window_end=plan.window_end.isoformat() if plan.window_end else None,

@@ -10,6 +10,13 @@ from dataclasses import asdict, dataclass, field, fields
 # migration also costs the source a QEMU migration thread and the destination a QEMU start).
 AUTO_MAX_PER_HOST = 8
 NON_CONVERGENCE_ACTIONS = ("raise_downtime", "auto_converge", "postcopy", "abort")
+# What a timeout does (completion or progress): end the move with the VM on its source,
+# switch to post-copy (the guest runs on the destination at once), or force-complete
+# (pause the guest so the rest moves; the pause adds to the downtime).
+TIMEOUT_ACTIONS = ("abort", "postcopy", "force_complete")
+# Steps of a convergence schedule, fired one per stalled window, in order.
+SCHEDULE_ACTIONS = ("max_downtime", "postcopy", "force_complete", "abort")
+PRIORITIES = ("routine", "urgent")
 PLACEMENT_STRATEGIES = ("spread", "pack")
 
 
@@ -27,6 +34,19 @@ class Policy:
     on_no_convergence: str = "auto_converge"
     downtime_steps_ms: tuple[int, ...] = (500, 1000, 2000)
     completion_timeout_s_per_gib: int = 120
+    completion_timeout_floor_s: int = 120
+    completion_timeout_action: str = "abort"
+    # No new low of the data still to send for this long: the move makes no progress
+    # (0: off). The watchdog (FERRY_WATCHDOG_SECONDS) still ends a move that sends nothing.
+    progress_timeout_s: int = 150
+    progress_timeout_action: str = "abort"
+    # [{"action": "max_downtime", "value": ms} | {"action": "postcopy" | "force_complete" |
+    # "abort"}, ...]: one step per stalled window. Empty: derived from on_no_convergence.
+    convergence_schedule: tuple = ()
+    # An urgent plan (an evacuation) takes free migration slots before routine plans;
+    # with preempt it also aborts routine moves still in pre-copy that hold a slot it needs.
+    priority: str = "routine"
+    preempt: bool = False
     # None = follow the link (see `per_link`); an explicit number always wins.
     max_concurrent: int | None = None
     max_outbound_per_host: int | None = None
@@ -75,6 +95,51 @@ class Policy:
         """Whether any concurrency limit comes from the link rule rather than the policy."""
         return None in (self.max_concurrent, self.max_outbound_per_host, self.max_inbound_per_host)
 
+    def completion_timeout_s(self, gib: float) -> float:
+        """The completion timeout of a move of `gib` GiB (memory plus copied disks): the
+        per-GiB allowance, never below the floor, and never below twice the time the data
+        takes at the bandwidth cap (a timeout shorter than one pass is certain to fire)."""
+        allowed = max(
+            float(self.completion_timeout_floor_s), self.completion_timeout_s_per_gib * gib
+        )
+        if self.bandwidth_mib_s:
+            allowed = max(allowed, 2 * gib * 1024 / self.bandwidth_mib_s)
+        return allowed
+
+    @property
+    def schedule(self) -> list[dict]:
+        """The convergence schedule in force: the explicit one, else the steps that
+        on_no_convergence implies (raise_downtime: the downtime steps; postcopy and abort:
+        that one step; auto_converge: none, QEMU throttles the guest by itself)."""
+        if self.convergence_schedule:
+            return [dict(step) for step in self.convergence_schedule]
+        if self.on_no_convergence == "raise_downtime":
+            return [{"action": "max_downtime", "value": v} for v in self.downtime_steps_ms]
+        if self.on_no_convergence in ("postcopy", "abort"):
+            return [{"action": self.on_no_convergence}]
+        return []
+
+    @property
+    def may_postcopy(self) -> bool:
+        """Whether a move may switch to post-copy (the capability is set at its start)."""
+        return any(step["action"] == "postcopy" for step in self.schedule) or "postcopy" in (
+            self.completion_timeout_action,
+            self.progress_timeout_action,
+        )
+
+    @property
+    def auto_converge(self) -> bool:
+        return self.on_no_convergence == "auto_converge"
+
+    def content(self) -> dict:
+        """The policy as the plan's content hash covers it: fields added after approvals
+        were first hashed count only when set, so an upgrade does not void approvals."""
+        data = self.to_dict()
+        for name, default in LATER_DEFAULTS.items():
+            if data.get(name) == default:
+                data.pop(name)
+        return data
+
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls) if f.name != "extra"]
@@ -103,6 +168,7 @@ class Policy:
         data = asdict(self)
         data.pop("extra", None)
         data["downtime_steps_ms"] = list(self.downtime_steps_ms)
+        data["convergence_schedule"] = [dict(step) for step in self.convergence_schedule]
         return data
 
     def _validated(self) -> "Policy":
@@ -146,6 +212,39 @@ class Policy:
             "completion_timeout_s_per_gib",
             "must be 5–3600 seconds per GiB",
         )
+        need(
+            is_int(self.completion_timeout_floor_s)
+            and 10 <= self.completion_timeout_floor_s <= 86_400,
+            "completion_timeout_floor_s",
+            "must be 10–86400 seconds",
+        )
+        for name in ("completion_timeout_action", "progress_timeout_action"):
+            value = getattr(self, name)
+            need(
+                value in TIMEOUT_ACTIONS,
+                name,
+                f"'{value}' is not one of {', '.join(TIMEOUT_ACTIONS)}",
+            )
+        need(
+            is_int(self.progress_timeout_s)
+            and (self.progress_timeout_s == 0 or 10 <= self.progress_timeout_s <= 86_400),
+            "progress_timeout_s",
+            "must be 0 (off) or 10–86400 seconds",
+        )
+        object.__setattr__(
+            self, "convergence_schedule", _schedule_checked(self.convergence_schedule, need)
+        )
+        need(
+            self.priority in PRIORITIES,
+            "priority",
+            f"'{self.priority}' is not one of {', '.join(PRIORITIES)}",
+        )
+        need(isinstance(self.preempt, bool), "preempt", "must be true or false")
+        need(
+            not self.preempt or self.priority == "urgent",
+            "preempt",
+            "only an urgent plan may preempt routine moves",
+        )
         for name in ("max_concurrent", "max_outbound_per_host", "max_inbound_per_host"):
             value = getattr(self, name)
             need(
@@ -178,3 +277,53 @@ class Policy:
                 "must be a positive number",
             )
         return self
+
+
+def _schedule_checked(steps, need) -> tuple:
+    """The convergence schedule as a tuple of plain dicts, or a PolicyError naming the step."""
+    need(
+        isinstance(steps, list | tuple) and len(steps) <= 10,
+        "convergence_schedule",
+        "must be a list of up to 10 steps",
+    )
+    out = []
+    for number, step in enumerate(steps, start=1):
+        where = f"convergence_schedule step {number}"
+        need(
+            isinstance(step, dict) and step.get("action") in SCHEDULE_ACTIONS,
+            "convergence_schedule",
+            f"{where}: needs an action, one of {', '.join(SCHEDULE_ACTIONS)}",
+        )
+        action = step["action"]
+        extra = set(step) - ({"action", "value"} if action == "max_downtime" else {"action"})
+        need(
+            not extra, "convergence_schedule", f"{where}: unknown key(s) {', '.join(sorted(extra))}"
+        )
+        if action == "max_downtime":
+            value = step.get("value")
+            need(
+                isinstance(value, int) and not isinstance(value, bool) and 10 <= value <= 60_000,
+                "convergence_schedule",
+                f"{where}: max_downtime needs a value of 10–60000 ms",
+            )
+            out.append({"action": action, "value": value})
+        else:
+            out.append({"action": action})
+        need(
+            action not in ("abort", "postcopy", "force_complete") or number == len(steps),
+            "convergence_schedule",
+            f"{where}: {action} ends the move's convergence; no step can follow it",
+        )
+    return tuple(out)
+
+
+# Fields added after plans' content was first hashed, with their defaults (Policy.content).
+LATER_DEFAULTS = {
+    "completion_timeout_floor_s": 120,
+    "completion_timeout_action": "abort",
+    "progress_timeout_s": 150,
+    "progress_timeout_action": "abort",
+    "convergence_schedule": [],
+    "priority": "routine",
+    "preempt": False,
+}

@@ -14,7 +14,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
-from migrations_app.execution import services
+from migrations_app.execution import force_complete, services
 from migrations_app.live.events import event_message
 from migrations_app.live.snapshots import attempt_dict, sample_dict
 from migrations_app.models import ItemAttempt, PlanItem, PlanRun, ProgressSample, RunEvent
@@ -188,7 +188,7 @@ class ItemActionSerializer(serializers.Serializer):
 
 
 class ItemActionViewSet(viewsets.GenericViewSet):
-    """Operator actions on one item of a running plan: cancel, retry."""
+    """Operator actions on one item of a running plan: cancel, force-complete, retry."""
 
     permission_classes = [action_permission("plan.view", "plan.run")]
     queryset = PlanItem.objects.all()
@@ -208,6 +208,20 @@ class ItemActionViewSet(viewsets.GenericViewSet):
             {"item": item.pk, "attempt": attempt.pk if attempt else None, "cancel_requested": True},
             status=status.HTTP_202_ACCEPTED,
         )
+
+    @extend_schema(request=ItemActionSerializer, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"], url_path="force-complete")
+    def force_complete(self, request, pk=None):
+        """Pause the guest on its source so the rest of its memory moves and the move ends;
+        answers with the downtime it is expected to add. 409 with the reason when it makes
+        no sense now (not moving, storage only, post-copy already running)."""
+        item = get_object_or_404(PlanItem.objects.select_related("plan", "vm"), pk=pk)
+        data = ItemActionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        answer = force_complete.item_force_complete(
+            item=item, actor=request.user, reason=data.validated_data["reason"]
+        )
+        return Response(answer, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"])

@@ -55,6 +55,10 @@ class HostInfo:
     # QEMU's own resident memory per guest, learnt from the migrations this host sent.
     qemu_rss_overhead_mib: int | None = None
     qemu_rss_overhead_samples: int = 0
+    # Budgets across plans (migrations_app.budgets).
+    max_outbound: int | None = None
+    max_inbound: int | None = None
+    link_bandwidth_mib_s: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -66,6 +70,7 @@ class PoolInfo:
     active: bool
     available_bytes: int | None
     host_ids: set = field(default_factory=set)
+    max_copies: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -250,6 +255,9 @@ def load_hosts(rule_tags: frozenset = frozenset(), rule_members: dict | None = N
             tls_verified=h.transport == "tls" and tls_uri_verified(h.uri),
             qemu_rss_overhead_mib=h.qemu_rss_overhead_mib,
             qemu_rss_overhead_samples=h.qemu_rss_overhead_samples,
+            max_outbound=h.max_outbound,
+            max_inbound=h.max_inbound,
+            link_bandwidth_mib_s=h.link_bandwidth_mib_s,
         )
     for pool_id, host_id in StoragePool.hosts.through.objects.values_list(
         "storagepool_id", "host_id"
@@ -281,9 +289,10 @@ def load_pools() -> dict:
             shared=p["shared"],
             active=p["active"],
             available_bytes=p["available_bytes"],
+            max_copies=p["max_copies"],
         )
         for p in StoragePool.objects.values(
-            "id", "name", "pool_type", "shared", "active", "available_bytes"
+            "id", "name", "pool_type", "shared", "active", "available_bytes", "max_copies"
         )
     }
     for pool_id, host_id in StoragePool.hosts.through.objects.values_list(

@@ -73,8 +73,8 @@ def take_over(attempt_id: int, worker: str) -> bool:
     return touched == 1
 
 
-def heartbeat(attempt_id: int, worker: str, epoch: int | None = None) -> tuple[bool, bool]:
-    """Extend the lease; returns (still owned, cancel requested).
+def heartbeat(attempt_id: int, worker: str, epoch: int | None = None) -> tuple[bool, bool, bool]:
+    """Extend the lease; returns (still owned, cancel requested, force-complete requested).
 
     With `epoch`, only the claim of that epoch counts: a worker that lost its lease and got
     it back by name alone (it cannot: names are unique) still fails after a take-over.
@@ -87,11 +87,13 @@ def heartbeat(attempt_id: int, worker: str, epoch: int | None = None) -> tuple[b
         lease_expires_at=now + timedelta(seconds=lease_seconds()), heartbeat_at=now
     )
     if touched != 1:
-        return False, False
-    cancel = (
-        ItemAttempt.objects.filter(pk=attempt_id).values_list("cancel_requested", flat=True).get()
+        return False, False, False
+    cancel, force = (
+        ItemAttempt.objects.filter(pk=attempt_id)
+        .values_list("cancel_requested", "force_complete_requested_at")
+        .get()
     )
-    return True, cancel
+    return True, cancel, force is not None
 
 
 def mark_migrate_called(attempt_id: int, worker: str, unless_cancelled: bool = False) -> bool:

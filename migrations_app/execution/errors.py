@@ -22,6 +22,7 @@ POSTCOPY_FAILED = "postcopy_failed"
 SPLIT_BRAIN = "both_copies_ran"
 PARTIAL_STORAGE_MOVE = "partial_storage_move"
 SHARED_STORAGE_UNPROVEN = "shared_storage_unproven"
+PREEMPTED = "preempted"
 
 # What each class means for the person reading the attempt.
 EXPLANATIONS = {
@@ -32,6 +33,8 @@ EXPLANATIONS = {
     NO_PROGRESS: "The move made no progress for too long; the watchdog aborted it.",
     NOT_CONVERGING: "Memory was dirtied faster than it could be sent; the policy says abort.",
     ABORTED_BY_OPERATOR: "An operator cancelled the move before the guest switched hosts.",
+    PREEMPTED: "An urgent plan needed this move's slot: it was stopped in pre-copy, the VM "
+    "stays on its source and the move starts again when a slot is free.",
     GUEST_DIED: "The VM arrived on the destination but stopped running during verification.",
     PREFLIGHT_BLOCKED: "A check on live data found a blocker; nothing was moved.",
     WORKER_LOST: "The worker running this move disappeared; the reconciler recorded the outcome.",

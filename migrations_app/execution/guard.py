@@ -44,6 +44,7 @@ class Guard:
         self.epoch = epoch
         self.last_beat = time.monotonic()
         self.cancel_requested = False
+        self.force_requested = False
         self.lost = False
         self.abandoned_calls = 0  # calls that timed out and may still be running in libvirt
 
@@ -58,7 +59,7 @@ class Guard:
     def beat(self) -> bool:
         """Renew the lease (LeaseLost when another worker owns it); returns whether a
         cancel was requested."""
-        owned, cancel = claims.heartbeat(self.attempt_id, self.worker, self.epoch)
+        owned, cancel, force = claims.heartbeat(self.attempt_id, self.worker, self.epoch)
         if not owned:
             self.lost = True
             logger.warning(
@@ -70,6 +71,7 @@ class Guard:
             raise LeaseLost()
         self.last_beat = time.monotonic()
         self.cancel_requested = cancel
+        self.force_requested = force
         return cancel
 
     def fence(self, action: str) -> None:

@@ -72,6 +72,7 @@ def reconcile_attempt(attempt_id: int) -> str:
         call=safety.CALL_UNKNOWN,
         postcopy=attempt.postcopy_at is not None,
         source_autostart=prepared.get("source_autostart"),
+        ferry_paused_source=attempt.ferry_paused_source_at is not None,
     )
     try:
         if attempt.item.mode == "storage_only":

@@ -82,6 +82,7 @@ def _drive(attempt: ItemAttempt, guard: Guard, reattach: bool) -> str:
             raise failure
         phase_enter(attempt, guard, P.SWITCHOVER)
         stats = session.completed_stats()
+        forced = _after_force_complete(attempt, guard, session, stats)
         services.attempt_note(
             attempt=attempt,
             kind="item.switchover",
@@ -89,6 +90,7 @@ def _drive(attempt: ItemAttempt, guard: Guard, reattach: bool) -> str:
                 "downtime_ms": stats.get("downtime"),
                 "total_time_ms": stats.get("time_elapsed"),
                 "iterations": stats.get("memory_iteration"),
+                **({"force_complete": forced} if forced else {}),
             },
         )
         phase_enter(attempt, guard, P.VERIFY)
@@ -117,6 +119,8 @@ def _drive(attempt: ItemAttempt, guard: Guard, reattach: bool) -> str:
         raise
     except Exception as exc:
         if hasattr(exc, "get_error_message"):
+            # A libvirt error no step turned into an ExecutionError: keep where it came from.
+            logger.warning("attempt %s: libvirt error: %s", attempt.pk, exc, exc_info=True)
             return _fail(attempt, guard, session, errors.from_libvirt(exc))
         logger.exception("attempt %s failed unexpectedly", attempt.pk)
         return _fail(
@@ -165,13 +169,39 @@ def _transfer_start(attempt, guard, session) -> None:
     session.start()
 
 
+def _after_force_complete(attempt, guard, session, stats: dict) -> dict | None:
+    """A move Ferry force-completed has arrived: resume the guest on the destination if
+    libvirt left it paused, and count the downtime from Ferry's pause (QEMU counts only its
+    own stop-and-copy, not a pause that was already there)."""
+    attempt.refresh_from_db(fields=["ferry_paused_source_at"])
+    if attempt.ferry_paused_source_at is None:
+        return None
+    resumed = session.resume_after_force_complete()
+    stood_ms = int((timezone.now() - attempt.ferry_paused_source_at).total_seconds() * 1000)
+    reported = stats.get("downtime")
+    stats["downtime"] = max(int(reported or 0), stood_ms)
+    forced = {
+        "paused_at": attempt.ferry_paused_source_at.isoformat(),
+        "downtime_ms_from_pause": stood_ms,
+        "downtime_ms_reported_by_hypervisor": reported,
+        "resumed_on_destination": resumed,
+    }
+    services.attempt_evidence(
+        attempt=attempt,
+        worker=guard.worker,
+        key="force_complete",
+        value={**((attempt.evidence or {}).get("force_complete") or {}), **forced},
+    )
+    return forced
+
+
 def _timeout_s(attempt: ItemAttempt, policy) -> float:
-    """completion_timeout_s_per_gib × the GiB to move (memory, plus copied disks)."""
+    """The policy's completion timeout for the GiB to move (memory, plus copied disks)."""
     gib = max(attempt.item.vm.memory_mib or 0, 256) / 1024
     if attempt.item.mode in ("live_copy", "storage_only"):
         disk_bytes = sum(d.capacity_bytes or 0 for d in attempt.item.vm.disks.all())
         gib += disk_bytes / 1024**3
-    return policy.completion_timeout_s_per_gib * gib
+    return policy.completion_timeout_s(gib)
 
 
 def _scale(attempt: ItemAttempt) -> float:
@@ -308,7 +338,9 @@ def _verify(attempt, guard, session, policy) -> None:
 
 def _known(attempt, session, exc) -> Known:
     """What the database knows that the hypervisors may not say."""
-    attempt.refresh_from_db(fields=["migrate_called_at", "postcopy_at", "evidence"])
+    attempt.refresh_from_db(
+        fields=["migrate_called_at", "postcopy_at", "ferry_paused_source_at", "evidence"]
+    )
     prepared = (attempt.evidence or {}).get("prepare") or {}
     if attempt.migrate_called_at is None:
         call = safety.CALL_NOT_MADE
@@ -318,6 +350,7 @@ def _known(attempt, session, exc) -> Known:
         call=call,
         postcopy=attempt.postcopy_at is not None,
         source_autostart=prepared.get("source_autostart"),
+        ferry_paused_source=attempt.ferry_paused_source_at is not None,
     )
 
 
@@ -348,7 +381,7 @@ def _fail(attempt, guard, session, exc: errors.ExecutionError) -> str:
         # The transfer changed something and the VM is not (only) running on its source:
         # Ferry will not guess; an operator gets the evidence.
         status = A.NEEDS_ATTENTION
-    elif exc.error_class == errors.ABORTED_BY_OPERATOR:
+    elif exc.error_class in (errors.ABORTED_BY_OPERATOR, errors.PREEMPTED):
         status = A.CANCELLED
     else:
         status = A.FAILED

@@ -1,16 +1,19 @@
-"""Scheduling: which items of a run may start now, under the plan's limits and window.
+"""Scheduling: which items may start now, under the plans' limits, Ferry-wide budgets
+(migrations_app.budgets) and windows, urgent plans first.
 
-One transaction per pass, holding the run row's lock (SELECT … FOR UPDATE; SQLite's
+One transaction per pass under a global lock (a PostgreSQL advisory lock; SQLite's
 IMMEDIATE transactions serialise writers the same way), so two scheduler tasks running at
-once cannot both start the item that would break a limit.
+once cannot both start the item that would break a limit or a budget.
 """
 
 import logging
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from dashboard.audit.record import Actor
+from dashboard.audit.record import Actor, audit_record
+from inventory.models import StoragePool, VirtualDisk
+from migrations_app.budgets import Move, budgets_load, move_pools
 from migrations_app.execution import errors, services
 from migrations_app.execution.drivers import driver_name_for
 from migrations_app.execution.tasks import execute_attempt_task
@@ -25,69 +28,186 @@ I = PlanItem.Status  # noqa: E741
 R = PlanRun.Status
 S = MigrationPlan.Status
 SCHEDULER = Actor.system("scheduler")
+SCHEDULER_LOCK = 0x46455252  # "FERR": the advisory lock of the scheduling pass
+# A routine move may be preempted only while its guest still runs on the source and its
+# memory is being sent (never once post-copy or a force-complete began).
+PREEMPTABLE_PHASES = (ItemAttempt.Phase.TRANSFER, ItemAttempt.Phase.CONVERGE)
 
 
 def schedule_run(run_id: int) -> dict:
-    """Start what may start, pause at the window's end, close the run when all items ended."""
-    started: list[int] = []
+    """Start what may start (across every running plan, within the budgets), pause this run
+    at its window's end, close it when all its items ended."""
     with transaction.atomic():
+        _global_lock()
         run = PlanRun.objects.select_for_update().select_related("plan").filter(pk=run_id).first()
         if run is None:
             return {"run": run_id, "missing": True}
         plan = run.plan
-        active = list(
-            ItemAttempt.objects.filter(run=run, status__in=services.ACTIVE).select_related("item")
-        )
+        active = ItemAttempt.objects.filter(run=run, status__in=services.ACTIVE)
         if run.status == R.CANCELLED:
-            if not active and run.finished_at is None:
+            if not active.exists() and run.finished_at is None:
                 PlanRun.objects.filter(pk=run.pk).update(finished_at=timezone.now())
             return {"run": run_id, "status": run.status}
         if run.status != R.RUNNING:
             return {"run": run_id, "status": run.status}
-        active_items = {a.item_id for a in active}
-        waiting = [
-            item
-            for item in PlanItem.objects.filter(plan=plan, status=I.QUEUED)
-            .select_related("source_host", "destination_host", "vm")
-            .order_by("position", "id")
-            if item.pk not in active_items
-        ]
+        waiting = (
+            PlanItem.objects.filter(plan=plan, status=I.QUEUED)
+            .exclude(pk__in=active.values("item_id"))
+            .count()
+        )
         if waiting and plan.window_end and timezone.now() > plan.window_end:
-            _pause_for_window(plan, len(waiting))
+            _pause_for_window(plan, waiting)
             return {"run": run_id, "paused": "window closed"}
-        policy = plan.get_policy()
-        total = len(active)
-        outbound: dict[int, int] = {}
-        inbound: dict[int, int] = {}
-        for attempt in active:
-            outbound[attempt.source_host_id] = outbound.get(attempt.source_host_id, 0) + 1
-            inbound[attempt.destination_host_id] = inbound.get(attempt.destination_host_id, 0) + 1
-        for item in waiting:
-            if total >= policy.concurrent_limit:
-                break
-            src = item.source_host_id
-            dst = item.destination_host_id or src
-            storage_only = item.mode == PlanItem.Mode.STORAGE_ONLY
-            # A storage-only move loads its host's disks, not the network between hosts;
-            # it counts against its host once (outbound), not as an inbound move too.
-            if outbound.get(src, 0) >= policy.outbound_limit:
-                continue
-            if not storage_only and inbound.get(dst, 0) >= policy.inbound_limit:
+        started = start_what_fits()
+        mine = [a for a in started if a[0] == run.pk]
+        if not mine and not active.exists() and not waiting:
+            _close(run, plan)
+        for _run, attempt_id in started:
+            transaction.on_commit(lambda a=attempt_id: execute_attempt_task.enqueue(a))
+    return {"run": run_id, "started": [a for _r, a in mine], "active": active.count()}
+
+
+def _global_lock() -> None:
+    """One scheduling pass at a time, Ferry-wide: budgets count moves of every plan.
+    PostgreSQL: a transaction-scoped advisory lock; SQLite serialises writers already."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SCHEDULER_LOCK])
+
+
+def start_what_fits() -> list[tuple[int, int]]:
+    """Start the waiting items of every running run whose budgets allow it, urgent plans
+    first; note on each waiting item what holds it back; preempt for urgent plans that say
+    so. Inside the caller's transaction (holding the global lock); returns (run, attempt)."""
+    runs = list(
+        PlanRun.objects.filter(status=R.RUNNING).select_related("plan").order_by("started_at", "id")
+    )
+    now = timezone.now()
+    runs = [r for r in runs if not (r.plan.window_end and now > r.plan.window_end)]
+    policies = {r.plan_id: r.plan.get_policy() for r in runs}
+    runs.sort(key=lambda r: policies[r.plan_id].priority != "urgent")
+    active = list(
+        ItemAttempt.objects.filter(status__in=services.ACTIVE).select_related("item", "run__plan")
+    )
+    busy = {a.item_id for a in active}
+    waiting: dict[int, list] = {r.pk: [] for r in runs}
+    by_plan = {r.plan_id: r for r in runs}
+    for item in (
+        PlanItem.objects.filter(plan_id__in=list(by_plan), status=I.QUEUED)
+        .select_related("source_host", "destination_host", "vm")
+        .order_by("position", "id")
+    ):
+        if item.pk not in busy:
+            waiting[by_plan[item.plan_id].pk].append(item)
+    items = [a.item for a in active] + [i for rows in waiting.values() for i in rows]
+    disks = _disk_pools({i.vm_id for i in items})
+    reach = _pools_reached({i.destination_host_id for i in items if i.destination_host_id})
+    budgets = budgets_load()
+
+    def move(item, plan_id):
+        return _move(item, plan_id, disks, reach)
+
+    for attempt in active:
+        budgets.take(move(attempt.item, attempt.run.plan_id))
+    started: list[tuple[int, int]] = []
+    for run in runs:
+        policy = policies[run.plan_id]
+        for item in waiting[run.pk]:
+            wanted = move(item, run.plan_id)
+            hold = budgets.hold(wanted, policy)
+            if hold is not None:
+                _note_held(item, hold.text)
+                if policy.preempt and hold.kind != "plan":
+                    _preempt_for(run, item, hold, active, policies, move)
                 continue
             driver = _driver_or_fail(run, item)
             if driver is None:
                 continue
+            _note_held(item, "")
             attempt = services.attempt_create(run=run, item=item, driver=driver)
-            started.append(attempt.pk)
-            total += 1
-            outbound[src] = outbound.get(src, 0) + 1
-            if not storage_only:
-                inbound[dst] = inbound.get(dst, 0) + 1
-        if not started and not active and not waiting:
-            _close(run, plan)
-        for attempt_id in started:
-            transaction.on_commit(lambda a=attempt_id: execute_attempt_task.enqueue(a))
-    return {"run": run_id, "started": started, "active": len(active)}
+            started.append((run.pk, attempt.pk))
+            budgets.take(wanted)
+    return started
+
+
+def _move(item: PlanItem, plan_id: int, disks: dict, reach: dict) -> Move:
+    storage_only = item.mode == PlanItem.Mode.STORAGE_ONLY
+    destination = item.destination_host_id or item.source_host_id
+    return Move(
+        plan=plan_id,
+        source=item.source_host_id,
+        destination=None if storage_only else destination,
+        pools=move_pools(
+            item.mode, item.storage_map, disks.get(item.vm_id, []), reach.get(destination, set())
+        ),
+    )
+
+
+def _disk_pools(vm_ids) -> dict:
+    out: dict = {}
+    for vm_id, pool_id in VirtualDisk.objects.filter(vm_id__in=list(vm_ids)).values_list(
+        "vm_id", "pool_id"
+    ):
+        out.setdefault(vm_id, []).append(pool_id)
+    return out
+
+
+def _pools_reached(host_ids) -> dict:
+    out: dict = {}
+    for pool_id, host_id in StoragePool.hosts.through.objects.filter(
+        host_id__in=list(host_ids)
+    ).values_list("storagepool_id", "host_id"):
+        out.setdefault(host_id, set()).add(pool_id)
+    return out
+
+
+def _note_held(item: PlanItem, text: str) -> None:
+    """What keeps a queued item from starting, for the plan page (written when it changes)."""
+    if item.held_by != text:
+        PlanItem.objects.filter(pk=item.pk).update(held_by=text[:300])
+        item.held_by = text
+
+
+def _preempt_for(run, item, hold, active, policies, move) -> None:
+    """An urgent plan that may preempt: abort one routine move still in pre-copy that holds
+    the budget this item waits for (one at a time per budget). Its VM stays on its source;
+    its item waits for a slot again."""
+    for attempt in active:
+        if attempt.preempted_by_id == run.plan_id and attempt.status == A.RUNNING:
+            if hold.covers(move(attempt.item, attempt.run.plan_id)):
+                return  # a preemption for this budget is under way
+    for attempt in active:
+        if (
+            policies.get(attempt.run.plan_id, attempt.run.plan.get_policy()).priority == "urgent"
+            or attempt.status != A.RUNNING
+            or attempt.phase not in PREEMPTABLE_PHASES
+            or attempt.postcopy_at is not None
+            or attempt.ferry_paused_source_at is not None
+            or attempt.cancel_requested
+            or not hold.covers(move(attempt.item, attempt.run.plan_id))
+        ):
+            continue
+        ItemAttempt.objects.filter(pk=attempt.pk, status=A.RUNNING).update(
+            cancel_requested=True, preempted_by=run.plan
+        )
+        attempt.cancel_requested = True
+        attempt.preempted_by_id = run.plan_id
+        reason = f"Preempted by urgent plan '{run.plan.name}' for {item.vm.name} ({hold.text})."
+        audit_record(
+            actor=SCHEDULER,
+            action="item.preempted",
+            obj=attempt.item,
+            before={"attempt": attempt.pk, "phase": attempt.phase},
+            after={"by_plan": run.plan_id, "for_item": item.pk, "budget": hold.text},
+            reason=reason,
+        )
+        run_event(
+            run=attempt.run,
+            kind="item.preempted",
+            item=attempt.item,
+            payload={"attempt": attempt.pk, "by_plan": run.plan_id, "reason": reason},
+        )
+        return
 
 
 def _driver_or_fail(run: PlanRun, item: PlanItem) -> str | None:

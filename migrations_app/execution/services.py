@@ -518,6 +518,9 @@ def attempt_finish(
             A.NEEDS_ATTENTION: I.NEEDS_ATTENTION,
         }[status]
         item.status_reason = error.message if error else ""
+        if status == A.CANCELLED and row.error_class == errors.PREEMPTED:
+            item.status = I.QUEUED  # waits for a slot again; the scheduler starts it
+            _enqueue_schedule(row.run_id)
         item.save(update_fields=["status", "status_reason"])
         actor = worker_actor(row.driver)
         summary = {

@@ -59,6 +59,7 @@ class StallDetector:
         self.earlier_min: int | None = None  # lowest remaining before the last window
         self.recent_min: int | None = None
         self.passes = 0
+        self.window_started: float | None = None  # a stall needs one whole window of samples
 
     def add(self, now: float, stats: dict) -> bool:
         """Feed one sample; True when pre-copy is stalled now."""
@@ -69,14 +70,24 @@ class StallDetector:
         if self.first_iteration is None:
             self.first_iteration, self.first_at = iteration, now
         self.passes = iteration - self.first_iteration
+        if self.window_started is None:
+            self.window_started = now
         self.samples.append((now, remaining))
         while self.samples and now - self.samples[0][0] > self.window_s:
             _, old = self.samples.popleft()
             self.earlier_min = old if self.earlier_min is None else min(self.earlier_min, old)
         self.recent_min = min(value for _, value in self.samples)
-        if self.passes < 2 or self.earlier_min is None:
+        if self.passes < 2 or self.earlier_min is None or now - self.window_started < self.window_s:
             return False
         return self.recent_min >= self.earlier_min * (1 - self.min_shrink)
+
+    def restart_window(self) -> None:
+        """After an answer to a stall: judge it on a whole new window (the figures seen so
+        far become the 'before'), so the next step waits until that window has passed."""
+        lows = [v for v in (self.earlier_min, self.recent_min) if v is not None]
+        self.earlier_min = min(lows) if lows else None
+        self.samples.clear()
+        self.window_started = None
 
     def evidence(self) -> dict:
         return {

@@ -52,6 +52,9 @@ def attempt_dict(attempt: ItemAttempt | None) -> dict | None:
         "error_class": attempt.error_class,
         "error_message": attempt.error_message,
         "phase_times": attempt.phase_times,
+        "postcopy": attempt.postcopy_at is not None,
+        "force_complete_requested": attempt.force_complete_requested_at is not None,
+        "cancel_requested": attempt.cancel_requested,
     }
 
 

@@ -110,6 +110,8 @@ class PlanItem(models.Model):
     network_map = models.JSONField(default=dict, blank=True)
     policy_overrides = models.JSONField(default=dict, blank=True)
     placement_note = models.JSONField(default=dict, blank=True)
+    # While queued in a running plan: the budget that keeps it from starting (scheduler).
+    held_by = models.CharField(max_length=300, blank=True)
     position = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     status_reason = models.TextField(blank=True)

@@ -91,6 +91,21 @@ class ItemAttempt(models.Model):
     # When post-copy began (Ferry asked for it, or libvirt reported it): from then on the
     # guest runs on the destination and the source must never be resumed.
     postcopy_at = models.DateTimeField(null=True, blank=True)
+    # Force-complete: asked by an operator (or by the policy's timeout action), and when
+    # Ferry paused the guest on the source for it (recorded before the pause, so a failure
+    # after it resumes the source Ferry paused, and nothing else).
+    force_complete_requested_at = models.DateTimeField(null=True, blank=True)
+    force_complete_by = models.CharField(max_length=150, blank=True)
+    ferry_paused_source_at = models.DateTimeField(null=True, blank=True)
+    # An urgent plan that preempts this routine move (asked with cancel_requested): the
+    # move is aborted in pre-copy and its item waits for a free slot again.
+    preempted_by = models.ForeignKey(
+        "migrations_app.MigrationPlan",
+        related_name="+",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     phase_times = models.JSONField(default=dict, blank=True)

@@ -7,6 +7,7 @@ back as a message on the page, never as an error page.
 
 from datetime import UTC
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import QueryDict
@@ -216,9 +217,11 @@ def plan_detail_view(request, pk):
         "candidates": _candidates(request, plan),
         "filters": {k: request.GET.get(k, "") for k in ("host", "tag", "name")},
         "can_edit": can(request.user, "plan.edit") and plan.status in MigrationPlan.EDITABLE,
+        "can_operate": can(request.user, "plan.run"),
         "modes": PlanItem.Mode.choices,
         "check_count": len(CHECK_IDS),
         "policy": plan.get_policy(),
+        "stall_window_s": settings.FERRY_STALL_WINDOW_SECONDS,
         "balance": plan.balance_runs.order_by("-created_at", "-id").first(),
     }
     return render(request, "migrations_app/plan_detail.html", context)

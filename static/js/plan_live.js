@@ -131,17 +131,68 @@
     }
     var outcome = attempt.downtime_ms !== null && attempt.downtime_ms !== undefined ? "downtime " + attempt.downtime_ms + " ms" : "";
     if (attempt.driver === "rehearsal") outcome = (outcome ? outcome + " · " : "") + "rehearsal";
+    if (attempt.force_complete_requested && item.status === "running") outcome = (outcome ? outcome + " · " : "") + "force-complete asked";
+    if (attempt.postcopy && item.status === "running") outcome = (outcome ? outcome + " · " : "") + "post-copy";
+    var last = el("td", { class: "muted", text: [eta, outcome, attempt.error_message || ""].filter(Boolean).join(" · ") });
+    if (this.canForce(item, attempt)) last.appendChild(this.forceButton(item, sample));
     row.replaceChildren(
       el("td", { text: item.vm }),
       el("td", { text: (item.source || "—") + " → " + (item.destination || "—") }),
       el("td", { class: "status-" + item.status, "data-status": item.status, text: item.status.replace("_", " ") }),
       el("td", {}, [chips, bars]),
-      el("td", { class: "muted", text: [eta, outcome, attempt.error_message || ""].filter(Boolean).join(" · ") })
+      last
     );
     row.dataset.status = item.status;
     row.dataset.memPct = memPct;
     if (item.sample) this.addPoint(item.id, item.sample);
     if (attempt.downtime_ms !== null && attempt.downtime_ms !== undefined) this.seriesFor(item.id).downtime = attempt;
+  };
+
+  // Force-complete (operators): the guest pauses on its source so the rest of its memory
+  // moves; the expected extra downtime is shown before the operator confirms.
+  PlanLive.prototype.canForce = function (item, attempt) {
+    return this.root.dataset.canOperate === "1" && item.status === "running" && item.mode !== "storage_only" &&
+      (attempt.phase === "transfer" || attempt.phase === "converge") &&
+      !attempt.postcopy && !attempt.force_complete_requested && !attempt.cancel_requested;
+  };
+
+  PlanLive.prototype.forceButton = function (item, sample) {
+    var self = this;
+    var box = el("span", { class: "force" });
+    var ask = el("button", { type: "button", class: "small", "data-force": item.id, text: "Force-complete…" });
+    ask.addEventListener("click", function (ev) {
+      ev.stopPropagation();
+      var text = "The guest pauses on its source until the rest arrives";
+      if (sample.memory_remaining && sample.transfer_bps) {
+        var seconds = sample.memory_remaining / sample.transfer_bps;
+        text += ": about " + (seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)) + " s more downtime (" +
+          Math.round(sample.memory_remaining / MIB) + " MiB at " + Math.round(sample.transfer_bps / MIB) + " MiB/s)";
+      }
+      var go = el("button", { type: "button", class: "danger small", "data-force-confirm": item.id, text: "Pause and complete" });
+      var keep = el("button", { type: "button", class: "small", text: "Keep going" });
+      go.addEventListener("click", function (e) { e.stopPropagation(); self.force(item, box); });
+      keep.addEventListener("click", function (e) { e.stopPropagation(); box.replaceChildren(ask); });
+      box.replaceChildren(el("span", { "data-force-text": item.id, text: text + ". " }), go, keep);
+    });
+    box.appendChild(ask);
+    return box;
+  };
+
+  PlanLive.prototype.force = function (item, box) {
+    box.replaceChildren(el("span", { text: "asking…" }));
+    fetch("/api/v1/items/" + item.id + "/force-complete/", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": this.root.dataset.csrf || "" },
+      body: JSON.stringify({ reason: "" }),
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (body) {
+        var said = r.ok ? "force-complete asked" : (body.detail || body.error || ("refused (HTTP " + r.status + ")"));
+        box.replaceChildren(el("span", { "data-force-result": item.id, class: r.ok ? "ok" : "error", text: said }));
+      });
+    }).catch(function () {
+      box.replaceChildren(el("span", { class: "error", text: "could not reach Ferry; try again" }));
+    });
   };
 
   PlanLive.prototype.seriesFor = function (id) {

@@ -573,7 +573,7 @@ def test_it_fences_a_worker_stopped_beyond_its_lease(
     print(f"\n[ferry-lab] reconciler: {outcome.get('result')}")
     if not outcome.get("result", "").startswith("reattached: completed"):
         print(attempt.status, attempt.error_class, attempt.error_message, attempt.libvirt_error)
-        print(json.dumps(attempt.evidence, indent=1, default=str)[-6000:])
+        print(json.dumps(failure_of(attempt), indent=1, default=str)[-6000:])
         print(text[-6000:])
     assert outcome.get("result", "").startswith("reattached: completed"), outcome
     assert attempt.status == "completed" and attempt.lease_epoch == stale_epoch + 1

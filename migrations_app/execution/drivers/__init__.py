@@ -115,6 +115,9 @@ def build_context(attempt: ItemAttempt) -> Context:
         agent_expected=agent,
         destination_libvirt_version=dst.libvirt_version,
         shared_paths=sorted(set(src.shared_paths or ()) & set(dst.shared_paths or ())),
+        ferry_paused_epoch=(
+            attempt.ferry_paused_source_at.timestamp() if attempt.ferry_paused_source_at else None
+        ),
     )
 
 

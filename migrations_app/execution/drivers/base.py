@@ -14,7 +14,7 @@ After a failure, `make_safe` asks the same decision table for every driver
 import time
 from dataclasses import dataclass, field
 
-from migrations_app.execution import safety
+from migrations_app.execution import errors, safety
 from migrations_app.execution.guard import Guard, Unguarded
 
 
@@ -52,6 +52,8 @@ class Context:
     postcopy_recorded: bool = False
     agent_expected: bool = False  # the guest agent answered on the source before the move
     destination_libvirt_version: int | None = None  # from the inventory (libvirt's number)
+    # When Ferry paused the source for a force-complete (epoch seconds), for a re-attach.
+    ferry_paused_epoch: float | None = None
     # Directories both hosts declare one shared filesystem (Host.shared_paths): a file
     # under one (a UEFI guest's NVRAM) is the same file on both.
     shared_paths: list = field(default_factory=list)
@@ -134,6 +136,16 @@ class Session:
 
     def start_postcopy(self) -> None:
         raise NotImplementedError
+
+    def force_complete(self) -> None:
+        """Pause the guest on the source so the rest of its memory moves and the migration
+        ends (the caller recorded the pause first). ExecutionError when it cannot."""
+        raise errors.ExecutionError(errors.LIBVIRT, "This move cannot be force-completed.")
+
+    def resume_after_force_complete(self) -> str | None:
+        """After a force-completed move arrived: resume the guest on the destination if it
+        was left paused there; returns what was done (None: nothing to do)."""
+        return None
 
     def postcopy_active(self) -> bool:
         """Whether post-copy began, as the hypervisors say (state reasons, events)."""

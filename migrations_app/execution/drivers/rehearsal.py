@@ -52,6 +52,7 @@ class _Sim:
         self.max_downtime_ms = policy.max_downtime_ms
         self.auto_converge = flags.get("auto_converge", False)
         self.postcopy_requested = False
+        self.paused_at: float | None = None  # force-complete: the guest stops dirtying
         self.t = 0.0
         self.disk_done = 0.0 if self.copy_disks and self.disk_total else float(self.disk_total)
         self.iteration = 1
@@ -77,12 +78,21 @@ class _Sim:
                 break
             self.processed += send
             self.pass_left -= send
-            self.dirtied = min(
-                float(self.total), self.dirtied + self.dirty * (1 - self.throttle) * dt
-            )
+            paused = self.paused_at is not None and self.t >= self.paused_at
+            if not paused:
+                self.dirtied = min(
+                    float(self.total), self.dirtied + self.dirty * (1 - self.throttle) * dt
+                )
             if self.pass_left <= 0:
                 rest = self.dirtied
-                if self.postcopy_requested or rest / self.bw * 1000 <= self.max_downtime_ms:
+                if paused:
+                    # Force-completed: the guest stands still from paused_at until the
+                    # destination runs it; the rest goes at the bandwidth.
+                    self.done = True
+                    self.processed += rest
+                    stood = self.t + rest / self.bw - self.paused_at
+                    self.downtime_ms = int(stood * 1000) + _SWITCHOVER_MS
+                elif self.postcopy_requested or rest / self.bw * 1000 <= self.max_downtime_ms:
                     self.done = True
                     sent_in_pause = 0 if self.postcopy_requested else rest
                     self.processed += sent_in_pause
@@ -126,8 +136,8 @@ class RehearsalSession(Session):
         self.ctx = ctx
         policy = ctx.policy
         self.flags = {
-            "auto_converge": policy.on_no_convergence == "auto_converge",
-            "postcopy": policy.on_no_convergence == "postcopy",
+            "auto_converge": policy.auto_converge,
+            "postcopy": policy.may_postcopy,
             "tls": policy.require_tls,
         }
         self.sim = _Sim(ctx, self.flags)
@@ -136,6 +146,7 @@ class RehearsalSession(Session):
         self.error: Exception | None = None
         self.source_autostart = False
         self.paused_copy = False
+        self.source_resumed = False
         self.applied: list[str] = []  # safety actions carried out, in order
 
     def _now_sim(self) -> float:
@@ -165,6 +176,8 @@ class RehearsalSession(Session):
     def attach(self) -> None:
         # The simulated job started when migrate_called_at was set; recompute from there.
         self.started_at = self.ctx.migrate_called_epoch or time.time()
+        if self.ctx.ferry_paused_epoch is not None:
+            self.sim.paused_at = max(0.0, (self.ctx.ferry_paused_epoch - self.started_at) * speed())
 
     def poll(self) -> dict | None:
         if self.started_at is None or self.aborted:
@@ -200,6 +213,11 @@ class RehearsalSession(Session):
     def postcopy_active(self) -> bool:
         return self.sim.postcopy_requested and self.started_at is not None
 
+    def force_complete(self) -> None:
+        self.guard.fence("pause the guest for force-complete (simulated)")
+        self.sim.advance(self._now_sim())
+        self.sim.paused_at = self.sim.t
+
     def abort(self) -> bool:
         if self.postcopy_active() or self.started_at is None or self.sim.done:
             return False
@@ -220,10 +238,20 @@ class RehearsalSession(Session):
             self.sim.advance(self._now_sim())
         moved = self.started_at is not None and not self.aborted and self.sim.done
         live = self.ctx.mode != "storage_only"
+        in_flight = self.started_at is not None and not self.aborted and not moved
         if self.paused_copy:
             src = safety.Side("paused", "user", persistent=True)
         elif moved and live:
             src = safety.Side("shutoff", "migrated", persistent=True)
+        elif self.sim.paused_at is not None and not self.source_resumed:
+            # Paused by Ferry's force-complete (the same reason libvirt reports: user).
+            src = safety.Side(
+                "paused",
+                "user",
+                persistent=True,
+                autostart=self.source_autostart,
+                migration_job=in_flight,
+            )
         else:
             src = safety.Side(
                 "running",
@@ -255,6 +283,7 @@ class RehearsalSession(Session):
             postcopy_recorded=known.postcopy or self.postcopy_active(),
             call=known.call,
             source_autostart=known.source_autostart,
+            ferry_paused_source=known.ferry_paused_source,
         )
 
     def apply(self, action: str) -> str:
@@ -266,6 +295,8 @@ class RehearsalSession(Session):
             self.source_autostart = True
         elif action == safety.DISABLE_SOURCE_AUTOSTART:
             self.source_autostart = False
+        elif action == safety.RESUME_SOURCE:
+            self.source_resumed = True
         self.applied.append(action)
         return f"{action} (simulated)"
 

@@ -303,9 +303,11 @@ def test_it_starts_as_many_moves_per_host_as_the_link_fits_when_limits_are_unset
     run = start(plan)
     result = schedule_run(run.pk)
     assert len(result["started"]) == 3
-    # An explicit limit wins over the rule.
+    # An explicit limit wins over the rule (on another pair of hosts: the link a → b is
+    # full for every plan now).
+    c, d = host(), host()
     plan2 = approved_plan(
-        [(a, b)] * 2,
+        [(c, d)] * 2,
         policy={
             "bandwidth_mib_s": 300,
             "assumed_bandwidth_mib_s": 1190,

@@ -106,6 +106,13 @@ def side_of(conn, uuid: str, *, source: bool, error: str = "") -> safety.Side:
             migration_job=source and state in ("running", "paused") and migration_job_of(dom),
         )
     except (libvirt.libvirtError, ReadError) as exc:
+        if (
+            isinstance(exc, libvirt.libvirtError)
+            and exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+        ):
+            # Gone between the lookup and the read (an incoming copy torn down by a failed
+            # migration): absent, not unreachable.
+            return safety.Side()
         message = exc.get_error_message() if hasattr(exc, "get_error_message") else str(exc)
         return safety.Side(reachable=False, error=message)
 

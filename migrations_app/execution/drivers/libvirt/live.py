@@ -171,7 +171,7 @@ class LiveMigrationSession(LibvirtSession):
 
     def _postcopy_findings(self, dom) -> list[dict]:
         """Post-copy cannot run with hugepages, file-backed memory or assigned devices."""
-        if self.ctx.policy.on_no_convergence != "postcopy":
+        if not self.ctx.policy.may_postcopy:
             return []
         root = fromstring(dom.XMLDesc(0))
         blockers = []
@@ -224,10 +224,10 @@ class LiveMigrationSession(LibvirtSession):
             flags |= libvirt.VIR_MIGRATE_UNSAFE
             names.append("UNSAFE")
             evidence["unsafe_reason"] = self.ctx.unsafe_proof
-        if policy.on_no_convergence == "auto_converge":
+        if policy.auto_converge:
             flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
             names.append("AUTO_CONVERGE")
-        if policy.on_no_convergence == "postcopy":
+        if policy.may_postcopy:
             flags |= libvirt.VIR_MIGRATE_POSTCOPY
             names.append("POSTCOPY")
         if policy.bandwidth_mib_s:
@@ -496,6 +496,23 @@ class LiveMigrationSession(LibvirtSession):
             )
             return False
         return True
+
+    def force_complete(self) -> None:
+        dom = self._src_dom()
+        try:
+            self.guard.act("suspend source (force-complete)", dom.suspend)
+        except libvirt.libvirtError as exc:
+            raise errors.from_libvirt(exc, "The guest could not be paused") from None
+
+    def resume_after_force_complete(self) -> str | None:
+        dom = domain_or_none(self.dst, self.ctx.vm_uuid)
+        if dom is None:
+            return None
+        state, reason = state_and_reason(dom)
+        if state != "paused" or reason not in ("migration", "user"):
+            return None
+        self.guard.act("resume destination (after force-complete)", dom.resume)
+        return f"resumed the VM on {self.ctx.destination_host} (paused for the force-complete)"
 
     def abort(self) -> bool:
         known = Known(postcopy=self.postcopy_active())

@@ -1,0 +1,68 @@
+"""The migration policy's convergence knobs (issue 16): the schedule in force, validation
+with messages that name the step, and a content hash that an upgrade does not change."""
+
+import pytest
+
+from migrations_app.policy import LATER_DEFAULTS, Policy, PolicyError
+
+
+def test_it_derives_the_schedule_from_the_older_setting_when_none_is_given():
+    assert Policy(on_no_convergence="raise_downtime").schedule == [
+        {"action": "max_downtime", "value": v} for v in (500, 1000, 2000)
+    ]
+    assert Policy(on_no_convergence="postcopy").schedule == [{"action": "postcopy"}]
+    assert Policy(on_no_convergence="abort").schedule == [{"action": "abort"}]
+    assert Policy().schedule == [] and Policy().auto_converge
+    explicit = Policy.from_dict(
+        {"convergence_schedule": [{"action": "max_downtime", "value": 800}, {"action": "abort"}]}
+    )
+    assert explicit.schedule == [{"action": "max_downtime", "value": 800}, {"action": "abort"}]
+
+
+def test_it_sets_the_post_copy_capability_whenever_a_step_or_timeout_may_use_it():
+    assert not Policy().may_postcopy
+    assert Policy(on_no_convergence="postcopy").may_postcopy
+    assert Policy.from_dict({"completion_timeout_action": "postcopy"}).may_postcopy
+    assert Policy.from_dict({"convergence_schedule": [{"action": "postcopy"}]}).may_postcopy
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"convergence_schedule": "faster"}, "policy.convergence_schedule: must be a list"),
+        ({"convergence_schedule": [{"action": "pray"}]}, "step 1: needs an action"),
+        ({"convergence_schedule": [{"action": "max_downtime"}]}, "step 1: max_downtime needs"),
+        (
+            {"convergence_schedule": [{"action": "abort"}, {"action": "max_downtime", "value": 9}]},
+            "step 1: abort ends",
+        ),
+        ({"convergence_schedule": [{"action": "abort", "value": 3}]}, "unknown key(s) value"),
+        ({"completion_timeout_action": "shrug"}, "policy.completion_timeout_action"),
+        ({"progress_timeout_s": 5}, "must be 0 (off) or 10–86400"),
+        ({"completion_timeout_floor_s": 0}, "policy.completion_timeout_floor_s"),
+        ({"priority": "asap"}, "policy.priority"),
+        ({"preempt": True}, "only an urgent plan may preempt"),
+    ],
+)
+def test_it_refuses_bad_convergence_knobs_with_a_message_naming_them(values, message):
+    with pytest.raises(PolicyError) as refused:
+        Policy.from_dict(values)
+    assert message in str(refused.value)
+
+
+def test_it_scales_the_completion_timeout_with_a_floor_and_the_bandwidth_cap():
+    policy = Policy()  # 120 s per GiB, floor 120 s, no cap
+    assert policy.completion_timeout_s(0.25) == 120  # the floor
+    assert policy.completion_timeout_s(4) == 480
+    capped = Policy(bandwidth_mib_s=8)
+    # 4 GiB at 8 MiB/s take 512 s per pass: never below twice that.
+    assert capped.completion_timeout_s(4) == 1024
+
+
+def test_an_upgrade_keeps_the_content_of_existing_plans():
+    content = Policy().content()
+    assert not set(LATER_DEFAULTS) & set(content)
+    urgent = Policy.from_dict({"priority": "urgent", "progress_timeout_s": 0}).content()
+    assert urgent["priority"] == "urgent" and urgent["progress_timeout_s"] == 0
+    assert set(Policy().to_dict()) == set(Policy.names())
+    assert {name: Policy().to_dict()[name] for name in LATER_DEFAULTS} == LATER_DEFAULTS
