@@ -74,12 +74,15 @@ def host_update(
     group: str | None = None,
     lock_manager: str | None = None,
     shared_paths: list | None = None,
+    **budgets,
 ) -> Host:
-    """Change a host's administrative state or group, or what its qemu.conf declares (its
-    lock manager and the directories libvirt treats as shared)."""
+    """Change a host's administrative state or group, what its qemu.conf declares (its
+    lock manager and the directories libvirt treats as shared), or its budgets
+    (max_outbound, max_inbound: moves at once across all plans; link_bandwidth_mib_s: its
+    migration link; 0 clears a budget back to the Ferry-wide default)."""
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
-        fields = ("state", "group", "lock_manager", "shared_paths")
+        fields = ("state", "group", "lock_manager", "shared_paths", *HOST_BUDGETS)
         before = {name: getattr(locked, name) for name in fields}
         if state is not None:
             if state not in Host.State.values:
@@ -97,10 +100,46 @@ def host_update(
             locked.lock_manager = lock_manager
         if shared_paths is not None:
             locked.shared_paths = _clean_shared_paths(shared_paths)
+        _set_budgets(locked, budgets, HOST_BUDGETS)
         after = {name: getattr(locked, name) for name in fields}
         if after != before:
             locked.save(update_fields=list(fields))
             audit_record(actor=actor, action="host.updated", obj=locked, before=before, after=after)
+    return locked
+
+
+# Budget fields and their largest value (0 or None: the Ferry-wide default).
+HOST_BUDGETS = {"max_outbound": 64, "max_inbound": 64, "link_bandwidth_mib_s": 1_000_000}
+POOL_BUDGETS = {"max_copies": 64}
+
+
+def _set_budgets(row, budgets: dict, allowed: dict) -> None:
+    """Set budget fields on `row`: whole numbers within bounds; 0 or None clears one."""
+    for name, value in budgets.items():
+        if name not in allowed:
+            raise InventoryError(f"'{name}' is not a budget here.")
+        if value in (None, 0):
+            value = None
+        elif (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= allowed[name]
+        ):
+            raise InventoryError(
+                f"{name} is a whole number from 1 to {allowed[name]} (0 clears it)."
+            )
+        setattr(row, name, value)
+
+
+def pool_update(*, pool: StoragePool, actor, **budgets) -> StoragePool:
+    """Change a storage pool's copy budget (moves copying a disk out of or into it at once,
+    across all plans; 0 clears it back to FERRY_POOL_MAX_COPIES)."""
+    with transaction.atomic():
+        locked = StoragePool.objects.select_for_update().get(pk=pool.pk)
+        before = {name: getattr(locked, name) for name in POOL_BUDGETS}
+        _set_budgets(locked, budgets, POOL_BUDGETS)
+        after = {name: getattr(locked, name) for name in POOL_BUDGETS}
+        if after != before:
+            locked.save(update_fields=list(POOL_BUDGETS))
+            audit_record(actor=actor, action="pool.updated", obj=locked, before=before, after=after)
     return locked
 
 

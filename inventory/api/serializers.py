@@ -48,6 +48,9 @@ class HostSerializer(serializers.ModelSerializer):
             "lock_manager",
             "shared_paths",
             "migration_address",
+            "max_outbound",
+            "max_inbound",
+            "link_bandwidth_mib_s",
             "last_sync_at",
             "last_sync_error",
             "last_sync_error_detail",
@@ -72,6 +75,11 @@ class HostCreateSerializer(serializers.Serializer):
     sync = serializers.BooleanField(required=False, default=True)
 
 
+def budget_field(help_text: str) -> serializers.IntegerField:
+    """A budget: a whole number, 0 clearing it (the service checks the upper bound)."""
+    return serializers.IntegerField(required=False, min_value=0, help_text=help_text)
+
+
 class HostUpdateSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=Host.State.choices, required=False)
     group = serializers.CharField(max_length=100, required=False, allow_blank=True)
@@ -86,6 +94,22 @@ class HostUpdateSerializer(serializers.Serializer):
         required=False,
         max_length=20,
         help_text="directories the host's qemu.conf lists in shared_filesystems",
+    )
+    max_outbound = budget_field(
+        "moves out of this host at once, all plans (0: FERRY_HOST_MAX_OUTBOUND)"
+    )
+    max_inbound = budget_field(
+        "moves into this host at once, all plans (0: FERRY_HOST_MAX_INBOUND)"
+    )
+    link_bandwidth_mib_s = budget_field(
+        "bandwidth of its migration link in MiB/s (0: the policy's assumption)"
+    )
+
+
+class PoolUpdateSerializer(serializers.Serializer):
+    max_copies = budget_field(
+        "moves copying a disk out of or into this pool at once, all plans "
+        "(0: FERRY_POOL_MAX_COPIES)"
     )
 
 
@@ -112,6 +136,7 @@ class StoragePoolSerializer(serializers.ModelSerializer):
             "allocation_bytes",
             "available_bytes",
             "active",
+            "max_copies",
             "hosts",
         ]
         read_only_fields = fields

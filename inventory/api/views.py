@@ -12,7 +12,7 @@ from dashboard.api.permissions import action_permission
 from dashboard.permissions import can
 from inventory.api import filters, serializers
 from inventory.models import Host, Network, StoragePool, VirtualMachine
-from inventory.services import host_add, host_update
+from inventory.services import host_add, host_update, pool_update
 from inventory.tasks import host_sync_enqueue
 
 InventoryPermission = action_permission("inventory.view", "inventory.manage")
@@ -59,7 +59,7 @@ class HostViewSet(
         """Register a host (admins only: its URI is allowlisted and run as code)."""
         if not can(request.user, "host.register"):
             raise PermissionDenied("Only an admin may register a host (its URI is run as code).")
-        data = self._validated(serializers.HostCreateSerializer, request.data)
+        data = validated(serializers.HostCreateSerializer, request.data)
         host = host_add(name=data["name"], uri=data["uri"], group=data["group"], actor=request.user)
         task_id = host_sync_enqueue(host=host, user=request.user) if data["sync"] else ""
         host = self.get_queryset().get(pk=host.pk)
@@ -69,7 +69,7 @@ class HostViewSet(
 
     @extend_schema(responses={200: serializers.HostSerializer})
     def partial_update(self, request, *args, **kwargs):
-        data = self._validated(serializers.HostUpdateSerializer, request.data)
+        data = validated(serializers.HostUpdateSerializer, request.data)
         host = host_update(host=self.get_object(), actor=request.user, **data)
         row = self.get_queryset().get(pk=host.pk)
         return Response(serializers.HostSerializer(row, context=self.get_serializer_context()).data)
@@ -88,18 +88,25 @@ class HostViewSet(
             status=status.HTTP_202_ACCEPTED,
         )
 
-    @staticmethod
-    def _validated(serializer_class, data):
-        unknown = set(getattr(data, "keys", lambda: [])()) - set(serializer_class().fields)
-        if unknown:
-            raise ValidationError({"detail": f"Unknown field(s): {', '.join(sorted(unknown))}."})
-        serializer = serializer_class(data=data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
+
+def validated(serializer_class, data):
+    """The serializer's validated data; unknown fields are refused, not ignored."""
+    unknown = set(getattr(data, "keys", lambda: [])()) - set(serializer_class().fields)
+    if unknown:
+        raise ValidationError({"detail": f"Unknown field(s): {', '.join(sorted(unknown))}."})
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
-class StoragePoolViewSet(viewsets.ReadOnlyModelViewSet):
-    """Storage pools, one row per pool however many hosts reach it."""
+class StoragePoolViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Storage pools, one row per pool however many hosts reach it; PATCH sets its copy
+    budget."""
 
     permission_classes = [InventoryPermission]
     serializer_class = serializers.StoragePoolSerializer
@@ -107,6 +114,20 @@ class StoragePoolViewSet(viewsets.ReadOnlyModelViewSet):
     search_fields = ["name", "source", "target_path"]
     ordering_fields = ["name", "available_bytes", "capacity_bytes"]
     queryset = StoragePool.objects.prefetch_related("hosts").order_by("name", "id")
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_serializer_class(self):
+        if self.action == "partial_update":
+            return serializers.PoolUpdateSerializer
+        return serializers.StoragePoolSerializer
+
+    @extend_schema(responses={200: serializers.StoragePoolSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        data = validated(serializers.PoolUpdateSerializer, request.data)
+        pool = pool_update(pool=self.get_object(), actor=request.user, **data)
+        row = self.get_queryset().get(pk=pool.pk)
+        context = self.get_serializer_context()
+        return Response(serializers.StoragePoolSerializer(row, context=context).data)
 
 
 class NetworkViewSet(viewsets.ReadOnlyModelViewSet):

@@ -116,7 +116,7 @@ def start_what_fits() -> list[tuple[int, int]]:
             wanted = move(item, run.plan_id)
             hold = budgets.hold(wanted, policy)
             if hold is not None:
-                _note_held(item, hold.text)
+                _note_held(item, hold.text, run)
                 if policy.preempt and hold.kind != "plan":
                     _preempt_for(run, item, hold, active, policies, move)
                 continue
@@ -161,11 +161,14 @@ def _pools_reached(host_ids) -> dict:
     return out
 
 
-def _note_held(item: PlanItem, text: str) -> None:
-    """What keeps a queued item from starting, for the plan page (written when it changes)."""
+def _note_held(item: PlanItem, text: str, run: PlanRun | None = None) -> None:
+    """What keeps a queued item from starting, for the plan page (written when it changes;
+    a new reason is also an event, so open pages show it)."""
     if item.held_by != text:
         PlanItem.objects.filter(pk=item.pk).update(held_by=text[:300])
         item.held_by = text
+        if text and run is not None:
+            run_event(run=run, kind="item.held", item=item, payload={"held_by": text[:300]})
 
 
 def _preempt_for(run, item, hold, active, policies, move) -> None:

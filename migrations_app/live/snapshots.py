@@ -81,6 +81,7 @@ def plan_snapshot(plan: MigrationPlan, *, redact_hosts: bool = False) -> dict:
                 "mode": item.mode,
                 "status": item.status,
                 "status_reason": item.status_reason,
+                "held_by": _held_by(item, redact_hosts),
                 "attempt": attempt_dict(latest),
                 "sample": sample_dict(_latest_sample(latest)),
             }
@@ -105,6 +106,13 @@ def plan_snapshot(plan: MigrationPlan, *, redact_hosts: bool = False) -> dict:
         "last_seq": run.event_seq if run else 0,
         "items": rows,
     }
+
+
+def _held_by(item: PlanItem, redact_hosts: bool) -> str:
+    """What keeps a queued item waiting; a redacted status link does not name hosts."""
+    if item.status != PlanItem.Status.QUEUED or not item.held_by:
+        return ""
+    return "a migration budget (slots in use)" if redact_hosts else item.held_by
 
 
 def _host_label(host, redact: bool, role: str) -> str | None:

@@ -133,7 +133,8 @@
     if (attempt.driver === "rehearsal") outcome = (outcome ? outcome + " · " : "") + "rehearsal";
     if (attempt.force_complete_requested && item.status === "running") outcome = (outcome ? outcome + " · " : "") + "force-complete asked";
     if (attempt.postcopy && item.status === "running") outcome = (outcome ? outcome + " · " : "") + "post-copy";
-    var last = el("td", { class: "muted", text: [eta, outcome, attempt.error_message || ""].filter(Boolean).join(" · ") });
+    var waiting = item.status === "queued" && item.held_by ? "waiting for " + item.held_by : "";
+    var last = el("td", { class: "muted", "data-held-by": item.held_by || "", text: [waiting, eta, outcome, attempt.error_message || ""].filter(Boolean).join(" · ") });
     if (this.canForce(item, attempt)) last.appendChild(this.forceButton(item, sample));
     row.replaceChildren(
       el("td", { text: item.vm }),

@@ -206,3 +206,40 @@ def test_it_records_a_hosts_lock_manager_and_shared_paths_and_refuses_bad_paths(
         refused = admin.patch(f"/api/v1/hosts/{host['id']}/", {"shared_paths": bad}, format="json")
         assert refused.status_code == 400
         assert "detail" in refused.json() or "shared_paths" in refused.json()
+
+
+def test_budgets_are_set_through_the_api_audited_and_checked(api_as, demo_uri):
+    """Host and pool budgets (issue 16): whole numbers within bounds, 0 clears back to the
+    Ferry-wide default, every change audited; anything else is a 400 that changes nothing."""
+    from dashboard.audit.models import AuditEvent
+    from inventory.models import Host, StoragePool
+
+    admin = api_as("admin")
+    host = Host.objects.create(name="h-budget", uri=demo_uri("kvm-a1"))
+    pool = StoragePool.objects.create(name="p-budget", identity="dir:/budget", pool_type="dir")
+    answer = admin.patch(
+        f"/api/v1/hosts/{host.pk}/",
+        {"max_inbound": 2, "max_outbound": 3, "link_bandwidth_mib_s": 1200},
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    assert (answer.data["max_inbound"], answer.data["max_outbound"]) == (2, 3)
+    assert answer.data["link_bandwidth_mib_s"] == 1200
+    event = AuditEvent.objects.filter(action="host.updated").latest("sequence")
+    assert event.after["max_inbound"] == 2 and event.before["max_inbound"] is None
+    for bad in ({"max_inbound": -1}, {"max_inbound": 65}, {"max_outbound": "many"}):
+        refused = admin.patch(f"/api/v1/hosts/{host.pk}/", bad, format="json")
+        assert refused.status_code == 400, (bad, refused.content)
+    host.refresh_from_db()
+    assert (host.max_inbound, host.max_outbound) == (2, 3)
+    cleared = admin.patch(f"/api/v1/hosts/{host.pk}/", {"max_inbound": 0}, format="json")
+    assert cleared.status_code == 200 and cleared.data["max_inbound"] is None
+
+    answer = admin.patch(f"/api/v1/storage-pools/{pool.pk}/", {"max_copies": 1}, format="json")
+    assert answer.status_code == 200 and answer.data["max_copies"] == 1
+    assert AuditEvent.objects.filter(action="pool.updated").count() == 1
+    refused = admin.patch(f"/api/v1/storage-pools/{pool.pk}/", {"name": "x"}, format="json")
+    assert refused.status_code == 400 and "Unknown field" in str(refused.data)
+    viewer = api_as("viewer")
+    answer = viewer.patch(f"/api/v1/storage-pools/{pool.pk}/", {"max_copies": 2}, format="json")
+    assert answer.status_code == 403

@@ -33,9 +33,10 @@ def host(name=None) -> Host:
 
 @pytest.fixture
 def approved_plan(people):
-    """approved_plan(moves=[(src, dst), ...], policy={...}, window=(start, end)) -> plan."""
+    """approved_plan(moves=[(src, dst), ...], policy={...}, window=(start, end),
+    edit=callable(plan) run before approval) -> plan."""
 
-    def make(moves, policy=None, window=None, memory_mib=2048):
+    def make(moves, policy=None, window=None, memory_mib=2048, edit=None):
         plan = MigrationPlan.objects.create(
             name=f"plan-{next(_counter)}",
             change_ticket="CHG-6",
@@ -52,6 +53,8 @@ def approved_plan(people):
             PlanItem.objects.create(
                 plan=plan, vm=vm, source_host=src, destination_host=dst, position=position
             )
+        if edit is not None:
+            edit(plan)
         plan_validate_stub(plan)
         plan_submit(plan=plan, actor=people["planner"])
         plan_approve(plan=plan, actor=people["approver"])

@@ -84,6 +84,7 @@ def test_it_switches_to_post_copy_when_the_completion_timeout_says_so(approved_p
         approved_plan,
         {
             "convergence_schedule": [],
+            "downtime_steps_ms": [],  # no schedule steps: only the timeout acts
             "completion_timeout_floor_s": 10,
             "completion_timeout_s_per_gib": 5,
             "completion_timeout_action": "postcopy",
