@@ -322,7 +322,8 @@ FERRY_TICK_SECONDS = env_float("FERRY_TICK_SECONDS", 10.0, minimum=0.5)  # recon
 # lease meanwhile; see migrations_app.execution.guard).
 FERRY_LIBVIRT_CALL_SECONDS = env_float("FERRY_LIBVIRT_CALL_SECONDS", 45.0, minimum=1)
 # After Ferry's own connection to a source drops mid-migration: how long to try to reconnect
-# and follow the job (the source libvirtd drives a p2p migration without Ferry).
+# and follow the job (the source libvirtd drives a p2p migration without Ferry); after a
+# failure, how long to ask a host that cannot be reached again before deciding without it.
 FERRY_RECONNECT_SECONDS = env_float("FERRY_RECONNECT_SECONDS", 60.0, minimum=1)
 # A failed post-copy is retried with VIR_MIGRATE_POSTCOPY_RESUME this long; after it both
 # sides stay paused and the item waits for an operator.

@@ -292,7 +292,15 @@ def _arrived(session) -> bool:
         where = session.locate()
     except (ReadError, errors.ExecutionError):
         return False
-    return where.destination == "running" and where.destination_reason != "postcopy_failed"
+    # Arrived means the whole migration ended: the destination runs, and the source is no
+    # longer the paused half of a post-copy (libvirt learns of a QEMU-level recovery from
+    # QEMU's events a little later than the destination resumes; verify must not start in
+    # between, or it sees the stale source).
+    return (
+        where.destination == "running"
+        and where.destination_reason != "postcopy_failed"
+        and not (where.source == "paused" and where.source_reason in safety.POSTCOPY_REASONS)
+    )
 
 
 # --------------------------------------------------------------------------- verify

@@ -10,6 +10,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher  # noqa: E402
 
 from inventory.models import Host, VirtualMachine  # noqa: E402
 from lab.guest import vm  # noqa: E402
+from migrations_app.models import ItemAttempt  # noqa: E402
 from migrations_app.services.plans import plan_add_vms, plan_create  # noqa: E402
 from migrations_app.services.validation import plan_validate  # noqa: E402
 from migrations_app.workflow.services import plan_approve, plan_submit  # noqa: E402
@@ -30,7 +31,9 @@ from tests.lab.test_execution_lab import ferry, sync  # noqa: E402,F401,F811
 pytestmark = [pytest.mark.browser, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
 
-def test_it_follows_a_real_lab_migration_live_in_the_browser(ferry, people, guest, new_page):  # noqa: F811
+def test_it_follows_a_real_lab_migration_live_in_the_browser(  # noqa: F811
+    ferry, people, guest, new_page, settings
+):
     name = guest("lab-a", memory_mib=256, dirty_ws=32, dirty_rate=10)
     before = vm.wait_heartbeat(name, timeout=60, after=1)
     sync(ferry)
@@ -60,8 +63,15 @@ def test_it_follows_a_real_lab_migration_live_in_the_browser(ferry, people, gues
     operator.password = hasher.encode("pw-" + operator.username, hasher.salt())
     operator.save(update_fields=["password"])
 
+    # The server's workers reach the lab's daemons through the same socket map as this
+    # process (a host URI never names a socket; see the `ferry` fixture).
+    sockets = ",".join(f"{k}={v}" for k, v in settings.FERRY_LIBVIRT_SOCKETS.items())
     server = FerryServer(
-        extra_env={"FERRY_SAMPLE_SECONDS": "0.5", "FERRY_TICK_SECONDS": "3600"}
+        extra_env={
+            "FERRY_SAMPLE_SECONDS": "0.5",
+            "FERRY_TICK_SECONDS": "3600",
+            "FERRY_LIBVIRT_SOCKETS": sockets,
+        }
     ).start()
     try:
         page = new_page()
@@ -70,7 +80,15 @@ def test_it_follows_a_real_lab_migration_live_in_the_browser(ferry, people, gues
         page.wait_for_selector("[data-live-state].live-live")
         page.click("form[action$='/workflow/start/'] button")
         page.wait_for_selector("[data-live-state].live-live")
-        wait_until(lambda: all_completed(page), 240, "the lab migration to complete")
+        try:
+            wait_until(lambda: all_completed(page), 240, "the lab migration to complete")
+        except AssertionError:
+            attempts = list(
+                ItemAttempt.objects.filter(item__plan=plan).values(
+                    "status", "phase", "error_class", "error_message"
+                )
+            )
+            raise AssertionError(f"the lab migration did not complete: {attempts}") from None
         assert drawn(page) > 0
         screenshot(page, "lab-plan-completed")
         assert "rehearsal" not in page.locator("[data-plan-live] tbody").inner_text().lower()

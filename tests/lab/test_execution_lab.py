@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -443,12 +444,18 @@ def test_it_fails_clearly_when_the_destination_daemon_dies_and_a_retry_succeeds(
         run = start_plan(plan, people)
         wait_for(lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 2, timeout=60)
         labctl.daemon_kill("lab-b")
+        # A service manager restarts a dead libvirtd within seconds: Ferry asks the host
+        # again before it decides, and clears the move only with both sides in view.
+        restart = threading.Timer(5.0, labctl.daemon_start, args=("lab-b",))
+        restart.start()
         try:
-            wait_for(lambda: run_settled(run.pk), timeout=120, interval=0.5)
+            wait_for(lambda: run_settled(run.pk), timeout=150, interval=0.5)
         finally:
-            labctl.daemon_start("lab-b")
+            restart.join()
         attempt = ItemAttempt.objects.get(run=run)
-        assert attempt.status == "failed", (attempt.status, attempt.error_message, attempt.evidence)
+        safety_record = attempt.evidence.get("failure", {}).get("safety", {})
+        assert attempt.status == "failed", (attempt.status, attempt.error_message, safety_record)
+        assert safety_record["decision"]["verdict"] == "on_source", safety_record
         assert attempt.error_class == "connection_lost", (
             attempt.error_class,
             attempt.libvirt_error,

@@ -14,6 +14,8 @@ After a failure, `make_safe` asks the same decision table for every driver
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 from migrations_app.execution import errors, safety
 from migrations_app.execution.guard import Guard, Unguarded
 
@@ -194,7 +196,7 @@ class Session:
         Returns {"decision": …, "done": [what was done]}. A job that still runs (in flight)
         is aborted first when the table allows it, then the table is asked again.
         """
-        situation = self.situation(known)
+        situation = self._both_sides(known)
         done: list[str] = []
         if situation.source.migration_job:
             allowed, why = safety.abort_allowed(situation)
@@ -216,6 +218,23 @@ class Session:
         return {"decision": decision.as_dict(), "done": done}
 
     ABORT_WAIT_S = 30.0
+    ASK_AGAIN_S = 2.0
+
+    def _both_sides(self, known: Known) -> safety.Situation:
+        """The situation, with a host that cannot be asked asked again (reconnecting) for up
+        to FERRY_RECONNECT_SECONDS: a daemon restarted by its service manager answers within
+        seconds, and the decision table can only clear a failed move when it sees both
+        sides (a copy it cannot see might be running). After that, it decides without."""
+        situation = self.situation(known)
+        deadline = time.monotonic() + float(settings.FERRY_RECONNECT_SECONDS)
+        while not (situation.source.reachable and situation.destination.reachable):
+            if time.monotonic() > deadline:
+                break
+            self.guard.beat()
+            time.sleep(self.ASK_AGAIN_S)
+            self.reconnect()
+            situation = self.situation(known)
+        return situation
 
     def _after_abort(self, known: Known) -> safety.Situation:
         """The situation once an abort has ended the job (or after ABORT_WAIT_S)."""

@@ -232,6 +232,10 @@ class LiveMigrationSession(LibvirtSession):
             names.append("POSTCOPY")
         if policy.bandwidth_mib_s:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(policy.bandwidth_mib_s)
+            if flags & libvirt.VIR_MIGRATE_POSTCOPY:
+                # libvirt leaves post-copy unlimited unless told: the cap protects the
+                # network the operator shares, in post-copy too.
+                params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = int(policy.bandwidth_mib_s)
         moved_paths = {
             d["source_path"]: d["dest_path"] for d in self.ctx.disks if d.get("dest_path")
         }
@@ -546,10 +550,20 @@ class LiveMigrationSession(LibvirtSession):
         )
 
     def apply(self, action: str) -> str:
-        src_dom = domain_or_none(self.src, self.ctx.vm_uuid) if self.src is not None else None
-        dst_dom = domain_or_none(self.dst, self.ctx.vm_uuid) if self.dst is not None else None
         src_name, dst_name = self.ctx.source_host, self.ctx.destination_host
         try:
+            # Each action reads only the side it acts on: a dead destination daemon must not
+            # keep Ferry from putting the source's autostart back.
+            on_source = action in (
+                safety.PAUSE_SOURCE,
+                safety.RESUME_SOURCE,
+                safety.RESTORE_SOURCE_AUTOSTART,
+                safety.DISABLE_SOURCE_AUTOSTART,
+            )
+            conn = self.src if on_source else self.dst
+            dom = domain_or_none(conn, self.ctx.vm_uuid) if conn is not None else None
+            src_dom = dom if on_source else None
+            dst_dom = None if on_source else dom
             if action == safety.PAUSE_SOURCE and src_dom is not None:
                 self.guard.act("suspend source", src_dom.suspend)
                 return f"paused the copy on {src_name} (both copies ran)"
