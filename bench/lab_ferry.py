@@ -380,6 +380,8 @@ class Ferry:
                     "bytes": a.bytes_transferred,
                     "flags": (a.evidence or {}).get("prepare", {}).get("flags"),
                     "converge": (a.evidence or {}).get("converge"),
+                    "convergence": (a.evidence or {}).get("convergence") or [],
+                    "id": a.pk,
                     "migrate_called_s": called,
                     "done_s": finished,
                 }

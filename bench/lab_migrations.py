@@ -1,9 +1,9 @@
 """Migration benchmarks on the lab (root): M1 overhead, M2 downtime control, M3 convergence,
-S1 plan makespan, P1 estimate accuracy. Ferry is measured through real plans run by real
+S1 plan makespan, S2 stall to first action, P1 estimate accuracy. Ferry is measured through real plans run by real
 `manage.py ferry_worker` processes on a scratch database; virsh runs on the same hosts.
 
     .venv/bin/python bench/lab_migrations.py m1 [--pairs 5]
-    .venv/bin/python bench/lab_migrations.py m2|m3|p1 [--runs 3]
+    .venv/bin/python bench/lab_migrations.py m2|m3|s2|p1 [--runs 3]
     .venv/bin/python bench/lab_migrations.py s1 [--runs 1]
 
 Every figure is printed even when runs fail (failures are counted as figures too); every
@@ -235,7 +235,7 @@ def m3(args) -> None:
     """A guest dirtying faster than the cap: virsh defaults vs Ferry's policies, same timeout."""
     cap, ws, rate, limit_s = 40, 96, 120, args.timeout
     per_gib = int(limit_s * 1024 / 256)  # Ferry's completion timeout for 256 MiB = limit_s
-    cases = ["virsh-defaults", "ferry-auto_converge", "ferry-postcopy"]
+    cases = ["virsh-defaults", "ferry-auto_converge", "ferry-postcopy", "ferry-force_complete"]
     rows: dict[str, list] = {c: [] for c in cases}
     with Lab() as lab, Guests("bm3") as guests:
         ferry = Ferry(lab, workers=2)
@@ -244,10 +244,20 @@ def m3(args) -> None:
             hb = guests.vm.wait_heartbeat(name, timeout=90, after=3)
             where = "lab-a"
             for run in range(args.runs):
-                for case in cases[run % 3 :] + cases[: run % 3]:
+                for case in cases[run % len(cases) :] + cases[: run % len(cases)]:
                     dst = other(where)
                     if case == "virsh-defaults":
                         r = virsh_move(lab, name, where, dst, cap, timeout=limit_s)
+                    elif case == "ferry-force_complete":
+                        # Pause the guest at the first stall so the rest moves (the pause
+                        # is downtime, counted from it).
+                        policy = {
+                            "bandwidth_mib_s": cap,
+                            "convergence_schedule": [{"action": "force_complete"}],
+                            "completion_timeout_s_per_gib": per_gib,
+                            "verify_seconds": args.verify,
+                        }
+                        r = ferry.move(name, dst, policy, timeout=limit_s + 90)
                     else:
                         policy = {
                             "bandwidth_mib_s": cap,
@@ -305,6 +315,71 @@ def m3(args) -> None:
         default_outcome
         + "; errors: "
         + "; ".join((r.get("error") or "")[-80:] for r in rows["virsh-defaults"] if not r["ok"]),
+    )
+
+
+# ----------------------------------------------------------------------------- S2
+
+
+def s2(args) -> None:
+    """Stall onset to the policy's first action. The guest dirties 128 MiB at ~120 MB/s
+    against a 32 MiB/s cap: pre-copy stalls as soon as its first pass over memory ends
+    (the first pass always makes progress: every page is sent once, so no detector can
+    call a stall inside it). Onset = the first sample of the second pass (QEMU's
+    iteration counter moved past the attempt's first one); action = the time the
+    schedule's first step fired (its evidence). Target: at most 10 s."""
+    from migrations_app.models import ProgressSample
+
+    cap, ws, rate = 32, 128, 120
+    policy = {
+        "bandwidth_mib_s": cap,
+        "convergence_schedule": [{"action": "abort"}],
+        "progress_timeout_s": 0,
+        "verify_seconds": args.verify,
+    }
+    delays, notes = [], []
+    with Lab() as lab, Guests("bs2") as guests:
+        ferry = Ferry(lab, workers=2)
+        try:
+            name = guests.start("lab-a", memory_mib=256, dirty_ws=ws, dirty_rate=rate)
+            guests.vm.wait_heartbeat(name, timeout=90, after=3)
+            for run in range(args.runs):
+                r = ferry.move(name, "lab-b", policy, timeout=240)
+                attempt = (r.get("attempts") or [{}])[0]
+                steps = attempt.get("convergence") or []
+                if not steps or "id" not in attempt:
+                    notes.append(f"run {run + 1}: no step fired ({r.get('error')})")
+                    continue
+                samples = list(
+                    ProgressSample.objects.filter(attempt_id=attempt["id"])
+                    .order_by("elapsed_ms")
+                    .values_list("elapsed_ms", "iteration")
+                )
+                first = next((it for _, it in samples if it is not None), None)
+                onset = next(
+                    (ms / 1000 for ms, it in samples if it is not None and it > first), None
+                )
+                if onset is None:
+                    notes.append(f"run {run + 1}: no second pass seen")
+                    continue
+                delay = steps[0]["at_s"] - onset
+                delays.append(delay)
+                log(
+                    f"run {run + 1}: second pass at {onset:.1f} s, first action "
+                    f"({steps[0]['action']}) at {steps[0]['at_s']:.1f} s: {delay:.1f} s"
+                )
+        finally:
+            ferry.close()
+    worst = max(delays) if delays else None
+    report(
+        "S2 stall to first action",
+        None if worst is None else round(worst, 1),
+        "s (worst run)",
+        "<= 10 s",
+        worst is not None and worst <= 10,
+        f"median {fmt(median(delays), ' s')} over {len(delays)} runs; 256 MiB guest dirtying "
+        f"{rate} MB/s over {ws} MB, cap {cap} MiB/s; onset = first sample of the second pass"
+        + (f"; {'; '.join(notes)}" if notes else ""),
     )
 
 
@@ -544,7 +619,7 @@ def p1(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["m1", "m2", "m3", "p1", "s1"])
+    parser.add_argument("which", choices=["m1", "m2", "m3", "p1", "s1", "s2"])
     parser.add_argument("--pairs", type=int, default=5, help="M1: Ferry/virsh pairs")
     parser.add_argument("--runs", type=int, default=3, help="runs per case (M2, M3, P1, S1)")
     parser.add_argument("--cap", type=int, default=64, help="bandwidth cap, MiB/s (M1, S1)")

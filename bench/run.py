@@ -50,6 +50,11 @@ BENCHMARKS = {
         ["lab_migrations.py", "p1", "--runs", "1", "--verify", "1"],
         1200,
     ),
+    "S2": (
+        ["lab_migrations.py", "s2", "--runs", "3", "--verify", "1"],
+        ["lab_migrations.py", "s2", "--runs", "1", "--verify", "1"],
+        600,
+    ),
     "S1": (
         ["lab_migrations.py", "s1", "--runs", "2"],
         ["lab_migrations.py", "s1", "--runs", "1"],

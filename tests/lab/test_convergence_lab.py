@@ -1,0 +1,162 @@
+"""Migrations that cannot get stuck (issue 16), on the real lab: a guest that dirties its
+memory well above the bandwidth cap never converges by itself. Ferry's policy answers
+(force-complete at the completion timeout; a convergence schedule fired step by step while
+the move is stalled), and budgets hold across plans. Every test checks the guest itself:
+its heartbeat counts on without a gap on the one host Ferry says it is on."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("libvirt")
+
+from inventory.models import Host  # noqa: E402
+from lab.guest import vm  # noqa: E402
+from migrations_app.models import ItemAttempt, ProgressSample, RunEvent  # noqa: E402
+from tests.lab.test_execution_lab import (  # noqa: E402,F401
+    ferry,
+    lab_plan,
+    only_on,
+    record,
+    run_settled,
+    start_plan,
+    sync,
+)
+from tests.migrations_app.execution.conftest import WorkerThreads, wait_for  # noqa: E402
+
+pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+
+# 128 MiB rewritten at ~64 MB/s against a 16 MiB/s cap: pre-copy can never catch up.
+BUSY = {"memory_mib": 256, "dirty_ws": 128, "dirty_rate": 64}
+CAP = 16
+# Nothing but the policy under test acts: no downtime steps, no auto-converge, no
+# progress timeout, no completion timeout unless the test sets one.
+QUIET = {
+    "bandwidth_mib_s": CAP,
+    "on_no_convergence": "raise_downtime",
+    "downtime_steps_ms": [],
+    "progress_timeout_s": 0,
+    "completion_timeout_floor_s": 3600,
+}
+
+
+def test_it_force_completes_a_guest_that_cannot_converge_at_the_completion_timeout(
+    ferry,  # noqa: F811
+    guest,
+    people,
+    lab_env,
+):
+    name = guest("lab-a", **BUSY)
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    policy = {
+        **QUIET,
+        # 20 s (twice the time one pass of 256 MiB takes at the cap is 32 s: the timeout
+        # is never below that, so the per-GiB rate is what sets it here).
+        "completion_timeout_floor_s": 20,
+        "completion_timeout_s_per_gib": 20,
+        "completion_timeout_action": "force_complete",
+    }
+    plan = lab_plan(people, [(name, "lab-a", "lab-b", "live", None)], policy)
+    t0 = time.monotonic()
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: run_settled(run.pk), timeout=240, interval=0.5)
+    wall = time.monotonic() - t0
+    attempt = ItemAttempt.objects.get(run=run)
+    assert attempt.status == "completed", (attempt.status, attempt.error_message)
+    (step,) = attempt.evidence["convergence"]
+    assert step["action"] == "force_complete" and step["why"] == "completion timeout"
+    assert step["at_s"] >= 20
+    forced = attempt.evidence["force_complete"]
+    assert attempt.ferry_paused_source_at is not None
+    assert attempt.downtime_ms and attempt.downtime_ms >= forced["downtime_ms_from_pause"] > 0
+    assert RunEvent.objects.filter(run=run, kind="item.timeout").exists()
+    only_on(name, "lab-b", before)
+    record(
+        lab_env,
+        "force-complete-at-timeout",
+        attempt,
+        wall,
+        forced_at_s=step["at_s"],
+        downtime_from_pause_ms=forced["downtime_ms_from_pause"],
+    )
+
+
+def test_it_fires_the_convergence_schedule_in_order_while_the_move_is_stalled(
+    ferry,  # noqa: F811
+    guest,
+    people,
+    lab_env,
+):
+    name = guest("lab-a", **BUSY)
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    schedule = [
+        {"action": "max_downtime", "value": 400},
+        {"action": "max_downtime", "value": 800},
+        {"action": "abort"},
+    ]
+    plan = lab_plan(
+        people,
+        [(name, "lab-a", "lab-b", "live", None)],
+        {**QUIET, "convergence_schedule": schedule},
+    )
+    t0 = time.monotonic()
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: run_settled(run.pk), timeout=300, interval=0.5)
+    wall = time.monotonic() - t0
+    attempt = ItemAttempt.objects.get(run=run)
+    assert attempt.status == "failed" and attempt.error_class == "not_converging", (
+        attempt.status,
+        attempt.error_class,
+        attempt.error_message,
+    )
+    fired = attempt.evidence["convergence"]
+    assert [(s["action"], s.get("value")) for s in fired] == [
+        ("max_downtime", 400),
+        ("max_downtime", 800),
+        ("abort", None),
+    ]
+    times = [s["at_s"] for s in fired]
+    assert times == sorted(times) and len(set(times)) == 3, times
+    assert all(s["why"] == "stall" for s in fired)
+    # One window apart at least: each step had a whole window to work.
+    window = fired[0]["stall"]["window_s"]
+    assert all(b - a >= window * 0.9 for a, b in zip(times, times[1:], strict=False)), times
+    assert attempt.evidence["failure"]["safety"]["decision"]["verdict"] == "on_source"
+    only_on(name, "lab-a", before)
+    record(lab_env, "convergence-schedule", attempt, wall, steps_at_s=times)
+
+
+def test_two_plans_sharing_a_destination_never_exceed_its_inbound_budget(
+    ferry,  # noqa: F811
+    guest,
+    people,
+    lab_env,
+):
+    names = [guest("lab-a", memory_mib=256, dirty_ws=32, dirty_rate=5) for _ in range(2)]
+    beats = {name: vm.wait_heartbeat(name, timeout=60, after=1) for name in names}
+    sync(ferry)
+    Host.objects.filter(name="lab-b").update(max_inbound=1)
+    wide = {"bandwidth_mib_s": CAP, "max_inbound_per_host": 4, "max_outbound_per_host": 4}
+    plans = [lab_plan(people, [(n, "lab-a", "lab-b", "live", None)], wide) for n in names]
+    with WorkerThreads(2):
+        runs = [start_plan(plan, people) for plan in plans]
+        for run in runs:
+            wait_for(lambda r=run: run_settled(r.pk), timeout=300, interval=0.5)
+    attempts = list(ItemAttempt.objects.filter(run__in=runs).order_by("started_at"))
+    assert [a.status for a in attempts] == ["completed", "completed"]
+    # From the samples: the second move's first sample comes after the first move's last.
+    spans = []
+    for attempt in attempts:
+        times = ProgressSample.objects.filter(attempt=attempt).values_list("at", flat=True)
+        spans.append((min(times), max(times)))
+    assert spans[1][0] > spans[0][1], spans
+    held = RunEvent.objects.filter(kind="item.held", run__in=runs)
+    assert held.exists() and "lab-b's inbound budget (1/1" in held.first().payload["held_by"]
+    for name in names:
+        only_on(name, "lab-b", beats[name])
