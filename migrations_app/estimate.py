@@ -151,31 +151,63 @@ def precopy(
     stuck_ms = remaining / bandwidth_mib_s * 1000
     if action == "auto_converge":
         pct = round(throttle.pct * 100) if throttle else 99
-        return _fails(
-            iteration,
-            elapsed,
-            stuck_ms,
-            f"does not converge even with the guest throttled to {pct}%",
-            pct,
-        )
-    if action == "raise_downtime":
-        for step in policy.downtime_steps_ms:
-            if stuck_ms <= step:
+        stuck = f"does not converge even with the guest throttled to {pct}%"
+    else:
+        pct, stuck = 0, f"pre-copy leaves {stuck_ms:.0f} ms of downtime"
+    # The convergence schedule, step by step (its downtime steps, then a terminal step),
+    # then the timeout that fires first, as the monitor does.
+    stepped = False
+    for step in policy.schedule:
+        if step["action"] == "max_downtime":
+            stepped = True
+            if stuck_ms <= step["value"]:
                 return PreCopy(
                     iteration,
                     elapsed + stuck_ms / 1000,
                     stuck_ms,
                     True,
                     "raise_downtime",
-                    f"converges only after raising the allowed downtime to {step} ms",
+                    f"converges only after raising the allowed downtime to {step['value']} ms",
                 )
-        return _fails(
+            continue
+        return _answer(
+            step["action"],
+            "the convergence schedule",
             iteration,
             elapsed,
-            stuck_ms,
-            f"still {stuck_ms:.0f} ms of downtime needed after the largest downtime step",
+            remaining,
+            bandwidth_mib_s,
+            limit_ms,
+            stuck,
+            pct,
         )
-    if action == "postcopy":
+    if stepped:
+        stuck = f"still {stuck_ms:.0f} ms of downtime needed after the largest downtime step"
+    gib = float(memory_mib) / 1024
+    timeouts = [
+        (
+            policy.completion_timeout_s(gib),
+            policy.completion_timeout_action,
+            "the completion timeout",
+        )
+    ]
+    if policy.progress_timeout_s:
+        timeouts.append(
+            (
+                elapsed + policy.progress_timeout_s,
+                policy.progress_timeout_action,
+                "the progress timeout",
+            )
+        )
+    _at, what, by = min(timeouts, key=lambda t: t[0])
+    return _answer(what, by, iteration, elapsed, remaining, bandwidth_mib_s, limit_ms, stuck, pct)
+
+
+def _answer(what, by, iteration, elapsed, remaining, bandwidth_mib_s, limit_ms, stuck, pct):
+    """The model's answer once pre-copy is stuck and `by` (a schedule step or a timeout)
+    does `what`: post-copy, force-complete or abort."""
+    stuck_ms = remaining / bandwidth_mib_s * 1000
+    if what == "postcopy":
         # After switching, the guest runs on the destination at once and pulls the
         # remaining pages on demand: downtime is about one small stop-and-copy, but the
         # remaining memory still crosses the wire.
@@ -185,14 +217,22 @@ def precopy(
             limit_ms,
             True,
             "postcopy",
-            "converges by switching to post-copy (a network failure then loses the VM)",
+            f"converges by switching to post-copy when {by} says so (a network failure "
+            "then loses the VM)",
         )
-    return _fails(
-        iteration,
-        elapsed,
-        stuck_ms,
-        f"pre-copy leaves {stuck_ms:.0f} ms of downtime; the policy aborts",
-    )
+    if what == "force_complete":
+        # The guest pauses on its source while the rest moves: the rest is downtime.
+        return PreCopy(
+            iteration,
+            elapsed + stuck_ms / 1000,
+            stuck_ms,
+            True,
+            "force_complete",
+            f"completes only by pausing the guest when {by} says so: about "
+            f"{stuck_ms:.0f} ms of downtime",
+            pct,
+        )
+    return _fails(iteration, elapsed, stuck_ms, f"{stuck}; {by} aborts", pct)
 
 
 def _fails(iteration: int, elapsed: float, stuck_ms: float, note: str, pct: int = 0) -> PreCopy:

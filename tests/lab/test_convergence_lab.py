@@ -28,9 +28,9 @@ from tests.migrations_app.execution.conftest import WorkerThreads, wait_for  # n
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
-# 128 MiB rewritten at ~64 MB/s against a 16 MiB/s cap: pre-copy can never catch up.
-BUSY = {"memory_mib": 256, "dirty_ws": 128, "dirty_rate": 64}
-CAP = 16
+# 128 MiB rewritten at ~96 MB/s against a 32 MiB/s cap: pre-copy can never catch up.
+BUSY = {"memory_mib": 256, "dirty_ws": 128, "dirty_rate": 96}
+CAP = 32
 # Nothing but the policy under test acts: no downtime steps, no auto-converge, no
 # progress timeout, no completion timeout unless the test sets one.
 QUIET = {
@@ -53,8 +53,8 @@ def test_it_force_completes_a_guest_that_cannot_converge_at_the_completion_timeo
     sync(ferry)
     policy = {
         **QUIET,
-        # 20 s (twice the time one pass of 256 MiB takes at the cap is 32 s: the timeout
-        # is never below that, so the per-GiB rate is what sets it here).
+        # 20 s: the floor (the per-GiB share of 256 MiB is 5 s, and twice one pass at the
+        # cap is 16 s; the timeout is the largest of the three).
         "completion_timeout_floor_s": 20,
         "completion_timeout_s_per_gib": 20,
         "completion_timeout_action": "force_complete",
@@ -97,7 +97,7 @@ def test_it_fires_the_convergence_schedule_in_order_while_the_move_is_stalled(
     schedule = [
         {"action": "max_downtime", "value": 400},
         {"action": "max_downtime", "value": 800},
-        {"action": "abort"},
+        {"action": "force_complete"},
     ]
     plan = lab_plan(
         people,
@@ -110,16 +110,12 @@ def test_it_fires_the_convergence_schedule_in_order_while_the_move_is_stalled(
         wait_for(lambda: run_settled(run.pk), timeout=300, interval=0.5)
     wall = time.monotonic() - t0
     attempt = ItemAttempt.objects.get(run=run)
-    assert attempt.status == "failed" and attempt.error_class == "not_converging", (
-        attempt.status,
-        attempt.error_class,
-        attempt.error_message,
-    )
+    assert attempt.status == "completed", (attempt.status, attempt.error_message)
     fired = attempt.evidence["convergence"]
     assert [(s["action"], s.get("value")) for s in fired] == [
         ("max_downtime", 400),
         ("max_downtime", 800),
-        ("abort", None),
+        ("force_complete", None),
     ]
     times = [s["at_s"] for s in fired]
     assert times == sorted(times) and len(set(times)) == 3, times
@@ -127,8 +123,13 @@ def test_it_fires_the_convergence_schedule_in_order_while_the_move_is_stalled(
     # One window apart at least: each step had a whole window to work.
     window = fired[0]["stall"]["window_s"]
     assert all(b - a >= window * 0.9 for a, b in zip(times, times[1:], strict=False)), times
-    assert attempt.evidence["failure"]["safety"]["decision"]["verdict"] == "on_source"
-    only_on(name, "lab-a", before)
+    events = RunEvent.objects.filter(run=run, kind="item.converge").order_by("seq")
+    assert [e.payload["action"] for e in events] == [
+        "max_downtime",
+        "max_downtime",
+        "force_complete",
+    ]
+    only_on(name, "lab-b", before)
     record(lab_env, "convergence-schedule", attempt, wall, steps_at_s=times)
 
 
