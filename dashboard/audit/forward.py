@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -371,7 +371,7 @@ class AuditForwarder:
         finally:
             transport.close()
             leader.release()
-            close_old_connections()
+            connections.close_all()  # this thread's own connections
 
 
 _started: AuditForwarder | None = None
