@@ -22,6 +22,7 @@ from dashboard.audit import forward
 from dashboard.audit.forward import AuditForwarder, syslog_message
 from dashboard.audit.models import AuditEvent, AuditOutbox
 from dashboard.audit.record import Actor, audit_record
+from dashboard.audit.verify import audit_chain_verify
 from tests.conftest import skip_or_fail
 from tests.dashboard.audit.rsyslog_server import RSYSLOGD, Rsyslog
 
@@ -119,6 +120,7 @@ def test_it_forwards_every_event_once_in_order_across_a_receiver_restart(
     assert sequences == expected and len(expected) >= total  # each once, in order
     hashes = dict(AuditEvent.objects.values_list("sequence", "hash"))
     assert all(HASH.search(line).group(1) == hashes[seq] for line, seq in zip(lines, sequences))
+    assert audit_chain_verify().ok  # forwarding leaves the chain as it was
     operator_lines = [ln for ln in lines if 'actor="oli"' in ln]
     assert operator_lines and all('role="operator"' in ln for ln in operator_lines)
     latency = _latencies(lines)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from dashboard.audit.models import AuditEvent
+from dashboard.audit.record import Actor
 from migrations_app.changegate.services import ChangeGateRefused, change_gate_write_back
 from migrations_app.models import MigrationPlan
 from migrations_app.workflow.services import plan_approve, plan_finish, plan_start, plan_submit
@@ -163,3 +164,15 @@ def test_it_changes_nothing_when_the_gate_is_off(settings, approved, people):
     plan = approved("")
     plan_start(plan=plan, actor=people["operator"])
     assert plan.status == "running" and not _gate_events(plan)
+
+
+def test_it_asks_at_most_once_a_minute_for_the_scheduler(servicenow, approved, people):
+    plan = approved("CHG0000500")
+    scheduler = Actor.system("scheduler")
+    _refused(plan, scheduler, "does not exist")
+    asked = len(servicenow.requests)
+    with pytest.raises(ChangeGateRefused, match="waits for its change ticket"):
+        plan_start(plan=plan, actor=scheduler)
+    assert len(servicenow.requests) == asked  # not asked again, nothing more audited
+    assert len(_gate_events(plan)) == 1
+    _refused(plan, people["operator"], "does not exist")  # a person's start always asks
