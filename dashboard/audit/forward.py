@@ -62,7 +62,7 @@ BACKOFF_S = (0.1, 0.2, 0.5, 1.0)
 
 _wake = threading.Event()
 # This process's forwarder figures (tests and bench read them; /metrics counts the outbox).
-stats = {"sent": 0, "failures": 0, "last_latency_s": None, "max_latency_s": 0.0}
+stats = {"connects": 0, "sent": 0, "failures": 0, "last_latency_s": None, "max_latency_s": 0.0}
 
 
 def forwarding_enabled() -> bool:
@@ -185,6 +185,7 @@ class SyslogTransport:
         return context
 
     def connect(self) -> None:
+        stats["connects"] += 1
         if self.scheme == "udp":
             self.sock = socket.socket(
                 socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM
@@ -198,9 +199,25 @@ class SyslogTransport:
         self.sock = raw
 
     def _peer_closed(self) -> bool:
-        # A syslog receiver never writes to us: anything readable is a close or an error.
+        """Whether the receiver closed or reset the connection (without blocking)."""
         readable, _, errored = select.select([self.sock], [], [self.sock], 0)
-        return bool(readable or errored)
+        if errored:
+            return True
+        if not readable:
+            return False
+        # A syslog receiver sends no data; what is readable is a close, a reset, or (TLS
+        # 1.3) a session ticket, which reading consumes without returning data.
+        self.sock.setblocking(False)
+        try:
+            if isinstance(self.sock, ssl.SSLSocket):
+                return self.sock.recv(1) == b""
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return False
+        except OSError:
+            return True
+        finally:
+            self.sock.settimeout(self.timeout)
 
     def _unacked_bytes(self) -> int:
         buf = fcntl.ioctl(self.sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))

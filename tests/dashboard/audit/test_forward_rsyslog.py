@@ -129,7 +129,8 @@ def test_it_forwards_every_event_once_in_order_across_a_receiver_restart(
         f"\nforwarding latency, recorded → written by rsyslog: before the restart "
         f"median {statistics.median(steady) * 1000:.1f} ms, max {max(steady) * 1000:.1f} ms; "
         f"all {len(latency)} events median {statistics.median(latency) * 1000:.1f} ms, "
-        f"max {max(latency) * 1000:.0f} ms; receiver down for {down['for'] * 1000:.0f} ms"
+        f"max {max(latency) * 1000:.0f} ms; receiver down for {down['for'] * 1000:.0f} ms; "
+        f"{forward.stats['connects']} connection(s) in this process"
     )
 
 
