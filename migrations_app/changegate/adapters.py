@@ -29,6 +29,7 @@ SN_STATE_AFTER = {
     "started": SN_STATE_IMPLEMENT,
     "completed": SN_STATE_REVIEW,
     "failed": SN_STATE_REVIEW,
+    "cancelled": SN_STATE_REVIEW,
 }
 
 

@@ -32,7 +32,7 @@ logger = logging.getLogger("ferry.changegate")
 # A ticket reference goes into a remote query: letters, digits and . _ - only (no ^ that
 # would add ServiceNow query terms, no / that would change the generic contract's path).
 TICKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-EVENTS = ("started", "completed", "failed")
+EVENTS = ("started", "completed", "failed", "cancelled")
 GATE_ACTOR = Actor.system("change-gate")
 SCHEDULER_RETRY_SECONDS = 60
 
@@ -171,7 +171,12 @@ def _enqueue(plan_id: int, event: str, attempt: int, when) -> None:
 def _note(plan: MigrationPlan, event: str) -> str:
     base = settings.FERRY_BASE_URL.rstrip("/")
     link = base + reverse("change-record", args=[plan.pk])
-    words = {"started": "started", "completed": "completed", "failed": "ended with failures"}
+    words = {
+        "started": "started",
+        "completed": "completed",
+        "failed": "ended with failures",
+        "cancelled": "was cancelled while running",
+    }
     return (
         f"Ferry: plan '{plan.name}' (#{plan.pk}, content {plan.content_hash[:12]}) "
         f"{words[event]} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC. "

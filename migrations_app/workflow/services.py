@@ -423,6 +423,8 @@ def _simple_transition(
         signal.send(sender=MigrationPlan, plan=locked, actor=actor, reason=reason)
         if target == S.CANCELLED:
             notify_plan_event(locked, "cancelled", actor=actor, extra={"reason": reason})
+            if before["status"] in (S.RUNNING, S.PAUSED):
+                change_gate_after(locked, "cancelled")  # the ticket heard "started"
     return _sync(plan, locked)
 
 

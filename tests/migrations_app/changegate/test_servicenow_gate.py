@@ -14,7 +14,13 @@ from dashboard.audit.models import AuditEvent
 from dashboard.audit.record import Actor
 from migrations_app.changegate.services import ChangeGateRefused, change_gate_write_back
 from migrations_app.models import MigrationPlan
-from migrations_app.workflow.services import plan_approve, plan_finish, plan_start, plan_submit
+from migrations_app.workflow.services import (
+    plan_approve,
+    plan_cancel,
+    plan_finish,
+    plan_start,
+    plan_submit,
+)
 from tests.factories import plan_make, plan_validate_stub
 from tests.migrations_app.changegate.servicenow_fake import FakeServiceNow
 
@@ -176,3 +182,21 @@ def test_it_asks_at_most_once_a_minute_for_the_scheduler(servicenow, approved, p
     assert len(servicenow.requests) == asked  # not asked again, nothing more audited
     assert len(_gate_events(plan)) == 1
     _refused(plan, people["operator"], "does not exist")  # a person's start always asks
+
+
+def test_it_writes_back_a_cancel_of_a_started_plan(
+    servicenow, approved, people, django_capture_on_commit_callbacks
+):
+    now = timezone.now()
+    sys_id = servicenow.add(
+        "CHG0000043", start=_sn(now - timedelta(minutes=5)), end=_sn(now + timedelta(hours=2))
+    )
+    plan = approved("CHG0000043")
+    plan_start(plan=plan, actor=people["operator"])
+    with django_capture_on_commit_callbacks(execute=True):
+        plan_cancel(plan=plan, actor=people["operator"], reason="host alarm")
+    queued = DBTaskResult.objects.filter(task_path__endswith="change_gate_writeback_task")
+    assert [r.args_kwargs["args"][1] for r in queued] == ["cancelled"]
+    assert change_gate_write_back(plan.pk, "cancelled")["status"] == "written"
+    assert servicenow.records[sys_id]["state"] == "0"
+    assert "cancelled while running" in servicenow.journal[sys_id][-1]
