@@ -231,3 +231,11 @@ def _wait_for_other_sessions_to_end(timeout=10.0):
             if cursor.fetchone()[0] == 0:
                 return
         time.sleep(0.1)
+
+
+def test_it_exports_the_waiting_events_as_metrics(db, settings, client):
+    settings.FERRY_AUDIT_SYSLOG_URL = "tcp://127.0.0.1:9"
+    _record(2)
+    body = client.get("/metrics").content.decode()
+    assert "ferry_audit_forward_pending 2" in body
+    assert "ferry_audit_forward_oldest_seconds " in body
