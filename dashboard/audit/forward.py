@@ -321,11 +321,12 @@ class _Leadership:
             _wake.clear()
             return
         if self._pg is not None:
-            with contextlib.suppress(Exception):
-                for _ in self._pg.notifies(timeout=timeout, stop_after=1):
-                    break
-                _wake.clear()
-                return
+            # A broken lock connection raises here: the lock is gone, so this forwarder
+            # steps down (AuditForwarder.run) instead of sending beside a new leader.
+            for _ in self._pg.notifies(timeout=timeout, stop_after=1):
+                break
+            _wake.clear()
+            return
         _wake.wait(timeout)
         _wake.clear()
 

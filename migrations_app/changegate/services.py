@@ -190,6 +190,11 @@ def change_gate_write_back(plan_id: int, event: str, *, attempt: int = 1) -> dic
     adapter = change_adapter()
     if plan is None or adapter is None or event not in EVENTS:
         return {"plan": plan_id, "event": event, "status": "skipped"}
+    if event != "started" and not _written(plan, "started"):
+        if attempt < settings.FERRY_NOTIFY_MAX_ATTEMPTS:
+            # The ticket hears "started" first: wait while its write-back is still retrying.
+            _enqueue(plan_id, event, attempt + 1, timezone.now() + timedelta(seconds=30))
+            return {"plan": plan_id, "event": event, "status": "waiting", "attempt": attempt}
     try:
         record = adapter.lookup(plan.change_ticket)
         if record is None:
@@ -205,6 +210,16 @@ def change_gate_write_back(plan_id: int, event: str, *, attempt: int = 1) -> dic
         return {"plan": plan_id, "event": event, "status": "failed", "attempt": attempt}
     _audit_write_back(plan, event, failed=False, record_url=record.url)
     return {"plan": plan_id, "event": event, "status": "written", "attempt": attempt}
+
+
+def _written(plan, event: str) -> bool:
+    """Whether `event`'s write-back is over (written, or given up) for `plan`."""
+    return AuditEvent.objects.filter(
+        object_type=plan._meta.label_lower,
+        object_id=str(plan.pk),
+        action__in=["plan.change_gate.write_back", "plan.change_gate.write_back_failed"],
+        after__event=event,
+    ).exists()
 
 
 def _audit_write_back(plan, event: str, *, failed: bool, **extra) -> None:

@@ -197,6 +197,24 @@ def test_it_writes_back_a_cancel_of_a_started_plan(
         plan_cancel(plan=plan, actor=people["operator"], reason="host alarm")
     queued = DBTaskResult.objects.filter(task_path__endswith="change_gate_writeback_task")
     assert [r.args_kwargs["args"][1] for r in queued] == ["cancelled"]
+    assert change_gate_write_back(plan.pk, "started")["status"] == "written"
     assert change_gate_write_back(plan.pk, "cancelled")["status"] == "written"
     assert servicenow.records[sys_id]["state"] == "0"
     assert "cancelled while running" in servicenow.journal[sys_id][-1]
+
+
+def test_it_writes_the_end_only_after_the_start(servicenow, approved, people):
+    now = timezone.now()
+    sys_id = servicenow.add(
+        "CHG0000044", start=_sn(now - timedelta(minutes=5)), end=_sn(now + timedelta(hours=2))
+    )
+    plan = approved("CHG0000044")
+    plan_start(plan=plan, actor=people["operator"])
+    assert change_gate_write_back(plan.pk, "completed")["status"] == "waiting"
+    assert servicenow.journal[sys_id] == []  # nothing written before "started"
+    assert change_gate_write_back(plan.pk, "started")["status"] == "written"
+    assert change_gate_write_back(plan.pk, "completed")["status"] == "written"
+    assert [note.split(") ")[1].split(" at ")[0] for note in servicenow.journal[sys_id]] == [
+        "started",
+        "completed",
+    ]
