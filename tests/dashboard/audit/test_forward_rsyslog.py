@@ -102,8 +102,11 @@ def test_it_forwards_every_event_once_in_order_across_a_receiver_restart(
     down = {}
 
     def restart_later():
-        while AuditEvent.objects.count() < restart_at:
-            time.sleep(0.01)
+        try:
+            while AuditEvent.objects.count() < restart_at:
+                time.sleep(0.01)
+        finally:
+            connection.close()  # this thread's own connection
         down["from"] = time.monotonic()
         rsyslog.restart()  # SIGTERM, then a new rsyslogd on the same ports
         down["for"] = time.monotonic() - down["from"]
