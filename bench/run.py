@@ -28,6 +28,7 @@ BENCHMARKS = {
     "PL1": (["pl1_planning.py"], [], 600),
     "B1": (["b1_balance.py"], [], 300),
     "A1": (["audit_verify.py", "1000000"], ["audit_verify.py", "100000"], 900),
+    "F1": (["audit_forward.py"], ["audit_forward.py", "--events", "100", "--backlog", "2000"], 300),
     "W2": (["w2_api_scale.py"], ["w2_api_scale.py", "--large", "20000"], 900),
     "W1": (["w1_live_stream.py"], ["w1_live_stream.py", "--seconds", "8"], 600),
     # The lab benchmarks share ~14 of `make bench`'s 30 minutes (measured full mode on a

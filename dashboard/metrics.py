@@ -15,7 +15,9 @@ import ipaddress
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.http import HttpResponse, HttpResponseForbidden
+from django.utils import timezone
 
+from dashboard.audit.models import AuditOutbox
 from dashboard.live.consumers import websocket_clients
 from migrations_app.models import ItemAttempt, MigrationPlan, PlanItem
 
@@ -106,6 +108,19 @@ def metrics_view(request):
             "# HELP ferry_task_queue_depth Background tasks waiting for a worker.",
             "# TYPE ferry_task_queue_depth gauge",
             f"ferry_task_queue_depth {depth}",
+        ]
+    if settings.FERRY_AUDIT_SYSLOG_URL:
+        # Forwarding drops nothing: what the receiver has not taken waits in the outbox.
+        oldest = AuditOutbox.objects.order_by("sequence").values_list("created_at", flat=True)
+        head = oldest.first()
+        age = (timezone.now() - head).total_seconds() if head else 0.0
+        lines += [
+            "# HELP ferry_audit_forward_pending Audit events waiting to be sent to syslog.",
+            "# TYPE ferry_audit_forward_pending gauge",
+            f"ferry_audit_forward_pending {AuditOutbox.objects.count()}",
+            "# HELP ferry_audit_forward_oldest_seconds Age of the oldest waiting audit event.",
+            "# TYPE ferry_audit_forward_oldest_seconds gauge",
+            f"ferry_audit_forward_oldest_seconds {age:.3f}",
         ]
     lines += [
         "# HELP ferry_websocket_clients Live subscribers connected to this web process.",

@@ -397,6 +397,33 @@ FERRY_WEBHOOK_TIMEOUT = env_int("FERRY_WEBHOOK_TIMEOUT", 10, minimum=1)
 # (".example.internal" for a whole domain) or network (10.20.0.0/16). Never link-local.
 FERRY_WEBHOOK_ALLOW_HOSTS = env_list("FERRY_WEBHOOK_ALLOW_HOSTS", [])
 FERRY_NOTIFY_MAX_ATTEMPTS = env_int("FERRY_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
+
+# Change-ticket gate (docs/change-gate.md): before a plan starts, ask the change-management
+# system whether its ticket exists, is approved and its window contains now; write the
+# outcome back. Off unless a kind is chosen. Calls follow the webhook outbound rules
+# (FERRY_WEBHOOK_ALLOW_HOSTS for an internal instance).
+FERRY_CHANGE_GATE = env_choice("FERRY_CHANGE_GATE", "off", ("off", "servicenow", "http"))
+FERRY_CHANGE_GATE_URL = env_str("FERRY_CHANGE_GATE_URL", "").rstrip("/")
+FERRY_CHANGE_GATE_USER = env_str("FERRY_CHANGE_GATE_USER", "")
+FERRY_CHANGE_GATE_PASSWORD = env_str("FERRY_CHANGE_GATE_PASSWORD", "")
+if not FERRY_CHANGE_GATE_PASSWORD and os.environ.get("FERRY_CHANGE_GATE_PASSWORD_FILE"):
+    FERRY_CHANGE_GATE_PASSWORD = (
+        Path(os.environ["FERRY_CHANGE_GATE_PASSWORD_FILE"]).read_text(encoding="utf-8").strip()
+    )
+FERRY_CHANGE_GATE_TOKEN = env_str("FERRY_CHANGE_GATE_TOKEN", "")
+FERRY_CHANGE_GATE_TIMEOUT = env_int("FERRY_CHANGE_GATE_TIMEOUT", 10, minimum=1)
+if FERRY_CHANGE_GATE != "off" and not FERRY_CHANGE_GATE_URL:
+    raise ImproperlyConfigured("FERRY_CHANGE_GATE needs FERRY_CHANGE_GATE_URL")
+
+# Audit forwarding (docs/deployment.md): every audit event also goes out as RFC 5424
+# syslog, from a durable outbox drained in order by the workers. tls://host:6514 (the
+# CA file verifies the receiver; cert/key for mutual TLS), or tcp:// / udp:// for a relay.
+FERRY_AUDIT_SYSLOG_URL = env_str("FERRY_AUDIT_SYSLOG_URL", "")
+FERRY_AUDIT_SYSLOG_CA_FILE = env_str("FERRY_AUDIT_SYSLOG_CA_FILE", "")
+FERRY_AUDIT_SYSLOG_CERT_FILE = env_str("FERRY_AUDIT_SYSLOG_CERT_FILE", "")
+FERRY_AUDIT_SYSLOG_KEY_FILE = env_str("FERRY_AUDIT_SYSLOG_KEY_FILE", "")
+FERRY_AUDIT_SYSLOG_HOSTNAME = env_str("FERRY_AUDIT_SYSLOG_HOSTNAME", "")
+FERRY_AUDIT_SYSLOG_POLL_SECONDS = env_float("FERRY_AUDIT_SYSLOG_POLL_SECONDS", 1.0, minimum=0.05)
 EMAIL_HOST = env_str("FERRY_EMAIL_HOST", "")
 EMAIL_PORT = env_int("FERRY_EMAIL_PORT", 25, minimum=1)
 EMAIL_USE_TLS = env_bool("FERRY_EMAIL_TLS", False)

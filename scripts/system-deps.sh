@@ -7,7 +7,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
 need=(python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
-[ "${1:-}" = "--test" ] && need+=(chromium)
+# rsyslog (+ its GnuTLS driver): the audit-forwarding tests run a real receiver; openssl
+# makes their test CA.
+[ "${1:-}" = "--test" ] && need+=(chromium rsyslog rsyslog-gnutls openssl)
 
 missing=()
 for pkg in "${need[@]}"; do

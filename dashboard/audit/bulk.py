@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
+from dashboard.audit.forward import forwarding_enabled, outbox_add_many
 from dashboard.audit.models import AuditEvent
 from dashboard.audit.record import GENESIS_HASH, event_hash, jsonable, lock_chain
 
@@ -48,10 +49,15 @@ def audit_bulk_append(events: Iterable[dict], *, batch_size: int = 5_000) -> int
             fields["hash"] = prev_hash = event_hash(fields)
             batch.append(AuditEvent(**fields))
             if len(batch) >= batch_size:
-                AuditEvent.objects.bulk_create(batch)
-                written += len(batch)
+                written += _write(batch)
                 batch = []
         if batch:
-            AuditEvent.objects.bulk_create(batch)
-            written += len(batch)
+            written += _write(batch)
     return written
+
+
+def _write(batch: list[AuditEvent]) -> int:
+    AuditEvent.objects.bulk_create(batch)
+    if forwarding_enabled():
+        outbox_add_many(batch)  # in the same transaction, like audit_record
+    return len(batch)

@@ -38,3 +38,21 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"#{self.sequence} {self.actor_name} {self.action} {self.object_repr}"
+
+
+class AuditOutbox(models.Model):
+    """An audit event waiting to be forwarded to syslog, written in the event's own
+    transaction and deleted once the receiver has it (see dashboard.audit.forward)."""
+
+    sequence = models.BigIntegerField(unique=True)
+    # The RFC 5424 message, built when the event was recorded (the actor's roles then).
+    message = models.TextField()
+    created_at = models.DateTimeField()
+    attempts = models.IntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self):
+        return f"outbox #{self.sequence}"

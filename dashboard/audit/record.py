@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from dashboard.audit.anchor import anchor_after_commit
+from dashboard.audit.forward import forwarding_enabled, outbox_add
 from dashboard.audit.models import AuditEvent
 from dashboard.request_context import current_context
 
@@ -149,6 +150,8 @@ def audit_record(
         }
         fields["hash"] = event_hash(fields)
         event = AuditEvent.objects.create(**fields)
+        if forwarding_enabled():
+            outbox_add(event)  # forwarded to syslog: committed with the event or not at all
     # After the outermost commit, note the head outside the database (rate-limited there).
     transaction.on_commit(anchor_after_commit)
     return event

@@ -13,6 +13,7 @@ import threading
 from django.conf import settings
 from django.utils.crypto import get_random_string
 
+from dashboard.audit.forward import audit_forwarder_start
 from dashboard.runtime.housekeeping import housekeeping_ensure
 from dashboard.runtime.worker import prompt_worker, run_forever
 from migrations_app.execution.tasks import on_worker_start
@@ -46,6 +47,8 @@ def start_embedded_workers() -> int:
         threading.Thread(
             target=run_forever, args=(make,), name=f"ferry-worker-{index}", daemon=True
         ).start()
+    # Audit forwarding to syslog, when configured: one sending thread (see audit.forward).
+    audit_forwarder_start()
     # Recover attempts whose worker died with the last server process and queue the periodic
     # execution tick; in a thread, because this may run inside the server's event loop.
     threading.Thread(target=_at_start, name="ferry-reconcile-at-start", daemon=True).start()

@@ -129,21 +129,37 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def webhook_post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, str]:
-    """POST `body` to the checked address of `url` (no redirects followed); returns
-    (status, reason). Raises WebhookRefused, or OSError/HTTPException on network errors."""
+def outbound_request(
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: dict,
+    timeout: float,
+    *,
+    max_bytes: int = 65536,
+) -> tuple[int, str, bytes]:
+    """One HTTP request to the checked address of `url` (no redirects followed); returns
+    (status, reason, up to `max_bytes` of the body). Every outbound call Ferry makes to an
+    address it was given (webhooks, the change-management gate) goes through here. Raises
+    WebhookRefused, or OSError/HTTPException on network errors."""
     host, port, addresses = webhook_target_resolve(url)
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     connection = cls(host, port, addresses[0], timeout)
     try:
-        connection.request("POST", path, body=body, headers=headers)
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
-        response.read(65536)
-        return response.status, response.reason
+        return response.status, response.reason, response.read(max_bytes)
     finally:
         connection.close()
+
+
+def webhook_post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, str]:
+    """POST `body` to the checked address of `url` (no redirects followed); returns
+    (status, reason). Raises WebhookRefused, or OSError/HTTPException on network errors."""
+    status, reason, _ = outbound_request("POST", url, body, headers, timeout)
+    return status, reason
 
 
 def classify_network_error(exc: Exception) -> str:

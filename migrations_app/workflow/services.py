@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from dashboard.audit.record import Actor, audit_record
 from dashboard.permissions import can
+from migrations_app.changegate.services import change_gate_after, change_gate_check
 from migrations_app.content import plan_content_hash
 from migrations_app.errors import TransitionError
 from migrations_app.live.events import plan_changed
@@ -323,6 +324,12 @@ def plan_start(*, plan: MigrationPlan, actor, override_reason: str = "") -> Migr
     """
     _require_role(actor, "plan.run", "start", machine_allowed=True)
     override_reason = (override_reason or "").strip()
+    gate = None
+    current = MigrationPlan.objects.filter(pk=plan.pk).values_list("status", flat=True).first()
+    if current in (S.APPROVED, S.SCHEDULED):
+        # Outside the transaction: the change-management system's answer (and its audit
+        # event, allow or refuse) must not hold the plan's lock while it is awaited.
+        gate = change_gate_check(plan=plan, actor=actor)
     with transaction.atomic():
         locked = _locked(plan)
         # PAUSED → RUNNING is also legal in the table, but that is resume, not start.
@@ -366,9 +373,14 @@ def plan_start(*, plan: MigrationPlan, actor, override_reason: str = "") -> Migr
             action="plan.start",
             before=before,
             reason=override_reason if outside else "",
-            extra={"outside_window": outside, "content_hash": locked.content_hash},
+            extra={
+                "outside_window": outside,
+                "content_hash": locked.content_hash,
+                **({"change_record": gate.url} if gate else {}),
+            },
             update_fields=["status", "status_reason"],
         )
+        change_gate_after(locked, "started")
         signals.plan_started.send(
             sender=MigrationPlan,
             plan=locked,
@@ -411,6 +423,8 @@ def _simple_transition(
         signal.send(sender=MigrationPlan, plan=locked, actor=actor, reason=reason)
         if target == S.CANCELLED:
             notify_plan_event(locked, "cancelled", actor=actor, extra={"reason": reason})
+            if before["status"] in (S.RUNNING, S.PAUSED):
+                change_gate_after(locked, "cancelled")  # the ticket heard "started"
     return _sync(plan, locked)
 
 
@@ -494,6 +508,7 @@ def plan_finish(*, plan: MigrationPlan, actor, outcome: str, reason: str = "") -
         )
         event = "failed" if outcome == S.FAILED else "finished"
         notify_plan_event(locked, event, actor=actor, extra={"outcome": outcome})
+        change_gate_after(locked, "completed" if outcome == S.COMPLETED else "failed")
     return _sync(plan, locked)
 
 

@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.utils.crypto import get_random_string
 
+from dashboard.audit.forward import audit_forwarder_start
 from dashboard.runtime.housekeeping import housekeeping_ensure
 from dashboard.runtime.worker import prompt_worker, run_forever
 from migrations_app.execution.tasks import on_worker_start
@@ -17,6 +18,9 @@ class Command(BaseCommand):
     help = "Run one background worker for the configured task backend (database or RQ)."
 
     def handle(self, *args, **options):
+        # Audit forwarding to syslog, when configured: a thread beside the task loop; of
+        # all workers one sends at a time (see dashboard.audit.forward).
+        audit_forwarder_start()
         if settings.TASK_BACKEND != "immediate":
             # Before taking tasks: recover attempts whose worker died (their leases expired)
             # and make sure the periodic execution tick is queued (it dies with a killed worker).
