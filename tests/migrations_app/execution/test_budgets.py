@@ -38,9 +38,7 @@ def test_two_plans_sharing_a_destination_never_exceed_its_inbound_budget(approve
     # One pass starts what fits across both plans: two moves into c, the other two wait and
     # say why.
     assert active_into(c) == 2
-    waiting = PlanItem.objects.filter(plan__in=[plan1, plan2]).exclude(
-        attempts__status__in=ACTIVE
-    )
+    waiting = PlanItem.objects.filter(plan__in=[plan1, plan2]).exclude(attempts__status__in=ACTIVE)
     assert waiting.count() == 2
     for held in waiting:
         assert held.held_by == f"{c.name}'s inbound budget (2/2, all plans)"
