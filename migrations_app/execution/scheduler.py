@@ -7,13 +7,17 @@ once cannot both start the item that would break a limit or a budget.
 """
 
 import logging
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from dashboard.audit.record import Actor, audit_record
-from inventory.models import StoragePool, VirtualDisk
+from inventory.models import Host, StoragePool, VirtualDisk
 from migrations_app.budgets import Move, budgets_load, move_pools
+from migrations_app.checks.snapshot import snapshot_load
+from migrations_app.estimate import item_estimate
 from migrations_app.execution import errors, services
 from migrations_app.execution.drivers import driver_name_for
 from migrations_app.execution.tasks import execute_attempt_task
@@ -112,7 +116,12 @@ def start_what_fits() -> list[tuple[int, int]]:
     started: list[tuple[int, int]] = []
     for run in runs:
         policy = policies[run.plan_id]
+        timing = item_timing(run.plan, waiting[run.pk], now)
         for item in waiting[run.pk]:
+            not_yet = retry_wait(item, now) or timing.get(item.pk)
+            if not_yet:
+                _note_held(item, not_yet)
+                continue
             wanted = move(item, run.plan_id)
             hold = budgets.hold(wanted, policy)
             if hold is not None:
@@ -124,10 +133,74 @@ def start_what_fits() -> list[tuple[int, int]]:
             if driver is None:
                 continue
             _note_held(item, "")
-            attempt = services.attempt_create(run=run, item=item, driver=driver)
+            attempt = _attempt_for(run, item, driver)
             started.append((run.pk, attempt.pk))
             budgets.take(wanted)
     return started
+
+
+def _attempt_for(run: PlanRun, item: PlanItem, driver: str) -> ItemAttempt:
+    """The item's next attempt: a retry the worker scheduled (maybe to another host that
+    placement chose, execution.recovery), or its first move."""
+    retry = item.retry or {}
+    if not retry:
+        return services.attempt_create(run=run, item=item, driver=driver)
+    other = Host.objects.filter(pk=retry.get("destination")).first()
+    if other is not None:
+        try:
+            driver = driver_name_for(item.source_host, other)
+        except errors.ExecutionError:
+            other = None  # a retry never mixes drivers: back to the planned destination
+    PlanItem.objects.filter(pk=item.pk).update(retry={})
+    return services.attempt_create(
+        run=run,
+        item=item,
+        driver=driver,
+        kind=ItemAttempt.Kind.RETRY,
+        destination_host=other,
+        evidence={"retry": retry},
+    )
+
+
+def retry_wait(item: PlanItem, now) -> str:
+    """Why a retried item waits (its backoff has not ended), or ''."""
+    after = (item.retry or {}).get("after")
+    if not after or parse_datetime(after) <= now:
+        return ""
+    return (
+        f"Retry {item.retry.get('number')} of {item.retry.get('of')} after a transient "
+        f"failure starts at {after} (backoff)."
+    )
+
+
+def item_timing(plan: MigrationPlan, items: list, now) -> dict:
+    """{item id: why it does not start now} for a plan that switches over only inside its
+    window (policy.switchover_in_window): an item whose estimate ends after the window
+    closes does not start; before the window opens, an item starts only when its copy
+    would end (and its switchover fall) inside the window."""
+    policy = plan.get_policy()
+    if not items or not policy.switchover_in_window or not (plan.window_start or plan.window_end):
+        return {}
+    snapshot = snapshot_load(plan, item_ids=[i.pk for i in items])
+    out = {}
+    for info in snapshot.items:
+        if info.destination_id is None:
+            continue
+        estimate = item_estimate(snapshot, info)
+        switchover_s = max(0.0, estimate.duration_s - estimate.verify_s)
+        if plan.window_end and now + timedelta(seconds=estimate.duration_s) > plan.window_end:
+            out[info.id] = (
+                f"Not started: its estimate ({estimate.duration_s:.0f} s) ends after the "
+                f"switchover window closes at {plan.window_end.isoformat()}."
+            )
+        elif plan.window_start and now + timedelta(seconds=switchover_s) < plan.window_start:
+            starts = plan.window_start - timedelta(seconds=switchover_s)
+            out[info.id] = (
+                f"Waits for the switchover window: its copy (estimated {switchover_s:.0f} s) "
+                f"starts at {starts.isoformat()} so that it switches over after "
+                f"{plan.window_start.isoformat()}."
+            )
+    return out
 
 
 def _move(item: PlanItem, plan_id: int, disks: dict, reach: dict) -> Move:

@@ -85,6 +85,8 @@ class PlanItem(models.Model):
         FAILED = "failed", "failed"
         CANCELLED = "cancelled", "cancelled"
         NEEDS_ATTENTION = "needs_attention", "needs an operator"
+        # Validation after switchover failed and Ferry migrated the VM back to its source.
+        ROLLED_BACK = "rolled_back", "rolled back"
 
     plan = models.ForeignKey(MigrationPlan, related_name="items", on_delete=models.CASCADE)
     vm = models.ForeignKey(
@@ -115,6 +117,10 @@ class PlanItem(models.Model):
     position = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     status_reason = models.TextField(blank=True)
+    # A retry the worker scheduled after a transient failure: {"after": ISO time, "number":
+    # n, "destination": host id (another host placement chose) or None, "reason": text}.
+    # The scheduler starts it (within the budgets) once `after` has passed.
+    retry = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["position", "id"]
