@@ -51,6 +51,12 @@ class MigrationPlan(models.Model):
     transport_override_reason = models.TextField(blank=True)
     transport_override_by = models.CharField(max_length=150, blank=True)
     transport_override_at = models.DateTimeField(null=True, blank=True)
+    # "Re-run failed items": the plan whose failed items this one carries again. The
+    # origin's approvals count for this plan while its content stays within what they
+    # approved (content.plan_content_within); any edit needs approvals of its own.
+    rerun_of = models.ForeignKey(
+        "self", related_name="reruns", null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
