@@ -22,6 +22,8 @@ def plan_content(plan: MigrationPlan) -> dict:
             "storage_map": item.storage_map,
             "network_map": item.network_map,
             "policy_overrides": item.policy_overrides,
+            # Only when set: plans hashed before waves existed keep their hash.
+            **({"wave": item.wave} if item.wave else {}),
         }
         for item in plan.items.select_related("vm").order_by("vm__uuid")
     ]

@@ -21,6 +21,8 @@ PLACEMENT_STRATEGIES = ("spread", "pack")
 # What a failed validation after switchover does: migrate the VM back to its source at
 # once (a rollback attempt), or keep it on the destination for an operator to decide.
 VALIDATION_FAILURE_ACTIONS = ("migrate_back", "keep")
+# What a wave's failure does to the waves after it: they do not start (halt), or they go on.
+WAVE_FAILURE_ACTIONS = ("halt", "continue")
 VALIDATION_KEYS = ("guest_agent", "tcp", "http", "timeout_s", "retries", "delay_s", "on_failure")
 VALIDATION_DEFAULTS = {"timeout_s": 5, "retries": 2, "delay_s": 2, "on_failure": "migrate_back"}
 
@@ -76,6 +78,7 @@ class Policy:
     # Switch over only inside the window: an item starts only when its estimate ends inside
     # the window (it may start before the window opens so that its copy runs outside it).
     switchover_in_window: bool = False
+    wave_failure: str = "halt"
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -284,6 +287,11 @@ class Policy:
         for name in ("retry_other_host", "switchover_in_window"):
             need(isinstance(getattr(self, name), bool), name, "must be true or false")
         need(
+            self.wave_failure in WAVE_FAILURE_ACTIONS,
+            "wave_failure",
+            f"'{self.wave_failure}' is not one of {', '.join(WAVE_FAILURE_ACTIONS)}",
+        )
+        need(
             not self.preempt or self.priority == "urgent",
             "preempt",
             "only an urgent plan may preempt routine moves",
@@ -433,4 +441,5 @@ LATER_DEFAULTS = {
     "retry_backoff_s": 30,
     "retry_other_host": False,
     "switchover_in_window": False,
+    "wave_failure": "halt",
 }

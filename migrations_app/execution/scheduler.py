@@ -117,8 +117,11 @@ def start_what_fits() -> list[tuple[int, int]]:
     for run in runs:
         policy = policies[run.plan_id]
         timing = item_timing(run.plan, waiting[run.pk], now)
+        waves = wave_gate(run, policy, waiting[run.pk])
         for item in waiting[run.pk]:
-            not_yet = retry_wait(item, now) or timing.get(item.pk)
+            if waves.get(item.pk) == HALTED:
+                continue
+            not_yet = waves.get(item.pk) or retry_wait(item, now) or timing.get(item.pk)
             if not_yet:
                 _note_held(item, not_yet)
                 continue
@@ -159,6 +162,55 @@ def _attempt_for(run: PlanRun, item: PlanItem, driver: str) -> ItemAttempt:
         kind=ItemAttempt.Kind.RETRY,
         destination_host=other,
         evidence={"retry": retry},
+    )
+
+
+HALTED = "halted"
+# Item outcomes that end a wave without success.
+UNSUCCESSFUL = (I.FAILED, I.CANCELLED, I.NEEDS_ATTENTION, I.ROLLED_BACK)
+
+
+def wave_gate(run: PlanRun, policy, items: list) -> dict:
+    """{item id: why it waits, or HALTED} for waiting items of a later wave: they start only
+    when every item of the earlier waves ended, and (wave_failure "halt") completed; when
+    one of those did not, they are cancelled with the reason (an operator may retry them)."""
+    if not any(item.wave for item in items):
+        return {}
+    statuses = list(PlanItem.objects.filter(plan=run.plan).values_list("wave", "status"))
+    out: dict = {}
+    for item in items:
+        earlier = [status for wave, status in statuses if wave < item.wave]
+        failed = [status for status in earlier if status in UNSUCCESSFUL]
+        if failed and policy.wave_failure == "halt":
+            _halt(
+                run,
+                item,
+                f"Halted: {len(failed)} item(s) of the waves before wave {item.wave} did not complete.",
+            )
+            out[item.pk] = HALTED
+        elif any(status not in (I.COMPLETED, *UNSUCCESSFUL) for status in earlier):
+            out[item.pk] = f"Wave {item.wave} waits for the waves before it to finish."
+    return out
+
+
+def _halt(run: PlanRun, item: PlanItem, reason: str) -> None:
+    """A dependent item does not start (wave_failure "halt"): cancelled, audited, shown."""
+    PlanItem.objects.filter(pk=item.pk, status=I.QUEUED).update(
+        status=I.CANCELLED, status_reason=reason, held_by=""
+    )
+    audit_record(
+        actor=SCHEDULER,
+        action="item.halted",
+        obj=item,
+        before={"status": I.QUEUED},
+        after={"status": I.CANCELLED, "wave": item.wave},
+        reason=reason,
+    )
+    run_event(
+        run=run,
+        kind="item.finished",
+        item=item,
+        payload={"attempt": None, "status": I.CANCELLED, "error_message": reason},
     )
 
 

@@ -127,6 +127,10 @@ class PlanItem(models.Model):
     # n, "destination": host id (another host placement chose) or None, "reason": text}.
     # The scheduler starts it (within the budgets) once `after` has passed.
     retry = models.JSONField(default=dict, blank=True)
+    # Waves with dependencies: an item of wave N starts only when every item of the waves
+    # before it completed (policy.wave_failure says what a failure does to later waves).
+    # 0 = the first wave, like a plan without waves.
+    wave = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["position", "id"]

@@ -76,6 +76,7 @@ def plan_rerun_failed(*, plan: MigrationPlan, actor) -> MigrationPlan:
                 policy_overrides=item.policy_overrides,
                 placement_note=item.placement_note,
                 position=item.position,
+                wave=item.wave,
             )
             for item in failed
         )
