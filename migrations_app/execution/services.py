@@ -225,10 +225,10 @@ def item_retry(*, item: PlanItem, actor) -> PlanItem:
     with transaction.atomic():
         run = current_run(item.plan)
         locked = PlanItem.objects.select_for_update().get(pk=item.pk)
-        if locked.status not in (I.FAILED, I.CANCELLED, I.NEEDS_ATTENTION):
+        if locked.status not in (I.FAILED, I.CANCELLED, I.NEEDS_ATTENTION, I.ROLLED_BACK):
             raise ExecutionStateError(
-                f"Item {locked.vm.name} is {locked.status}: only failed, cancelled or "
-                "needs-attention items can be retried."
+                f"Item {locked.vm.name} is {locked.status}: only failed, cancelled, "
+                "rolled-back or needs-attention items can be retried."
             )
         if run is None or run.status not in (R.RUNNING, R.PAUSED):
             raise ExecutionStateError("The plan's run has ended: start a new plan for this VM.")
