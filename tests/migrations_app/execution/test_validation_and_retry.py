@@ -12,6 +12,9 @@ from dashboard.audit.models import AuditEvent
 from migrations_app.execution import errors
 from migrations_app.execution.drivers.rehearsal import RehearsalSession
 from migrations_app.models import ItemAttempt, PlanItem, RunEvent
+from migrations_app.reports.change_record import change_record_build
+from migrations_app.reports.outcomes import outcome_q
+from migrations_app.reports.summary import vm_rows
 from tests.migrations_app.execution.conftest import drain, host
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,8 +97,13 @@ def test_it_migrates_back_when_a_tcp_port_is_closed_after_switchover(
     actions = list(AuditEvent.objects.values_list("action", flat=True))
     assert "attempt.validation_failed" in actions and "item.rollback_started" in actions
     assert RunEvent.objects.filter(run=run, kind="item.validation").exists()
-    # A rolled-back item did not complete: the run waits for an operator.
+    # A rolled-back item did not complete: the run waits for an operator, and the change
+    # record and history say "rolled back", not "completed".
     assert run.status == "paused"
+    rows = vm_rows(change_record_build(plan))
+    assert [r.outcome for r in rows] == ["rolled_back"]
+    assert ItemAttempt.objects.filter(outcome_q("rolled_back")).get() == back
+    assert ItemAttempt.objects.filter(outcome_q("completed")).get() == first
 
 
 def test_it_completes_when_every_check_answers(
