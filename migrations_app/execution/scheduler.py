@@ -105,14 +105,18 @@ def start_what_fits() -> list[tuple[int, int]]:
             waiting[by_plan[item.plan_id].pk].append(item)
     items = [a.item for a in active] + [i for rows in waiting.values() for i in rows]
     disks = _disk_pools({i.vm_id for i in items})
-    reach = _pools_reached({i.destination_host_id for i in items if i.destination_host_id})
+    reach = _pools_reached(
+        {i.destination_host_id for i in items if i.destination_host_id}
+        | {a.destination_host_id for a in active}
+        | {(i.retry or {}).get("destination") for i in items} - {None}
+    )
     budgets = budgets_load()
 
-    def move(item, plan_id):
-        return _move(item, plan_id, disks, reach)
+    def move(item, plan_id, hosts=None):
+        return _move(item, plan_id, disks, reach, hosts)
 
     for attempt in active:
-        budgets.take(move(attempt.item, attempt.run.plan_id))
+        budgets.take(move(attempt.item, attempt.run.plan_id, _hosts_of(attempt)))
     started: list[tuple[int, int]] = []
     for run in runs:
         policy = policies[run.plan_id]
@@ -125,7 +129,7 @@ def start_what_fits() -> list[tuple[int, int]]:
             if not_yet:
                 _note_held(item, not_yet)
                 continue
-            wanted = move(item, run.plan_id)
+            wanted = move(item, run.plan_id, _retry_hosts(item))
             hold = budgets.hold(wanted, policy)
             if hold is not None:
                 _note_held(item, hold.text)
@@ -255,12 +259,26 @@ def item_timing(plan: MigrationPlan, items: list, now) -> dict:
     return out
 
 
-def _move(item: PlanItem, plan_id: int, disks: dict, reach: dict) -> Move:
+def _hosts_of(attempt: ItemAttempt) -> tuple[int, int]:
+    """The hosts an attempt really uses (a migrate-back or a retry elsewhere differs from
+    its item's planned move): budgets count those."""
+    return attempt.source_host_id, attempt.destination_host_id
+
+
+def _retry_hosts(item: PlanItem) -> tuple[int, int] | None:
+    other = (item.retry or {}).get("destination")
+    return (item.source_host_id, other) if other else None
+
+
+def _move(item: PlanItem, plan_id: int, disks: dict, reach: dict, hosts=None) -> Move:
     storage_only = item.mode == PlanItem.Mode.STORAGE_ONLY
-    destination = item.destination_host_id or item.source_host_id
+    source, destination = hosts or (
+        item.source_host_id,
+        item.destination_host_id or item.source_host_id,
+    )
     return Move(
         plan=plan_id,
-        source=item.source_host_id,
+        source=source,
         destination=None if storage_only else destination,
         pools=move_pools(
             item.mode, item.storage_map, disks.get(item.vm_id, []), reach.get(destination, set())
@@ -299,7 +317,7 @@ def _preempt_for(run, item, hold, active, policies, move) -> None:
     its item waits for a slot again."""
     for attempt in active:
         if attempt.preempted_by_id == run.plan_id and attempt.status == A.RUNNING:
-            if hold.covers(move(attempt.item, attempt.run.plan_id)):
+            if hold.covers(move(attempt.item, attempt.run.plan_id, _hosts_of(attempt))):
                 return  # a preemption for this budget is under way
     for attempt in active:
         if (
@@ -309,7 +327,7 @@ def _preempt_for(run, item, hold, active, policies, move) -> None:
             or attempt.postcopy_at is not None
             or attempt.ferry_paused_source_at is not None
             or attempt.cancel_requested
-            or not hold.covers(move(attempt.item, attempt.run.plan_id))
+            or not hold.covers(move(attempt.item, attempt.run.plan_id, _hosts_of(attempt)))
         ):
             continue
         ItemAttempt.objects.filter(pk=attempt.pk, status=A.RUNNING).update(
