@@ -233,3 +233,14 @@ def test_it_does_not_retry_a_failure_that_is_not_transient(approved_plan, start,
 
     assert ItemAttempt.objects.filter(run=run).count() == 1
     assert PlanItem.objects.get(plan=plan).status == "failed"
+
+
+def test_a_bad_validation_spec_is_a_400_that_names_it(api_as):
+    planner = api_as("planner", username="pia")
+    answer = planner.post(
+        "/api/v1/plans/",
+        {"name": "p", "policy": {"validation": {"tcp": [{"host": "db", "port": 0}]}}},
+        format="json",
+    )
+    assert answer.status_code == 400
+    assert "tcp target 1" in answer.content.decode()
