@@ -20,8 +20,8 @@ def waved_plan(approved_plan, people):
     """Two items, the second in wave 1 (set before approval, like a planner would)."""
 
     def make(policy=None):
-        a, b = host(), host()
-        plan = approved_plan([(a, b), (a, b)], policy=policy)
+        a, b, c, d = host(), host(), host(), host()
+        plan = approved_plan([(a, b), (c, d)], policy=policy)
         first, second = plan.items.order_by("position")
         MigrationPlan.objects.filter(pk=plan.pk).update(status="draft", content_hash="")
         PlanItem.objects.filter(pk=second.pk).update(wave=1)
@@ -81,3 +81,15 @@ def test_a_plan_without_waves_keeps_its_content_hash(approved_plan):
     plan = approved_plan([(a, b)])
     assert all("wave" not in item for item in plan_content(plan)["items"])
     assert "wave_failure" not in plan_content(plan)["policy"]
+
+
+def test_the_estimate_timeline_starts_a_wave_after_the_earlier_ones_end(waved_plan):
+    from migrations_app.checks.snapshot import snapshot_load
+    from migrations_app.estimate import plan_estimate
+
+    plan, first, second = waved_plan(
+        policy={"max_concurrent": 4, "max_outbound_per_host": 4, "max_inbound_per_host": 4}
+    )
+    estimate = plan_estimate(snapshot_load(plan))
+    by_item = {e.item_id: e for e in estimate.items}
+    assert by_item[second.pk].start_s >= by_item[first.pk].end_s > 0
