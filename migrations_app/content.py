@@ -22,6 +22,8 @@ def plan_content(plan: MigrationPlan) -> dict:
             "storage_map": item.storage_map,
             "network_map": item.network_map,
             "policy_overrides": item.policy_overrides,
+            # Only when set: plans hashed before waves existed keep their hash.
+            **({"wave": item.wave} if item.wave else {}),
         }
         for item in plan.items.select_related("vm").order_by("vm__uuid")
     ]
@@ -42,3 +44,23 @@ def plan_content_hash(plan: MigrationPlan) -> str:
     """SHA-256 over the canonical JSON of the plan's content."""
     encoded = json.dumps(plan_content(plan), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+# What approvers approved besides the items: a re-run must keep all of it to reuse their
+# approval (its name and description say it is a re-run, and are not part of the check).
+_KEPT = ("change_ticket", "transport_override", "policy", "window_start", "window_end")
+
+
+def plan_content_within(plan: MigrationPlan, origin: MigrationPlan) -> tuple[bool, str]:
+    """Whether `plan`'s content is part of what was approved for `origin`: the same policy,
+    window, change ticket and transport decision, and every item exactly as it was there.
+    Returns (True, "") or (False, what differs)."""
+    mine, theirs = plan_content(plan), plan_content(origin)
+    for key in _KEPT:
+        if mine[key] != theirs[key]:
+            return False, f"its {key.replace('_', ' ')} differs from plan {origin.pk}'s"
+    approved = {item["vm"]: item for item in theirs["items"]}
+    for item in mine["items"]:
+        if approved.get(item["vm"]) != item:
+            return False, f"an item differs from what plan {origin.pk} approved"
+    return True, ""

@@ -11,6 +11,7 @@ switch to post-copy, or give up. Every estimate carries the inputs it used, labe
 
 import heapq
 import math
+from collections import Counter
 from dataclasses import dataclass, field, fields
 
 from migrations_app.budgets import Budgets, HostLimits, Move, PoolLimits, move_pools
@@ -399,18 +400,24 @@ def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | No
 
     List scheduling in plan order: whenever a migration finishes, start every waiting
     item (in order) that the plan's limits and the hosts', links' and pools' budgets allow
-    (the same Budgets object the scheduler asks, as if this plan ran alone).
+    (the same Budgets object the scheduler asks, as if this plan ran alone). An item of a
+    later wave waits until every item of the earlier waves has ended, as in a run.
     """
     budgets = budgets or Budgets()
     moves = [_move_of(item, budgets) for item in items]
     running: list = []  # heap of (end, index)
     started = [False] * len(items)
+    waves = [getattr(item, "wave", 0) for item in items]
+    left = Counter(waves)  # items not yet ended, per wave
     first = 0
     now = 0.0
     makespan = 0.0
     while first < len(items):
+        open_wave = min((wave for wave, count in left.items() if count), default=0)
         for index in range(first, len(items)):
-            if started[index] or budgets.hold(moves[index], policy) is not None:
+            if started[index] or waves[index] > open_wave:
+                continue
+            if budgets.hold(moves[index], policy) is not None:
                 continue
             started[index] = True
             budgets.take(moves[index])
@@ -429,6 +436,7 @@ def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | No
             done.append(heapq.heappop(running)[1])
         for index in done:
             budgets.release(moves[index])
+            left[waves[index]] -= 1
     return makespan
 
 

@@ -18,6 +18,13 @@ TIMEOUT_ACTIONS = ("abort", "postcopy", "force_complete")
 SCHEDULE_ACTIONS = ("max_downtime", "postcopy", "force_complete", "abort")
 PRIORITIES = ("routine", "urgent")
 PLACEMENT_STRATEGIES = ("spread", "pack")
+# What a failed validation after switchover does: migrate the VM back to its source at
+# once (a rollback attempt), or keep it on the destination for an operator to decide.
+VALIDATION_FAILURE_ACTIONS = ("migrate_back", "keep")
+# What a wave's failure does to the waves after it: they do not start (halt), or they go on.
+WAVE_FAILURE_ACTIONS = ("halt", "continue")
+VALIDATION_KEYS = ("guest_agent", "tcp", "http", "timeout_s", "retries", "delay_s", "on_failure")
+VALIDATION_DEFAULTS = {"timeout_s": 5, "retries": 2, "delay_s": 2, "on_failure": "migrate_back"}
 
 
 class PolicyError(ValueError):
@@ -58,6 +65,20 @@ class Policy:
     cpu_allocation_ratio: float = 4.0
     assumed_dirty_rate_mib_s: float = 20.0
     assumed_bandwidth_mib_s: float = 110.0
+    # After switchover (docs/validation-and-retry.md): {"guest_agent": bool, "tcp":
+    # [{"host", "port"}], "http": [url], "timeout_s", "retries", "delay_s", "on_failure":
+    # "migrate_back" | "keep"}. Empty: no validation. An item's override replaces it whole.
+    validation: dict = field(default_factory=dict)
+    # Transient failures (connection lost, timeouts) start again up to retry_max times,
+    # after retry_backoff_s, doubling each time; retry_other_host picks another destination
+    # through placement (the failed one excluded).
+    retry_max: int = 0
+    retry_backoff_s: int = 30
+    retry_other_host: bool = False
+    # Switch over only inside the window: an item starts only when its estimate ends inside
+    # the window (it may start before the window opens so that its copy runs outside it).
+    switchover_in_window: bool = False
+    wave_failure: str = "halt"
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -128,6 +149,17 @@ class Policy:
         )
 
     @property
+    def validation_spec(self) -> dict:
+        """The validation in force with its defaults filled in ({} when none is asked)."""
+        if not self.validation:
+            return {}
+        return {**VALIDATION_DEFAULTS, **self.validation}
+
+    def retry_delay_s(self, retry_number: int) -> int:
+        """The backoff before retry `retry_number` (1, 2, …): doubling, at most one hour."""
+        return min(3600, self.retry_backoff_s * 2 ** max(0, retry_number - 1))
+
+    @property
     def auto_converge(self) -> bool:
         return self.on_no_convergence == "auto_converge"
 
@@ -169,6 +201,7 @@ class Policy:
         data.pop("extra", None)
         data["downtime_steps_ms"] = list(self.downtime_steps_ms)
         data["convergence_schedule"] = [dict(step) for step in self.convergence_schedule]
+        data["validation"] = dict(self.validation)
         return data
 
     def _validated(self) -> "Policy":
@@ -240,6 +273,24 @@ class Policy:
             f"'{self.priority}' is not one of {', '.join(PRIORITIES)}",
         )
         need(isinstance(self.preempt, bool), "preempt", "must be true or false")
+        object.__setattr__(self, "validation", _validation_checked(self.validation, need))
+        need(
+            is_int(self.retry_max) and 0 <= self.retry_max <= 10,
+            "retry_max",
+            "must be 0 (no retry) to 10",
+        )
+        need(
+            is_int(self.retry_backoff_s) and 1 <= self.retry_backoff_s <= 3600,
+            "retry_backoff_s",
+            "must be 1–3600 seconds",
+        )
+        for name in ("retry_other_host", "switchover_in_window"):
+            need(isinstance(getattr(self, name), bool), name, "must be true or false")
+        need(
+            self.wave_failure in WAVE_FAILURE_ACTIONS,
+            "wave_failure",
+            f"'{self.wave_failure}' is not one of {', '.join(WAVE_FAILURE_ACTIONS)}",
+        )
         need(
             not self.preempt or self.priority == "urgent",
             "preempt",
@@ -317,6 +368,65 @@ def _schedule_checked(steps, need) -> tuple:
     return tuple(out)
 
 
+def _validation_checked(spec, need) -> dict:
+    """The validation spec as a plain dict, or a PolicyError naming the key."""
+    need(isinstance(spec, dict), "validation", "must be an object (empty: no validation)")
+    unknown = set(spec) - set(VALIDATION_KEYS)
+    need(
+        not unknown,
+        "validation",
+        f"unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(VALIDATION_KEYS)}",
+    )
+    out = dict(spec)
+    need(
+        isinstance(out.get("guest_agent", False), bool),
+        "validation",
+        "guest_agent must be true or false",
+    )
+    tcp = out.get("tcp", [])
+    need(isinstance(tcp, list) and len(tcp) <= 10, "validation", "tcp must be a list (up to 10)")
+    for number, target in enumerate(tcp, start=1):
+        port = target.get("port") if isinstance(target, dict) else None
+        need(
+            isinstance(target, dict)
+            and set(target) == {"host", "port"}
+            and isinstance(target["host"], str)
+            and 0 < len(target["host"]) <= 253
+            and isinstance(port, int)
+            and not isinstance(port, bool)
+            and 1 <= port <= 65535,
+            "validation",
+            f"tcp target {number} needs exactly a host name or address and a port 1–65535",
+        )
+    http = out.get("http", [])
+    if isinstance(http, str):
+        http = out["http"] = [http]
+    need(
+        isinstance(http, list)
+        and len(http) <= 10
+        and all(
+            isinstance(u, str) and u.startswith(("http://", "https://")) and len(u) <= 500
+            for u in http
+        ),
+        "validation",
+        "http must be a list of http:// or https:// URLs (up to 10)",
+    )
+    for name, low, high in (("timeout_s", 1, 60), ("retries", 0, 10), ("delay_s", 0, 60)):
+        value = out.get(name, VALIDATION_DEFAULTS[name])
+        need(
+            isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+            "validation",
+            f"{name} must be a whole number {low}–{high}",
+        )
+    action = out.get("on_failure", VALIDATION_DEFAULTS["on_failure"])
+    need(
+        action in VALIDATION_FAILURE_ACTIONS,
+        "validation",
+        f"on_failure '{action}' is not one of {', '.join(VALIDATION_FAILURE_ACTIONS)}",
+    )
+    return out
+
+
 # Fields added after plans' content was first hashed, with their defaults (Policy.content).
 LATER_DEFAULTS = {
     "completion_timeout_floor_s": 120,
@@ -326,4 +436,10 @@ LATER_DEFAULTS = {
     "convergence_schedule": [],
     "priority": "routine",
     "preempt": False,
+    "validation": {},
+    "retry_max": 0,
+    "retry_backoff_s": 30,
+    "retry_other_host": False,
+    "switchover_in_window": False,
+    "wave_failure": "halt",
 }

@@ -44,6 +44,7 @@ root_urlpatterns = [
         name="change-record-pdf",
     ),
     path("plans/<int:pk>/share-links/", workflow.sharelink_create_page, name="sharelink-create"),
+    path("plans/<int:pk>/rerun-failed/", workflow.plan_rerun_failed_page, name="plan-rerun-failed"),
     path(
         "plans/<int:pk>/workflow/<str:action>/",
         workflow.plan_workflow_page,

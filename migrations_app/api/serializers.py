@@ -79,8 +79,10 @@ class ItemSerializer(serializers.ModelSerializer):
             "network_map",
             "policy_overrides",
             "placement_note",
+            "wave",
             "status",
             "status_reason",
+            "held_by",
         ]
         read_only_fields = fields
 
@@ -99,6 +101,12 @@ class ItemUpdateSerializer(serializers.Serializer):
     storage_map = serializers.JSONField(required=False)
     network_map = serializers.JSONField(required=False)
     policy_overrides = serializers.JSONField(required=False)
+    wave = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        help_text="starts only when every item of the earlier waves completed",
+    )
 
 
 class EvacuateSerializer(serializers.Serializer):

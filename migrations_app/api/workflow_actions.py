@@ -18,6 +18,7 @@ from dashboard.permissions import can
 from migrations_app.reports.change_record import change_record_build, change_record_json
 from migrations_app.reports.change_record_pdf import change_record_pdf
 from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
+from migrations_app.services.rerun import plan_rerun_failed
 from migrations_app.services.transport_override import plan_transport_override_set
 from migrations_app.sharing.api import ShareLinkCreateSerializer, ShareLinkSerializer
 from migrations_app.sharing.services import share_link_create, share_link_url
@@ -153,6 +154,23 @@ class PlanWorkflowActionsMixin:
         plan_transport_override_set(plan=plan, actor=request.user, reason=data["reason"])
         done = "allowed" if data["reason"].strip() else "no longer allowed"
         return self._workflow_answer(plan, f"Unencrypted moves {done} for plan '{plan.name}'.")
+
+    @extend_schema(request=None, responses={201: WorkflowStateSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="rerun-failed",
+        permission_classes=_permission("plan.run"),
+    )
+    def rerun_failed(self, request, pk=None):
+        """A new plan with only the failed and rolled-back items of this finished plan; it
+        carries this plan's approval while its content stays within what was approved."""
+        rerun = plan_rerun_failed(plan=self.get_object(), actor=request.user)
+        return self._workflow_answer(
+            rerun,
+            f"Plan '{rerun.name}' carries the failed items of plan {pk}; it is {rerun.status}.",
+            code=status.HTTP_201_CREATED,
+        )
 
     # Operators cancel anything unfinished, planners only what has not started: the service
     # decides on the locked row, so the matrix check here is only "may see plans".

@@ -152,6 +152,7 @@ class ItemInfo:
     network_map: dict  # source network name -> destination network name
     policy: Policy
     status: str
+    wave: int = 0  # waves with dependencies (PlanItem.wave): the timeline honours them
 
     @property
     def storage_only(self) -> bool:
@@ -460,6 +461,7 @@ def snapshot_load(plan: MigrationPlan, *, item_ids=None) -> Snapshot:
         "network_map",
         "policy_overrides",
         "status",
+        "wave",
     )
     # Plain values, not model instances: at 10,000 items building models costs more than
     # every check together.
@@ -499,6 +501,7 @@ def snapshot_load(plan: MigrationPlan, *, item_ids=None) -> Snapshot:
                 network_map=dict(row["network_map"] or {}),
                 policy=policy,
                 status=row["status"],
+                wave=row["wave"],
             )
         )
     attach_devices(vms, disks_qs, nics_qs)

@@ -34,12 +34,19 @@ logger = logging.getLogger("ferry.execution.preflight")
 PATH_POOL_TYPES = ("dir", "fs")
 
 
-def item_preflight_findings(*, item, dest_conn=None, cpu_xml: str = "") -> list[Finding]:
-    """All checks for one PlanItem on current inventory data (+ live CPU comparison)."""
+def item_preflight_findings(
+    *, item, dest_conn=None, cpu_xml: str = "", hosts: tuple[int, int] | None = None
+) -> list[Finding]:
+    """All checks for one PlanItem on current inventory data (+ live CPU comparison).
+
+    `hosts` (source id, destination id): the attempt's own move when it is not the item's
+    (a migrate-back after failed validation, a retry to another host)."""
     snapshot = snapshot_load(item.plan, item_ids=[item.pk])
     if not snapshot.items:
         return []
     info = snapshot.items[0]
+    if hosts is not None:
+        info.source_id, info.destination_id = hosts
     dest = snapshot.hosts.get(info.destination_id)
     estimate = item_estimate(snapshot, info)
     ctx = CheckContext(snapshot=snapshot, ledger=Ledger(), estimates={info.id: estimate})
@@ -249,7 +256,11 @@ def _with_plan_checks(attempt, session, findings: list[dict], refreshed: dict) -
     # as if it were KVM would be refused for host features it never uses).
     plan_findings = [
         f.as_dict()
-        for f in item_preflight_findings(item=attempt.item, dest_conn=None)
+        for f in item_preflight_findings(
+            item=attempt.item,
+            dest_conn=None,
+            hosts=(attempt.source_host_id, attempt.destination_host_id),
+        )
         if f.check_id != "cpu.compat"
     ]
     own = [f for f in findings if f["check_id"] != "live.cpu_compatible"]

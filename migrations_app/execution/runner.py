@@ -18,13 +18,14 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from inventory.sync import host_sync
-from migrations_app.execution import claims, errors, faults, safety, services
+from migrations_app.execution import claims, errors, faults, recovery, safety, services
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Known, ReadError, Session
 from migrations_app.execution.drivers.rehearsal import speed as rehearsal_speed
 from migrations_app.execution.guard import Guard, LeaseLost
 from migrations_app.execution.monitor import TransferMonitor, phase_enter
 from migrations_app.execution.preflight import preflight_run
+from migrations_app.execution.validation import validation_run
 from migrations_app.models import ItemAttempt
 
 logger = logging.getLogger("ferry.execution.runner")
@@ -95,16 +96,23 @@ def _drive(attempt: ItemAttempt, guard: Guard, reattach: bool) -> str:
         )
         phase_enter(attempt, guard, P.VERIFY)
         _verify(attempt, guard, session, policy)
+        validation = _validate(attempt, guard, session, policy)
         phase_enter(attempt, guard, P.CLEANUP)
         cleaned = session.cleanup(policy.remove_source_disks)
-        services.attempt_finish(
-            attempt=attempt,
-            worker=worker,
-            status=A.COMPLETED,
-            stats=stats,
-            evidence={"cleanup": cleaned, "reattached": reattach},
-            disk_pools=session.new_disk_pools(),
-        )
+        # The attempt's end and what a failed validation starts commit together (recovery).
+        with transaction.atomic():
+            finished = services.attempt_finish(
+                attempt=attempt,
+                worker=worker,
+                status=A.COMPLETED,
+                stats=stats,
+                evidence={"cleanup": cleaned, "reattached": reattach},
+                disk_pools=session.new_disk_pools(),
+            )
+            if finished and validation is not None and not validation["ok"]:
+                return "completed; " + recovery.after_failed_validation(
+                    attempt=attempt, result=validation
+                )
         return "completed"
     except LeaseLost:
         logger.warning("attempt %s: lease lost, leaving it to its new owner", attempt.pk)
@@ -341,6 +349,17 @@ def _verify(attempt, guard, session, policy) -> None:
     )
 
 
+def _validate(attempt, guard, session, policy) -> dict | None:
+    """Validation after switchover (policy.validation), recorded on the attempt and in the
+    audit trail; None when none is asked (and never for a migrate-back)."""
+    spec = policy.validation_spec
+    if not spec or attempt.kind == ItemAttempt.Kind.ROLLBACK:
+        return None
+    result = validation_run(spec, session, guard.beat)
+    recovery.attempt_validated(attempt=attempt, worker=guard.worker, result=result)
+    return result
+
+
 # --------------------------------------------------------------------------- failure
 
 
@@ -394,9 +413,13 @@ def _fail(attempt, guard, session, exc: errors.ExecutionError) -> str:
     else:
         status = A.FAILED
     evidence = {"failure": {"location": where, "safety": made_safe, "known": known.__dict__}}
-    finished = services.attempt_finish(
-        attempt=attempt, worker=guard.worker, status=status, error=exc, evidence=evidence
-    )
+    # The attempt's end and a retry it calls for commit together (recovery).
+    with transaction.atomic():
+        finished = services.attempt_finish(
+            attempt=attempt, worker=guard.worker, status=status, error=exc, evidence=evidence
+        )
+        if finished and status == A.FAILED:
+            recovery.retry_after_failure(attempt=attempt, error=exc)
     if finished and known.call != safety.CALL_NOT_MADE and attempt.driver == A_LIBVIRT:
         _resync_inventory(attempt)
     return status

@@ -7,13 +7,17 @@ once cannot both start the item that would break a limit or a budget.
 """
 
 import logging
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from dashboard.audit.record import Actor, audit_record
-from inventory.models import StoragePool, VirtualDisk
+from inventory.models import Host, StoragePool, VirtualDisk
 from migrations_app.budgets import Move, budgets_load, move_pools
+from migrations_app.checks.snapshot import snapshot_load
+from migrations_app.estimate import item_estimate
 from migrations_app.execution import errors, services
 from migrations_app.execution.drivers import driver_name_for
 from migrations_app.execution.tasks import execute_attempt_task
@@ -101,19 +105,31 @@ def start_what_fits() -> list[tuple[int, int]]:
             waiting[by_plan[item.plan_id].pk].append(item)
     items = [a.item for a in active] + [i for rows in waiting.values() for i in rows]
     disks = _disk_pools({i.vm_id for i in items})
-    reach = _pools_reached({i.destination_host_id for i in items if i.destination_host_id})
+    reach = _pools_reached(
+        {i.destination_host_id for i in items if i.destination_host_id}
+        | {a.destination_host_id for a in active}
+        | {(i.retry or {}).get("destination") for i in items} - {None}
+    )
     budgets = budgets_load()
 
-    def move(item, plan_id):
-        return _move(item, plan_id, disks, reach)
+    def move(item, plan_id, hosts=None):
+        return _move(item, plan_id, disks, reach, hosts)
 
     for attempt in active:
-        budgets.take(move(attempt.item, attempt.run.plan_id))
+        budgets.take(move(attempt.item, attempt.run.plan_id, _hosts_of(attempt)))
     started: list[tuple[int, int]] = []
     for run in runs:
         policy = policies[run.plan_id]
+        timing = item_timing(run.plan, waiting[run.pk], now)
+        waves = wave_gate(run, policy, waiting[run.pk])
         for item in waiting[run.pk]:
-            wanted = move(item, run.plan_id)
+            if waves.get(item.pk) == HALTED:
+                continue
+            not_yet = waves.get(item.pk) or retry_wait(item, now) or timing.get(item.pk)
+            if not_yet:
+                _note_held(item, not_yet)
+                continue
+            wanted = move(item, run.plan_id, _retry_hosts(item))
             hold = budgets.hold(wanted, policy)
             if hold is not None:
                 _note_held(item, hold.text, run)
@@ -124,18 +140,145 @@ def start_what_fits() -> list[tuple[int, int]]:
             if driver is None:
                 continue
             _note_held(item, "")
-            attempt = services.attempt_create(run=run, item=item, driver=driver)
+            attempt = _attempt_for(run, item, driver)
             started.append((run.pk, attempt.pk))
             budgets.take(wanted)
     return started
 
 
-def _move(item: PlanItem, plan_id: int, disks: dict, reach: dict) -> Move:
+def _attempt_for(run: PlanRun, item: PlanItem, driver: str) -> ItemAttempt:
+    """The item's next attempt: a retry the worker scheduled (maybe to another host that
+    placement chose, execution.recovery), or its first move."""
+    retry = item.retry or {}
+    if not retry:
+        return services.attempt_create(run=run, item=item, driver=driver)
+    other = Host.objects.filter(pk=retry.get("destination")).first()
+    if other is not None:
+        try:
+            driver = driver_name_for(item.source_host, other)
+        except errors.ExecutionError:
+            other = None  # a retry never mixes drivers: back to the planned destination
+    PlanItem.objects.filter(pk=item.pk).update(retry={})
+    return services.attempt_create(
+        run=run,
+        item=item,
+        driver=driver,
+        kind=ItemAttempt.Kind.RETRY,
+        destination_host=other,
+        evidence={"retry": retry},
+    )
+
+
+HALTED = "halted"
+# Item outcomes that end a wave without success.
+UNSUCCESSFUL = (I.FAILED, I.CANCELLED, I.NEEDS_ATTENTION, I.ROLLED_BACK)
+
+
+def wave_gate(run: PlanRun, policy, items: list) -> dict:
+    """{item id: why it waits, or HALTED} for waiting items of a later wave: they start only
+    when every item of the earlier waves ended, and (wave_failure "halt") completed; when
+    one of those did not, they are cancelled with the reason (an operator may retry them)."""
+    if not any(item.wave for item in items):
+        return {}
+    statuses = list(PlanItem.objects.filter(plan=run.plan).values_list("wave", "status"))
+    out: dict = {}
+    for item in items:
+        earlier = [status for wave, status in statuses if wave < item.wave]
+        failed = [status for status in earlier if status in UNSUCCESSFUL]
+        if failed and policy.wave_failure == "halt":
+            _halt(
+                run,
+                item,
+                f"Halted: {len(failed)} item(s) of the waves before wave {item.wave} did not complete.",
+            )
+            out[item.pk] = HALTED
+        elif any(status not in (I.COMPLETED, *UNSUCCESSFUL) for status in earlier):
+            out[item.pk] = f"Wave {item.wave} waits for the waves before it to finish."
+    return out
+
+
+def _halt(run: PlanRun, item: PlanItem, reason: str) -> None:
+    """A dependent item does not start (wave_failure "halt"): cancelled, audited, shown."""
+    PlanItem.objects.filter(pk=item.pk, status=I.QUEUED).update(
+        status=I.CANCELLED, status_reason=reason, held_by=""
+    )
+    audit_record(
+        actor=SCHEDULER,
+        action="item.halted",
+        obj=item,
+        before={"status": I.QUEUED},
+        after={"status": I.CANCELLED, "wave": item.wave},
+        reason=reason,
+    )
+    run_event(
+        run=run,
+        kind="item.finished",
+        item=item,
+        payload={"attempt": None, "status": I.CANCELLED, "error_message": reason},
+    )
+
+
+def retry_wait(item: PlanItem, now) -> str:
+    """Why a retried item waits (its backoff has not ended), or ''."""
+    after = (item.retry or {}).get("after")
+    if not after or parse_datetime(after) <= now:
+        return ""
+    return (
+        f"Retry {item.retry.get('number')} of {item.retry.get('of')} after a transient "
+        f"failure starts at {after} (backoff)."
+    )
+
+
+def item_timing(plan: MigrationPlan, items: list, now) -> dict:
+    """{item id: why it does not start now} for a plan that switches over only inside its
+    window (policy.switchover_in_window): an item whose estimate ends after the window
+    closes does not start; before the window opens, an item starts only when its copy
+    would end (and its switchover fall) inside the window."""
+    policy = plan.get_policy()
+    if not items or not policy.switchover_in_window or not (plan.window_start or plan.window_end):
+        return {}
+    snapshot = snapshot_load(plan, item_ids=[i.pk for i in items])
+    out = {}
+    for info in snapshot.items:
+        if info.destination_id is None:
+            continue
+        estimate = item_estimate(snapshot, info)
+        switchover_s = max(0.0, estimate.duration_s - estimate.verify_s)
+        if plan.window_end and now + timedelta(seconds=estimate.duration_s) > plan.window_end:
+            out[info.id] = (
+                f"Not started: its estimate ({estimate.duration_s:.0f} s) ends after the "
+                f"switchover window closes at {plan.window_end.isoformat()}."
+            )
+        elif plan.window_start and now + timedelta(seconds=switchover_s) < plan.window_start:
+            starts = plan.window_start - timedelta(seconds=switchover_s)
+            out[info.id] = (
+                f"Waits for the switchover window: its copy (estimated {switchover_s:.0f} s) "
+                f"starts at {starts.isoformat()} so that it switches over after "
+                f"{plan.window_start.isoformat()}."
+            )
+    return out
+
+
+def _hosts_of(attempt: ItemAttempt) -> tuple[int, int]:
+    """The hosts an attempt really uses (a migrate-back or a retry elsewhere differs from
+    its item's planned move): budgets count those."""
+    return attempt.source_host_id, attempt.destination_host_id
+
+
+def _retry_hosts(item: PlanItem) -> tuple[int, int] | None:
+    other = (item.retry or {}).get("destination")
+    return (item.source_host_id, other) if other else None
+
+
+def _move(item: PlanItem, plan_id: int, disks: dict, reach: dict, hosts=None) -> Move:
     storage_only = item.mode == PlanItem.Mode.STORAGE_ONLY
-    destination = item.destination_host_id or item.source_host_id
+    source, destination = hosts or (
+        item.source_host_id,
+        item.destination_host_id or item.source_host_id,
+    )
     return Move(
         plan=plan_id,
-        source=item.source_host_id,
+        source=source,
         destination=None if storage_only else destination,
         pools=move_pools(
             item.mode, item.storage_map, disks.get(item.vm_id, []), reach.get(destination, set())
@@ -177,7 +320,7 @@ def _preempt_for(run, item, hold, active, policies, move) -> None:
     its item waits for a slot again."""
     for attempt in active:
         if attempt.preempted_by_id == run.plan_id and attempt.status == A.RUNNING:
-            if hold.covers(move(attempt.item, attempt.run.plan_id)):
+            if hold.covers(move(attempt.item, attempt.run.plan_id, _hosts_of(attempt))):
                 return  # a preemption for this budget is under way
     for attempt in active:
         if (
@@ -187,7 +330,7 @@ def _preempt_for(run, item, hold, active, policies, move) -> None:
             or attempt.postcopy_at is not None
             or attempt.ferry_paused_source_at is not None
             or attempt.cancel_requested
-            or not hold.covers(move(attempt.item, attempt.run.plan_id))
+            or not hold.covers(move(attempt.item, attempt.run.plan_id, _hosts_of(attempt)))
         ):
             continue
         ItemAttempt.objects.filter(pk=attempt.pk, status=A.RUNNING).update(

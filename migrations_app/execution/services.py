@@ -225,10 +225,10 @@ def item_retry(*, item: PlanItem, actor) -> PlanItem:
     with transaction.atomic():
         run = current_run(item.plan)
         locked = PlanItem.objects.select_for_update().get(pk=item.pk)
-        if locked.status not in (I.FAILED, I.CANCELLED, I.NEEDS_ATTENTION):
+        if locked.status not in (I.FAILED, I.CANCELLED, I.NEEDS_ATTENTION, I.ROLLED_BACK):
             raise ExecutionStateError(
-                f"Item {locked.vm.name} is {locked.status}: only failed, cancelled or "
-                "needs-attention items can be retried."
+                f"Item {locked.vm.name} is {locked.status}: only failed, cancelled, "
+                "rolled-back or needs-attention items can be retried."
             )
         if run is None or run.status not in (R.RUNNING, R.PAUSED):
             raise ExecutionStateError("The plan's run has ended: start a new plan for this VM.")
@@ -273,23 +273,35 @@ def outcome_of(run: PlanRun) -> str:
 # --------------------------------------------------------------------------- worker
 
 
-def attempt_create(*, run: PlanRun, item: PlanItem, driver: str) -> ItemAttempt:
-    """A queued attempt for an item (the scheduler, inside its locked transaction)."""
+def attempt_create(
+    *,
+    run: PlanRun,
+    item: PlanItem,
+    driver: str,
+    kind: str = ItemAttempt.Kind.MOVE,
+    source_host=None,
+    destination_host=None,
+    evidence: dict | None = None,
+) -> ItemAttempt:
+    """A queued attempt for an item (the scheduler, inside its locked transaction; the
+    recovery services for retries and migrate-backs, with their hosts)."""
     number = item.attempts.count() + 1
     attempt = ItemAttempt.objects.create(
         run=run,
         item=item,
         number=number,
+        kind=kind,
         driver=driver,
-        source_host=item.source_host,
-        destination_host=item.destination_host or item.source_host,
+        source_host=source_host or item.source_host,
+        destination_host=destination_host or item.destination_host or item.source_host,
         estimate=(item.placement_note or {}).get("estimate", {}),
+        evidence=evidence or {},
     )
     run_event(
         run=run,
         kind="item.queued",
         item=item,
-        payload={"attempt": attempt.pk, "number": number, "driver": driver},
+        payload={"attempt": attempt.pk, "number": number, "driver": driver, "kind": kind},
     )
     return attempt
 
@@ -518,6 +530,10 @@ def attempt_finish(
             A.NEEDS_ATTENTION: I.NEEDS_ATTENTION,
         }[status]
         item.status_reason = error.message if error else ""
+        if row.kind == ItemAttempt.Kind.ROLLBACK and status == A.COMPLETED:
+            # The migrate-back arrived: the VM runs on its source again (recovery module).
+            item.status = I.ROLLED_BACK
+            item.status_reason = (row.evidence.get("rollback") or {}).get("reason", "")
         if status == A.CANCELLED and row.error_class == errors.PREEMPTED:
             item.status = I.QUEUED  # waits for a slot again; the scheduler starts it
             _enqueue_schedule(row.run_id)
@@ -533,6 +549,7 @@ def attempt_finish(
             "total_time_ms": row.total_time_ms,
             "iterations": row.iterations,
             "reconciled": reconciled,
+            "kind": row.kind,
         }
         audit_record(
             actor=actor,

@@ -67,6 +67,7 @@ STATUS_PHRASES = {
     "partially_completed": "some VMs could not be moved; its operators have the details",
     "cancelled": "cancelled",
     "needs_attention": "an operator must look at this VM",
+    "rolled_back": "checked after the move and moved back to where it was",
 }
 
 

@@ -51,6 +51,12 @@ class MigrationPlan(models.Model):
     transport_override_reason = models.TextField(blank=True)
     transport_override_by = models.CharField(max_length=150, blank=True)
     transport_override_at = models.DateTimeField(null=True, blank=True)
+    # "Re-run failed items": the plan whose failed items this one carries again. The
+    # origin's approvals count for this plan while its content stays within what they
+    # approved (content.plan_content_within); any edit needs approvals of its own.
+    rerun_of = models.ForeignKey(
+        "self", related_name="reruns", null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -85,6 +91,8 @@ class PlanItem(models.Model):
         FAILED = "failed", "failed"
         CANCELLED = "cancelled", "cancelled"
         NEEDS_ATTENTION = "needs_attention", "needs an operator"
+        # Validation after switchover failed and Ferry migrated the VM back to its source.
+        ROLLED_BACK = "rolled_back", "rolled back"
 
     plan = models.ForeignKey(MigrationPlan, related_name="items", on_delete=models.CASCADE)
     vm = models.ForeignKey(
@@ -115,6 +123,14 @@ class PlanItem(models.Model):
     position = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     status_reason = models.TextField(blank=True)
+    # A retry the worker scheduled after a transient failure: {"after": ISO time, "number":
+    # n, "destination": host id (another host placement chose) or None, "reason": text}.
+    # The scheduler starts it (within the budgets) once `after` has passed.
+    retry = models.JSONField(default=dict, blank=True)
+    # Waves with dependencies: an item of wave N starts only when every item of the waves
+    # before it completed (policy.wave_failure says what a failure does to later waves).
+    # 0 = the first wave, like a plan without waves.
+    wave = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["position", "id"]

@@ -64,6 +64,11 @@ class ItemAttempt(models.Model):
         LIBVIRT = "libvirt", "libvirt"
         REHEARSAL = "rehearsal", "rehearsal (simulated)"
 
+    class Kind(models.TextChoices):
+        MOVE = "move", "move"
+        RETRY = "retry", "retry after a transient failure"
+        ROLLBACK = "rollback", "migrate back after failed validation"
+
     TERMINAL = frozenset({"completed", "failed", "cancelled", "needs_attention"})
 
     run = models.ForeignKey(PlanRun, related_name="attempts", on_delete=models.CASCADE)
@@ -71,6 +76,7 @@ class ItemAttempt(models.Model):
         "migrations_app.PlanItem", related_name="attempts", on_delete=models.CASCADE
     )
     number = models.PositiveIntegerField(default=1)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MOVE)
     driver = models.CharField(max_length=10, choices=Driver.choices, default=Driver.LIBVIRT)
     phase = models.CharField(max_length=12, choices=Phase.choices, default=Phase.QUEUED)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

@@ -76,24 +76,35 @@ def _address_refusal(address, allowed_by_name: bool, networks) -> str:
     return ""
 
 
-def webhook_target_resolve(url: str) -> tuple[str, int, list[str]]:
-    """(host, port, [checked addresses]) of a webhook URL; WebhookRefused says why not."""
+def webhook_target_resolve(url: str, *, what: str = "webhook") -> tuple[str, int, list[str]]:
+    """(host, port, [checked addresses]) of a webhook URL; WebhookRefused says why not.
+
+    `what` names the URL in messages: validation after switchover checks its health URLs
+    under the same rules ("health check")."""
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookRefused("A webhook must be an http:// or https:// URL with a host name.")
+        raise WebhookRefused(f"A {what} must be an http:// or https:// URL with a host name.")
     if parts.username or parts.password:
-        raise WebhookRefused("A webhook URL may not carry a user name or password.")
+        raise WebhookRefused(f"A {what} URL may not carry a user name or password.")
     host = parts.hostname.lower().rstrip(".")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise WebhookRefused("The webhook URL's port is not a number from 1 to 65535.") from None
+        raise WebhookRefused(f"The {what} URL's port is not a number from 1 to 65535.") from None
+    return host, port, outbound_addresses(host, port, what=what)
+
+
+def outbound_addresses(host: str, port: int, *, what: str = "webhook") -> list[str]:
+    """The addresses `host` resolves to, each one allowed by the outbound rules (public, or
+    allowlisted by an admin; never link-local or metadata); WebhookRefused says why not.
+    Webhooks and the TCP and HTTP checks of validation after switchover share these rules."""
+    host = host.lower().rstrip(".")
     names, networks = _allowlist()
     allowed_by_name = _name_allowed(host, names)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise WebhookRefused(f"The webhook host '{host}' does not resolve.") from None
+        raise WebhookRefused(f"The {what} host '{host}' does not resolve.") from None
     addresses = sorted({info[4][0] for info in infos})
     for text in addresses:
         address = ipaddress.ip_address(text.split("%")[0])
@@ -102,12 +113,12 @@ def webhook_target_resolve(url: str) -> tuple[str, int, list[str]]:
         why = _address_refusal(address, allowed_by_name, networks)
         if why:
             raise WebhookRefused(
-                f"The webhook host '{host}' resolves to {address}: {why}. Ferry does not send "
-                "notifications there."
+                f"The {what} host '{host}' resolves to {address}: {why}. Ferry does not "
+                f"{'send notifications' if what == 'webhook' else 'connect'} there."
             )
     if not addresses:
-        raise WebhookRefused(f"The webhook host '{host}' does not resolve.")
-    return host, port, addresses
+        raise WebhookRefused(f"The {what} host '{host}' does not resolve.")
+    return addresses
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -132,23 +143,25 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 def outbound_request(
     method: str,
     url: str,
-    body: bytes | None,
-    headers: dict,
-    timeout: float,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    timeout: float = 10.0,
     *,
     max_bytes: int = 65536,
+    what: str = "webhook",
 ) -> tuple[int, str, bytes]:
     """One HTTP request to the checked address of `url` (no redirects followed); returns
     (status, reason, up to `max_bytes` of the body). Every outbound call Ferry makes to an
-    address it was given (webhooks, the change-management gate) goes through here. Raises
+    address it was given (webhooks, the change-management gate, health checks after a
+    switchover) goes through here; `what` names the URL in refusals. Raises
     WebhookRefused, or OSError/HTTPException on network errors."""
-    host, port, addresses = webhook_target_resolve(url)
+    host, port, addresses = webhook_target_resolve(url, what=what)
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     connection = cls(host, port, addresses[0], timeout)
     try:
-        connection.request(method, path, body=body, headers=headers)
+        connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.reason, response.read(max_bytes)
     finally:

@@ -174,7 +174,7 @@ def history_totals(qs: QuerySet) -> dict:
 
 def history_row(attempt: ItemAttempt) -> dict:
     """One attempt as the history API and page show it."""
-    outcome = attempt_outcome(attempt.status, attempt.migrate_called_at is not None)
+    outcome = attempt_outcome(attempt.status, attempt.migrate_called_at is not None, attempt.kind)
     plan = attempt.item.plan
     return {
         "attempt": attempt.pk,

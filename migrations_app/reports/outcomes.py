@@ -8,6 +8,9 @@
 - cancelled: an operator cancelled it before the transfer started.
 - needs attention: Ferry could not tell where the VM runs; an operator must look.
 
+A migrate-back after a failed validation (an attempt of kind "rollback") that completed is
+"rolled back" too: the VM runs on its source again.
+
 One function for rows already loaded and one Q for querysets, so pages, reports and the
 history API name the same attempts the same way.
 """
@@ -34,10 +37,11 @@ LABELS = {
 FINISHED_STATUSES = ("completed", "failed", "cancelled", "needs_attention")
 
 
-def attempt_outcome(status: str, migrate_called: bool) -> str:
-    """The outcome of one attempt from its status and whether its transfer was started."""
+def attempt_outcome(status: str, migrate_called: bool, kind: str = "move") -> str:
+    """The outcome of one attempt from its status, whether its transfer was started, and
+    its kind (a completed migrate-back is a rollback)."""
     if status == "completed":
-        return COMPLETED
+        return ROLLED_BACK if kind == "rollback" else COMPLETED
     if status == "needs_attention":
         return NEEDS_ATTENTION
     if status in ("failed", "cancelled"):
@@ -50,12 +54,13 @@ def attempt_outcome(status: str, migrate_called: bool) -> str:
 def outcome_q(outcome: str, prefix: str = "") -> Q:
     """A filter on ItemAttempt (or through `prefix`, e.g. "attempts__") for one outcome."""
     status, called = f"{prefix}status", f"{prefix}migrate_called_at__isnull"
+    back = Q(**{status: "completed", f"{prefix}kind": "rollback"})
     if outcome == COMPLETED:
-        return Q(**{status: "completed"})
+        return Q(**{status: "completed"}) & ~back
     if outcome == NEEDS_ATTENTION:
         return Q(**{status: "needs_attention"})
     if outcome == ROLLED_BACK:
-        return Q(**{f"{status}__in": ("failed", "cancelled"), called: False})
+        return Q(**{f"{status}__in": ("failed", "cancelled"), called: False}) | back
     if outcome in (FAILED, CANCELLED):
         return Q(**{status: outcome, called: True})
     raise ValueError(f"unknown outcome {outcome!r}")

@@ -125,7 +125,9 @@ def vm_rows(record) -> list[VmRow]:
         )
         max_ms = (policy or plan_policy).max_downtime_ms
         outcome = (
-            attempt_outcome(last.status, last.migrate_called_at is not None) if last else NOT_RUN
+            attempt_outcome(last.status, last.migrate_called_at is not None, last.kind)
+            if last
+            else NOT_RUN
         )
         downtime = last.downtime_ms if last and outcome == COMPLETED else None
         rows.append(

@@ -5,6 +5,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from dashboard.audit.models import AuditEvent
+from migrations_app.content import plan_content_within
 from migrations_app.models import Approval, MigrationPlan
 
 
@@ -35,8 +36,8 @@ def approvals_valid_count(plan: MigrationPlan, *, now=None) -> int:
     return approvals_valid(plan, now=now).values("approver_name").distinct().count()
 
 
-def approvals_tied_count(plan: MigrationPlan, *, now=None) -> int:
-    """Distinct approvers whose valid approval is tied to its audit event: the event at
+def approvals_tied_names(plan: MigrationPlan, *, now=None) -> set[str]:
+    """Approvers (names) whose valid approval is tied to its audit event: the event at
     the approval's audit sequence records this plan's approval by this approver of this
     content hash. plan_start counts these, so an Approval row that did not come through
     plan_approve (and so has no matching event in the hash chain) starts nothing."""
@@ -62,7 +63,25 @@ def approvals_tied_count(plan: MigrationPlan, *, now=None) -> int:
             and after.get("content_hash") == approval.content_hash
         ):
             tied.add(approval.approver_name)
-    return len(tied)
+    return tied
+
+
+def approvals_tied_count(plan: MigrationPlan, *, now=None) -> int:
+    """How many distinct approvers' approvals are tied (approvals_tied_names)."""
+    return len(approvals_tied_names(plan, now=now))
+
+
+def approvals_carried_count(plan: MigrationPlan, *, now=None) -> int:
+    """A re-run of failed items counts its origin's tied approvals while its content lies
+    within what they approved, minus anyone who shaped the re-run (four eyes)."""
+    origin = plan.rerun_of
+    if origin is None or not plan.content_hash:
+        return 0
+    within, _why = plan_content_within(plan, origin)
+    if not within:
+        return 0
+    _ids, names = approval_excluded_people(plan)
+    return len(approvals_tied_names(origin, now=now) - names)
 
 
 def approval_excluded_people(plan: MigrationPlan) -> tuple[set, set]:

@@ -348,8 +348,9 @@ def plan_item_update(
     storage_map=UNSET,
     network_map=UNSET,
     policy_overrides=UNSET,
+    wave=UNSET,
 ) -> PlanItem:
-    """Change one item's destination, mode, storage/network maps or policy overrides."""
+    """Change one item's destination, mode, storage/network maps, policy overrides or wave."""
     with transaction.atomic():
         plan = plan_lock(item.plan_id)
         plan_require_editable(plan)
@@ -373,6 +374,10 @@ def plan_item_update(
             item.network_map = clean_network_map(network_map, item.vm)
         if policy_overrides is not UNSET:
             item.policy_overrides = clean_overrides(policy_overrides, plan)
+        if wave is not UNSET:
+            if not isinstance(wave, int) or isinstance(wave, bool) or not 0 <= wave <= 100:
+                raise PlanError(f"The wave of {item.vm.name} must be a whole number 0–100.")
+            item.wave = wave
         after = _item_state(item)
         if after == before:
             return item
@@ -396,6 +401,7 @@ def _item_state(item: PlanItem) -> dict:
         "storage_map": item.storage_map,
         "network_map": item.network_map,
         "policy_overrides": item.policy_overrides,
+        "wave": item.wave,
     }
 
 

@@ -6,7 +6,12 @@ from django.utils import timezone
 
 from dashboard.permissions import can
 from inventory.models import Host
-from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
+from migrations_app.selectors.approvals import (
+    approvals_carried_count,
+    approvals_required,
+    approvals_valid_count,
+)
+from migrations_app.services.rerun import RERUN_FROM, RERUN_ITEMS
 from migrations_app.workflow.services import in_window
 from migrations_app.workflow.states import available_actions
 
@@ -44,6 +49,11 @@ def plan_workflow_actions(context, plan):
         "approvals_required": approvals_required(),
         "decisions": list(plan.approvals.order_by("created_at", "id")),
         "outside_window": not in_window(plan, timezone.now()),
+        "approvals_carried": approvals_carried_count(plan) if plan.rerun_of_id else 0,
+        "rerun_failed": plan.status in RERUN_FROM
+        and can(user, "plan.run")
+        and plan.items.filter(status__in=RERUN_ITEMS).exists(),
+        "reruns": list(plan.reruns.order_by("id")),
         # M1: the approver sees where the VMs go, how Ferry reaches it and who vouched for it.
         "destinations": Host.objects.filter(inbound_items__plan=plan).distinct().order_by("name"),
         "csrf_token": context.get("csrf_token"),

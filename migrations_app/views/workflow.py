@@ -15,6 +15,7 @@ from dashboard.errors import FerryError
 from dashboard.permissions import can, role_required
 from migrations_app.models import MigrationPlan
 from migrations_app.models.sharing import ShareLink
+from migrations_app.services.rerun import plan_rerun_failed
 from migrations_app.sharing.services import share_link_create, share_link_revoke, share_link_url
 from migrations_app.workflow import services as workflow
 
@@ -121,3 +122,21 @@ def plan_workflow_page(request, pk, action):
             request, f"Plan '{plan.name}': {action} done; it is now {plan.get_status_display()}."
         )
     return _back(request, plan.pk)
+
+
+@login_required
+@require_POST
+@role_required("plan.run")
+def plan_rerun_failed_page(request, pk):
+    """The plan page's "Re-run failed items" button: the new plan opens on success."""
+    plan = get_object_or_404(MigrationPlan, pk=pk)
+    try:
+        rerun = plan_rerun_failed(plan=plan, actor=request.user)
+    except FerryError as exc:
+        messages.error(request, str(exc))
+        return _back(request, plan.pk)
+    messages.success(
+        request,
+        f"Plan '{rerun.name}' carries the failed items; it is {rerun.get_status_display()}.",
+    )
+    return redirect("plans:plan-detail", pk=rerun.pk)

@@ -35,6 +35,7 @@ from migrations_app.models import Approval, MigrationPlan, ValidationRun
 from migrations_app.notifications.services import notify_plan_event
 from migrations_app.selectors.approvals import (
     approval_excluded_reason,
+    approvals_carried_count,
     approvals_required,
     approvals_tied_count,
     approvals_valid_count,
@@ -344,6 +345,8 @@ def plan_start(*, plan: MigrationPlan, actor, override_reason: str = "") -> Migr
         now = timezone.now()
         required = approvals_required()
         valid = approvals_tied_count(locked, now=now)
+        if valid < required and locked.rerun_of_id:
+            valid = max(valid, approvals_carried_count(locked, now=now))
         if valid < required:
             raise TransitionError(
                 f"Cannot start plan '{locked.name}': it has {valid} valid approval(s) of "

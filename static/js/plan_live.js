@@ -88,7 +88,7 @@
     if (!text) return;
     var items = snap.items || [];
     var done = items.filter(function (i) { return i.status === "completed"; }).length;
-    var failed = items.filter(function (i) { return ["failed", "cancelled", "needs_attention"].indexOf(i.status) >= 0; }).length;
+    var failed = items.filter(function (i) { return ["failed", "cancelled", "needs_attention", "rolled_back"].indexOf(i.status) >= 0; }).length;
     text.textContent = done + " of " + items.length + " VMs finished" + (failed ? ", " + failed + " failed" : "") + ".";
     var bar = this.root.querySelector("[data-summary-bar]");
     if (bar) bar.style.width = (items.length ? Math.round((100 * (done + failed)) / items.length) : 0) + "%";

@@ -1,6 +1,8 @@
 """The migration policy's convergence knobs (issue 16): the schedule in force, validation
 with messages that name the step, and a content hash that an upgrade does not change."""
 
+import re
+
 import pytest
 
 from migrations_app.policy import LATER_DEFAULTS, Policy, PolicyError
@@ -66,3 +68,38 @@ def test_an_upgrade_keeps_the_content_of_existing_plans():
     assert urgent["priority"] == "urgent" and urgent["progress_timeout_s"] == 0
     assert set(Policy().to_dict()) == set(Policy.names())
     assert {name: Policy().to_dict()[name] for name in LATER_DEFAULTS} == LATER_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"tcp": [{"host": "db", "port": 70000}]}, "tcp target 1"),
+        ({"http": ["ftp://x"]}, "http must be"),
+        ({"on_failure": "explode"}, "on_failure 'explode'"),
+        ({"guest_agent": "yes"}, "guest_agent"),
+        ({"retries": 11}, "retries must be"),
+        ({"colour": 1}, "unknown key(s) colour"),
+    ],
+)
+def test_it_names_what_is_wrong_in_a_validation_spec(value, message):
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        Policy.from_dict({"validation": value})
+
+
+def test_it_fills_validation_defaults_and_doubles_the_retry_backoff():
+    policy = Policy.from_dict(
+        {"validation": {"http": "https://app.example.org/healthz"}, "retry_backoff_s": 10}
+    )
+    assert policy.validation_spec == {
+        "http": ["https://app.example.org/healthz"],
+        "timeout_s": 5,
+        "retries": 2,
+        "delay_s": 2,
+        "on_failure": "migrate_back",
+    }
+    assert [policy.retry_delay_s(n) for n in (1, 2, 3)] == [10, 20, 40]
+    assert Policy().validation_spec == {}
+    with pytest.raises(PolicyError, match="retry_max"):
+        Policy.from_dict({"retry_max": 11})
+    with pytest.raises(PolicyError, match="wave_failure"):
+        Policy.from_dict({"wave_failure": "maybe"})

@@ -80,6 +80,7 @@ EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("POST", "/api/v1/plans/{id}/reject/"): "plan.approve",
     ("POST", "/api/v1/plans/{id}/release/"): "plan.run",
     ("POST", "/api/v1/plans/{id}/resume/"): "plan.run",
+    ("POST", "/api/v1/plans/{id}/rerun-failed/"): "plan.run",
     ("GET", "/api/v1/plans/{id}/share-links/"): "sharelink.manage",
     ("POST", "/api/v1/plans/{id}/share-links/"): "sharelink.manage",
     ("POST", "/api/v1/plans/{id}/start/"): "plan.run",
@@ -149,6 +150,7 @@ PAGES: dict[str, tuple[str, str | tuple[str, ...]]] = {
     "plan-workflow/hold": ("POST", "plan.run"),
     "plan-workflow/release": ("POST", "plan.run"),
     "plan-workflow/cancel": ("POST", ("plan.run", "plan.edit")),
+    "plan-rerun-failed": ("POST", "plan.run"),
 }
 # The workflow buttons leave the decision to the service and answer every refusal with a
 # redirect back to the plan page and a message: for them "refused" means nothing written.

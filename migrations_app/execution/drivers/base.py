@@ -182,6 +182,11 @@ class Session:
         between (a hung guest stays "running" to libvirt), else what is wrong."""
         return None
 
+    def guest_ping(self, timeout: int) -> str:
+        """Ask the guest agent where the VM runs now: '' when it answers, else why not
+        (validation after switchover)."""
+        return "This driver cannot ask a guest agent."
+
     def reconnect(self) -> bool:
         """Replace dead connections; True when the source answers again."""
         return True

@@ -313,6 +313,10 @@ class RehearsalSession(Session):
     def verify_once(self) -> str | None:
         return None
 
+    def guest_ping(self, timeout: int) -> str:
+        """The simulated guest's agent answers once the VM has arrived."""
+        return "" if self.sim.done and not self.aborted else "The simulated VM has not arrived."
+
     def verify_progress(self) -> str | None:
         return None
 

@@ -289,6 +289,16 @@ class LibvirtSession(Session):
             )
         return dom, finding("live.vm_running", "ok", "VM is running on the source.", state=state)
 
+    def guest_ping(self, timeout: int) -> str:
+        """guest-ping through the connection of the host the VM runs on after the move
+        (the destination; a storage move stays on its source)."""
+        conn = self.dst if self.two_hosts else self.src
+        where = self.ctx.destination_host if self.two_hosts else self.ctx.source_host
+        dom = domain_or_none(conn, self.ctx.vm_uuid) if conn is not None else None
+        if dom is None:
+            return f"VM is absent on {where}."
+        return self.guard.call("guest-ping", agent_ping, dom, timeout, timeout=timeout + 5)
+
     def _space_findings(self, conn) -> list[dict]:
         """Room in each pool the copied disks go to, read live on `conn`'s host."""
         out = []
