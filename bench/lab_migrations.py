@@ -328,8 +328,6 @@ def s2(args) -> None:
     call a stall inside it). Onset = the first sample of the second pass (QEMU's
     iteration counter moved past the attempt's first one); action = the time the
     schedule's first step fired (its evidence). Target: at most 10 s."""
-    from migrations_app.models import ProgressSample
-
     cap, ws, rate = 32, 128, 120
     policy = {
         "bandwidth_mib_s": cap,
@@ -340,6 +338,8 @@ def s2(args) -> None:
     delays, notes = [], []
     with Lab() as lab, Guests("bs2") as guests:
         ferry = Ferry(lab, workers=2)
+        from migrations_app.models import ProgressSample  # Django is set up by Ferry()
+
         try:
             name = guests.start("lab-a", memory_mib=256, dirty_ws=ws, dirty_rate=rate)
             guests.vm.wait_heartbeat(name, timeout=90, after=3)
