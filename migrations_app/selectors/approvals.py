@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dashboard.accounts.people import person_key, person_keys
 from dashboard.audit.models import AuditEvent
 from migrations_app.models import Approval, MigrationPlan
 
@@ -26,13 +27,27 @@ def approvals_valid(plan: MigrationPlan, *, now=None) -> QuerySet[Approval]:
     if plan.content_hash == "":
         return valid.none()
     ids, names = approval_excluded_people(plan)
-    return valid.exclude(approver_id__in=ids).exclude(approver_name__in=names)
+    valid = valid.exclude(approver_id__in=ids).exclude(approver_name__in=names)
+    # Four eyes counts people: another account of someone who shaped the plan (their IdP
+    # account and their local one) does not count either.
+    shapers = set(person_keys(ids).values())
+    approver_ids = set(valid.values_list("approver_id", flat=True))
+    same = [pk for pk, key in person_keys(approver_ids).items() if key in shapers]
+    return valid.exclude(approver_id__in=same) if same else valid
+
+
+def approval_people(approvals) -> set[str]:
+    """The distinct people behind approvals: by account (an IdP account and a local one of
+    one person are one), by name snapshot once the account is deleted."""
+    rows = list(approvals.values_list("approver_id", "approver_name"))
+    keys = person_keys(pk for pk, _ in rows)
+    return {keys.get(pk) or f"name:{name}" for pk, name in rows}
 
 
 def approvals_valid_count(plan: MigrationPlan, *, now=None) -> int:
-    """Distinct approvers whose approval still counts (by name snapshot, so an approval
-    survives the later deletion of its approver's account)."""
-    return approvals_valid(plan, now=now).values("approver_name").distinct().count()
+    """Distinct people whose approval still counts (an approval survives the later
+    deletion of its approver's account through its name snapshot)."""
+    return len(approval_people(approvals_valid(plan, now=now)))
 
 
 def approvals_tied_count(plan: MigrationPlan, *, now=None) -> int:
@@ -51,6 +66,7 @@ def approvals_tied_count(plan: MigrationPlan, *, now=None) -> int:
         )
     }
     tied = set()
+    keys = person_keys(a.approver_id for a in approvals)
     for approval in approvals:
         event = events.get(approval.audit_sequence)
         after = (event.after or {}) if event else {}
@@ -61,7 +77,7 @@ def approvals_tied_count(plan: MigrationPlan, *, now=None) -> int:
             and after.get("approval") == approval.pk
             and after.get("content_hash") == approval.content_hash
         ):
-            tied.add(approval.approver_name)
+            tied.add(keys.get(approval.approver_id) or f"name:{approval.approver_name}")
     return len(tied)
 
 
@@ -80,7 +96,7 @@ def approval_excluded_people(plan: MigrationPlan) -> tuple[set, set]:
 
 def approval_excluded_reason(plan: MigrationPlan, user) -> str:
     """Why `user` may not approve or reject `plan` under four eyes ("" when they may):
-    "author", "submitted" or "edited". Pages, API and services all ask this function."""
+    "author", "submitted", "edited", or "same_person" (another account of someone who did). Pages, API and services all ask this function."""
     pk = getattr(user, "pk", None)
     name = _username(user)
     if plan.author_id is not None and plan.author_id == pk:
@@ -93,6 +109,9 @@ def approval_excluded_reason(plan: MigrationPlan, user) -> str:
             if "created" in roles:
                 return "author"
             return "submitted" if "submitted" in roles else "edited"
+    ids, _ = approval_excluded_people(plan)
+    if pk is not None and ids and person_key(user) in set(person_keys(ids - {pk}).values()):
+        return "same_person"
     return ""
 
 
