@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import free_port
+# The browser fixtures, for the single sign-on browser test.
+from tests.browser.conftest import free_port, new_page, playwright_browser  # noqa: F401
 from tests.conftest import REPO, skip_or_fail
 
 
