@@ -17,6 +17,7 @@ from dashboard.env import (
     env_list,
     env_map,
     env_paths,
+    env_secret,
     env_str,
     private_dir,
     private_file,
@@ -402,7 +403,7 @@ if not isinstance(FERRY_SSO_GROUP_ROLES, dict):
 OIDC_RP_CLIENT_ID = env_str("FERRY_OIDC_CLIENT_ID", "")
 FERRY_OIDC = bool(OIDC_RP_CLIENT_ID)
 if FERRY_OIDC:
-    OIDC_RP_CLIENT_SECRET = env_str("FERRY_OIDC_CLIENT_SECRET", "")
+    OIDC_RP_CLIENT_SECRET = env_secret("FERRY_OIDC_CLIENT_SECRET")
     OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("FERRY_OIDC_AUTHORIZATION_ENDPOINT", "")
     OIDC_OP_TOKEN_ENDPOINT = env_str("FERRY_OIDC_TOKEN_ENDPOINT", "")
     OIDC_OP_USER_ENDPOINT = env_str("FERRY_OIDC_USERINFO_ENDPOINT", "")
@@ -421,7 +422,7 @@ if AUTH_LDAP_SERVER_URI:
     from django_auth_ldap.config import GroupOfNamesType, LDAPSearch
 
     AUTH_LDAP_BIND_DN = env_str("FERRY_LDAP_BIND_DN", "")
-    AUTH_LDAP_BIND_PASSWORD = env_str("FERRY_LDAP_BIND_PASSWORD", "")
+    AUTH_LDAP_BIND_PASSWORD = env_secret("FERRY_LDAP_BIND_PASSWORD")
     AUTH_LDAP_USER_SEARCH = LDAPSearch(
         env_str("FERRY_LDAP_USER_BASE", ""), ldap.SCOPE_SUBTREE, "(uid=%(user)s)"
     )
