@@ -69,7 +69,8 @@ class HistoryViewSet(viewsets.GenericViewSet):
     filter_backends: list = []  # the history filters are checked by the selector
 
     def get_queryset(self):
-        return history_attempts(history_filters(self.request.query_params))
+        rows = history_attempts(history_filters(self.request.query_params))
+        return rows.filter(run__plan__in=visible_plans(self.request.user))
 
     def get_serializer_class(self):  # schema only; rows are built by history_row
         return serializers.Serializer

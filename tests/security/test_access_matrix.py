@@ -500,7 +500,13 @@ def test_it_never_shows_a_status_link_token_after_creation(world):
 # "<role>@site-b" must find every host, VM, plan, item, run and attempt of site-a absent
 # (404, nothing written) and lists without them.
 SCOPED_RESOURCES = {"hosts", "vms", "plans", "items", "runs", "attempts", "live"}
-SCOPED_LISTS = ("/api/v1/hosts/", "/api/v1/vms/", "/api/v1/plans/", "/api/v1/runs/")
+SCOPED_LISTS = (
+    "/api/v1/hosts/",
+    "/api/v1/vms/",
+    "/api/v1/plans/",
+    "/api/v1/runs/",
+    "/api/v1/share-links/",
+)
 
 
 @pytest.fixture
@@ -546,10 +552,18 @@ def test_it_scopes_every_api_operation_to_the_roles_host_groups(world, scoped, c
                 elif audited:
                     failures.append(f"{where}: refused but wrote {audited} audit event(s)")
     for subject, user in scoped.items():
+        inside = subject.endswith("@site-a")
+        events = api_client(user).get("/api/v1/audit-events/", {"page_size": 500})
+        if events.status_code == 200 and not can(user, "audit.view"):
+            others = [e for e in events.json()["results"] if e["actor_user_id"] != user.pk]
+            if others:
+                failures.append(f"{subject} reads {len(others)} audit event(s) of others")
         for url in SCOPED_LISTS:
-            body = api_client(user).get(url).json()
+            response = api_client(user).get(url)
+            if response.status_code != 200:
+                continue  # a list the role may not read at all (checked above)
+            body = response.json()
             rows = body.get("results", body) if isinstance(body, dict) else body
-            inside = subject.endswith("@site-a")
             if not inside and rows:
                 failures.append(f"{subject} GET {url}: lists {len(rows)} row(s) of site-a")
             if inside and not rows:
