@@ -1,6 +1,7 @@
 """Turning what a person sent (ids, names, maps, overrides) into checked values, with
 messages that say exactly what was wrong."""
 
+from dashboard.permissions import scope_filter
 from inventory.models import Host, Network, StoragePool, VirtualMachine
 from migrations_app.errors import PlanError
 from migrations_app.models import MigrationPlan, PlanItem
@@ -47,6 +48,19 @@ def resolve_vms(vms, *, lock: bool = False, scope=None) -> list[VirtualMachine]:
     if unknown:
         raise PlanError(f"Unknown VM id(s): {', '.join(unknown)}.")
     return [found[pk] for pk in ids]
+
+
+def resolve_group(group, actor) -> str:
+    """A host group name that has hosts the actor's role reaches (a role scoped to host
+    groups finds the others as unknown as a group without hosts)."""
+    group = (group or "").strip() if isinstance(group, str) else ""
+    reachable = scope_filter(Host.objects.all(), actor, "plan.edit")
+    if not group or not reachable.filter(group=group).exists():
+        known = sorted(set(reachable.exclude(group="").values_list("group", flat=True)))
+        raise PlanError(
+            f"No host is in group '{group}'. Known groups: {', '.join(known) or 'none'}."
+        )
+    return group
 
 
 def resolve_host(host, *, scope=None) -> Host:

@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from dashboard.audit.record import audit_record
-from dashboard.permissions import actor_scope, scope_filter, scope_label
-from inventory.models import Host, VirtualMachine
+from dashboard.permissions import actor_scope, scope_label
+from inventory.models import VirtualMachine
 from migrations_app.errors import PlanError, PlanStateError
 from migrations_app.models import MigrationPlan, PlanItem
 from migrations_app.policy import Policy, PolicyError
@@ -20,6 +20,7 @@ from migrations_app.services.item_input import (
     clean_network_map,
     clean_overrides,
     clean_storage_map,
+    resolve_group,
     resolve_host,
     resolve_vms,
 )
@@ -305,17 +306,11 @@ def plan_evacuate_host(*, plan: MigrationPlan, host, actor) -> dict:
 
 def plan_move_to_group(*, plan: MigrationPlan, vms, group: str, actor) -> dict:
     """Add VMs (or re-target those already in the plan) and place them in a host group."""
-    group = (group or "").strip()
     with transaction.atomic():
         plan = plan_lock(plan)
         plan_require_editable(plan)
         scope = actor_scope(actor, "plan.edit")
-        reachable = scope_filter(Host.objects.all(), actor, "plan.edit")
-        if not group or not reachable.filter(group=group).exists():
-            known = sorted(set(reachable.exclude(group="").values_list("group", flat=True)))
-            raise PlanError(
-                f"No host is in group '{group}'. Known groups: {', '.join(known) or 'none'}."
-            )
+        group = resolve_group(group, actor)
         vms = resolve_vms(vms, lock=True, scope=scope)
         existing = {
             i.vm_id: i for i in PlanItem.objects.filter(plan=plan, vm__in=vms).select_related("vm")

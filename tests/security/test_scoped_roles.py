@@ -151,3 +151,17 @@ def test_it_sets_roles_through_the_admin_api_with_an_audit_event(sites, people):
     other = APIClient()
     other.force_authenticate(people["planner"])
     assert other.put(url, {"roles": {"admin": "all"}}, format="json").status_code == 403
+
+
+def test_it_balances_and_moves_only_groups_the_planner_reaches(sites):
+    from migrations_app.services.balancing import plan_create_balanced
+    from migrations_app.services.plans import plan_move_to_group
+
+    planner = sites["users"]["plan-a"]
+    with pytest.raises(PlanError, match="No host is in group 'site-b'. Known groups: site-a"):
+        plan_create_balanced(actor=planner, group="site-b", name="balance-b")
+    assert not MigrationPlan.objects.filter(name="balance-b").exists()
+    plan = plan_create(actor=planner, name="move")
+    a_vm = _vm("a-vm", sites["a1"])
+    with pytest.raises(PlanError, match="No host is in group 'site-b'"):
+        plan_move_to_group(plan=plan, vms=[a_vm.pk], group="site-b", actor=planner)
