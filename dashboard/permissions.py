@@ -57,11 +57,16 @@ def role_grants(user) -> dict[str, Scope]:
         RoleGrant = apps.get_model("dashboard", "RoleGrant")
         # One query for both kinds of grant (list pages pin their query counts): a Django
         # group is the role everywhere (marked by an empty group name), a RoleGrant one group.
-        everywhere = user.groups.filter(name__in=ROLES).values_list(
-            "name", Value("", output_field=CharField())
+        # (Unordered: SQLite refuses ORDER BY inside a UNION's parts.)
+        everywhere = (
+            user.groups.filter(name__in=ROLES)
+            .order_by()
+            .values_list("name", Value("", output_field=CharField()))
         )
-        scoped = RoleGrant.objects.filter(user_id=user.pk, role__in=ROLES).values_list(
-            "role", "host_group"
+        scoped = (
+            RoleGrant.objects.filter(user_id=user.pk, role__in=ROLES)
+            .order_by()
+            .values_list("role", "host_group")
         )
         groups: dict[str, set[str]] = {}
         global_roles = set()
