@@ -165,3 +165,33 @@ def test_it_balances_and_moves_only_groups_the_planner_reaches(sites):
     a_vm = _vm("a-vm", sites["a1"])
     with pytest.raises(PlanError, match="No host is in group 'site-b'"):
         plan_move_to_group(plan=plan, vms=[a_vm.pk], group="site-b", actor=planner)
+
+
+def test_it_grants_and_revokes_scoped_roles_on_the_admin_site_with_audit_events(
+    sites, people, make_user
+):
+    from django.test import Client
+
+    from dashboard.accounts.models import RoleGrant
+
+    root = make_user("root", superuser=True)
+    browser = Client()
+    browser.force_login(root)
+    viewer = people["viewer"]
+    answer = browser.post(
+        "/admin/dashboard/rolegrant/add/",
+        {"user": viewer.pk, "role": "planner", "host_group": "site-c"},
+    )
+    assert answer.status_code == 302, answer.content[:500]
+    grant = RoleGrant.objects.get(user=viewer, role="planner")
+    assert grant.host_group == "site-c"
+    event = AuditEvent.objects.filter(action="user.roles_set").latest("sequence")
+    assert event.actor_name == "root" and event.reason == "admin site"
+    assert event.after["roles"] == {"planner": ["site-c"], "viewer": "all"}
+    answer = browser.post(f"/admin/dashboard/rolegrant/{grant.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    assert user_roles_get(viewer) == {"viewer": "all"}
+    assert (
+        AuditEvent.objects.filter(action="user.roles_set").latest("sequence").sequence
+        > event.sequence
+    )
