@@ -110,6 +110,18 @@ def private_file(path) -> None:
             os.chmod(path, 0o600)
 
 
+def env_secret(name: str) -> str:
+    """A secret from NAME or from the file NAME_FILE names ("" when neither is set)."""
+    value = os.environ.get(name, "")
+    if value:
+        return value.strip()
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        with open(file_name, encoding="utf-8") as handle:
+            return handle.read().strip()
+    return ""
+
+
 def secret_from_env_or_file(name: str, fallback_path) -> str:
     """A secret from NAME, NAME_FILE, or a generated file kept outside the database (0600)."""
     value = os.environ.get(name)

@@ -1,6 +1,7 @@
 """Ferry settings: everything that differs between a laptop and production comes from the
 environment (see .env.example and the table in README)."""
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from dashboard.env import (
     env_list,
     env_map,
     env_paths,
+    env_secret,
     env_str,
     private_dir,
     private_file,
@@ -390,6 +392,48 @@ FERRY_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int(
     "FERRY_LOGIN_MAX_FAILURES_PER_ADDRESS", 50, minimum=1
 )
 AUTHENTICATION_BACKENDS = ["dashboard.accounts.backend.LockoutModelBackend"]
+
+# Single sign-on (docs/deployment.md "Single sign-on"). Local accounts (username and
+# password) can be switched off once people sign in through the identity provider.
+FERRY_LOCAL_LOGIN = env_bool("FERRY_LOCAL_LOGIN", True)
+# IdP group -> Ferry roles: {"ferry-planners": "planner", "site-a-ops": ["operator@site-a"]}
+# ("role@host group" holds the role for that host group only). Rewritten at every login.
+FERRY_SSO_GROUP_ROLES = json.loads(env_str("FERRY_SSO_GROUP_ROLES", "") or "{}")
+if not isinstance(FERRY_SSO_GROUP_ROLES, dict):
+    raise ImproperlyConfigured("FERRY_SSO_GROUP_ROLES must be a JSON object.")
+OIDC_RP_CLIENT_ID = env_str("FERRY_OIDC_CLIENT_ID", "")
+FERRY_OIDC = bool(OIDC_RP_CLIENT_ID)
+if FERRY_OIDC:
+    OIDC_RP_CLIENT_SECRET = env_secret("FERRY_OIDC_CLIENT_SECRET")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("FERRY_OIDC_AUTHORIZATION_ENDPOINT", "")
+    OIDC_OP_TOKEN_ENDPOINT = env_str("FERRY_OIDC_TOKEN_ENDPOINT", "")
+    OIDC_OP_USER_ENDPOINT = env_str("FERRY_OIDC_USERINFO_ENDPOINT", "")
+    OIDC_OP_JWKS_ENDPOINT = env_str("FERRY_OIDC_JWKS_ENDPOINT", "")
+    OIDC_RP_SIGN_ALGO = env_str("FERRY_OIDC_SIGN_ALGO", "RS256")
+    OIDC_RP_SCOPES = env_str("FERRY_OIDC_SCOPES", "openid email profile groups")
+    OIDC_VERIFY_SSL = env_bool("FERRY_OIDC_VERIFY_TLS", True)
+    OIDC_USE_PKCE = True
+    OIDC_CREATE_USER = True
+    AUTHENTICATION_BACKENDS.append("dashboard.accounts.oidc.FerryOIDCBackend")
+FERRY_OIDC_GROUPS_CLAIM = env_str("FERRY_OIDC_GROUPS_CLAIM", "groups")
+FERRY_OIDC_LABEL = env_str("FERRY_OIDC_LABEL", "Sign in with single sign-on")
+AUTH_LDAP_SERVER_URI = env_str("FERRY_LDAP_URI", "")
+if AUTH_LDAP_SERVER_URI:
+    import ldap
+    from django_auth_ldap.config import GroupOfNamesType, LDAPSearch
+
+    AUTH_LDAP_BIND_DN = env_str("FERRY_LDAP_BIND_DN", "")
+    AUTH_LDAP_BIND_PASSWORD = env_secret("FERRY_LDAP_BIND_PASSWORD")
+    AUTH_LDAP_USER_SEARCH = LDAPSearch(
+        env_str("FERRY_LDAP_USER_BASE", ""), ldap.SCOPE_SUBTREE, "(uid=%(user)s)"
+    )
+    AUTH_LDAP_GROUP_SEARCH = LDAPSearch(
+        env_str("FERRY_LDAP_GROUP_BASE", ""), ldap.SCOPE_SUBTREE, "(objectClass=groupOfNames)"
+    )
+    AUTH_LDAP_GROUP_TYPE = GroupOfNamesType()
+    AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
+    AUTH_LDAP_START_TLS = env_bool("FERRY_LDAP_START_TLS", False)
+    AUTHENTICATION_BACKENDS.insert(0, "dashboard.accounts.ldap.FerryLDAPBackend")
 
 # Notifications: webhook timeout, attempts before a delivery is given up, and email.
 FERRY_WEBHOOK_TIMEOUT = env_int("FERRY_WEBHOOK_TIMEOUT", 10, minimum=1)

@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from dashboard import views
-from dashboard.accounts.api import ApiTokenView
+from dashboard.accounts.api import ApiTokenView, UserRolesView
 from dashboard.accounts.backend import LockoutAuthenticationForm
 from dashboard.audit import urls as audit_urls
 from dashboard.metrics import metrics_view
@@ -30,6 +30,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("oidc/", include("dashboard.accounts.oidc_urls")),
     path("inventory/", include("inventory.urls")),
     *audit_urls.urlpatterns,
     # Plan features with global URL names (change record, workflow, status links); their
@@ -37,6 +38,7 @@ urlpatterns = [
     *plan_urls.root_urlpatterns,
     path("plans/", include("migrations_app.urls")),
     path("api/v1/auth/token/", ApiTokenView.as_view(), name="api-token"),
+    path("api/v1/users/<str:username>/roles/", UserRolesView.as_view(), name="user-roles"),
     path("api/v1/live/plans/<int:plan_id>/", live_api.plan_live_snapshot, name="live-plan"),
     path("api/v1/live/dashboard/", live_api.dashboard_live_snapshot, name="live-dashboard"),
     path("api/v1/", include(plans_api_urls)),

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from dashboard.errors import FerryError
-from dashboard.permissions import can, role_required
+from dashboard.permissions import can, role_required, scope_filter
 from inventory.capacity import planned_memory_changes
 from inventory.load import load_averages
 from inventory.models import Host, VirtualMachine
@@ -19,7 +19,7 @@ from inventory.tasks import host_sync_enqueue
 @login_required
 @role_required("inventory.view")
 def host_list(request):
-    hosts = Host.objects.annotate(vm_count=Count("vms")).order_by("name")
+    hosts = _visible_hosts(request.user).annotate(vm_count=Count("vms")).order_by("name")
     context = {"hosts": hosts, "can_register": can(request.user, "host.register")}
     return render(request, "inventory/host_list.html", context)
 
@@ -42,7 +42,9 @@ def host_add_view(request):
             request,
             "inventory/host_list.html",
             {
-                "hosts": Host.objects.annotate(vm_count=Count("vms")).order_by("name"),
+                "hosts": _visible_hosts(request.user)
+                .annotate(vm_count=Count("vms"))
+                .order_by("name"),
                 "can_register": True,
                 "form": request.POST,
             },
@@ -56,7 +58,7 @@ def host_add_view(request):
 @login_required
 @role_required("inventory.view")
 def host_detail(request, pk):
-    host = get_object_or_404(Host, pk=pk)
+    host = get_object_or_404(_visible_hosts(request.user), pk=pk)
     context = {
         "capacity_chart": _capacity_chart(host),
         "host": host,
@@ -69,6 +71,11 @@ def host_detail(request, pk):
         "window_minutes": settings.FERRY_LOAD_WINDOW_MINUTES,
     }
     return render(request, "inventory/host_detail.html", context)
+
+
+def _visible_hosts(user, action: str = "inventory.view"):
+    """The hosts a user's roles reach (a role scoped to host groups sees only those)."""
+    return scope_filter(Host.objects.all(), user, action)
 
 
 def _capacity_chart(host) -> dict:
@@ -85,7 +92,7 @@ def _capacity_chart(host) -> dict:
 @require_POST
 @role_required("inventory.manage")
 def host_sync_view(request, pk):
-    host = get_object_or_404(Host, pk=pk)
+    host = get_object_or_404(_visible_hosts(request.user, "inventory.manage"), pk=pk)
     task_id = host_sync_enqueue(host=host, user=request.user)
     messages.info(request, f"Sync of {host.name} queued (task {task_id}).")
     return redirect("inventory:host-detail", pk=host.pk)
@@ -94,8 +101,9 @@ def host_sync_view(request, pk):
 @login_required
 @role_required("inventory.view")
 def vm_detail(request, pk):
+    vms = scope_filter(VirtualMachine.objects, request.user, "inventory.view", "host__group")
     vm = get_object_or_404(
-        VirtualMachine.objects.select_related("host").prefetch_related("disks__pool", "nics"), pk=pk
+        vms.select_related("host").prefetch_related("disks__pool", "nics"), pk=pk
     )
     context = {
         "vm": vm,

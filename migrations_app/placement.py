@@ -111,12 +111,16 @@ class Placer:
     """Places items of one snapshot; `exhaustive=True` evaluates every check on every host
     (slow; tests use it to prove the shortcuts give the same answer)."""
 
-    def __init__(self, snapshot: Snapshot, *, exhaustive: bool = False, group=None):
+    def __init__(self, snapshot: Snapshot, *, exhaustive: bool = False, group=None, scope=None):
         self.snapshot = snapshot
         self.exhaustive = exhaustive
         self.strategy = snapshot.plan.policy.placement_strategy
         self.hosts = sorted(
-            (h for h in snapshot.hosts.values() if group is None or h.group == group),
+            (
+                h
+                for h in snapshot.hosts.values()
+                if (group is None or h.group == group) and (scope is None or h.group in scope)
+            ),
             key=lambda h: (h.name, h.id),
         )
         self.ctx = CheckContext(snapshot=snapshot, ledger=Ledger())
@@ -434,14 +438,16 @@ def placement_run(
     only=None,
     group: str | None = None,
     exhaustive: bool = False,
+    scope=None,
 ):
     """Choose destinations for the snapshot's items without one (all, with replace).
 
     `only` limits placement to those item ids; `group` limits candidates to one host
-    group. Returns a list of Placement in plan order. Items with a fixed destination keep
+    group, `scope` (a set of group names: the planner's role scope) to those groups.
+    Returns a list of Placement in plan order. Items with a fixed destination keep
     it and count in the ledger first.
     """
-    placer = Placer(snapshot, exhaustive=exhaustive, group=group)
+    placer = Placer(snapshot, exhaustive=exhaustive, group=group, scope=scope)
     hosts = snapshot.hosts
     todo = []
     for item in snapshot.items:

@@ -6,10 +6,11 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
-need=(python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
+need=(python3 python3-venv python3-dev gcc pkg-config libvirt-dev libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core libldap-dev libsasl2-dev)
 # rsyslog (+ its GnuTLS driver): the audit-forwarding tests run a real receiver; openssl
-# makes their test CA.
-[ "${1:-}" = "--test" ] && need+=(chromium rsyslog rsyslog-gnutls openssl)
+# makes their test CA. The SSO tests start their own OpenLDAP server (slapd) and load it
+# with ldapadd.
+[ "${1:-}" = "--test" ] && need+=(chromium rsyslog rsyslog-gnutls openssl slapd ldap-utils)
 
 missing=()
 for pkg in "${need[@]}"; do
@@ -20,7 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "Ferry needs these Debian packages, which are not installed: ${missing[*]}" >&2
     echo "Install them as root:  sudo apt-get install -y ${missing[*]}" >&2
-    echo "(libvirt-python is built from source and needs libvirt-dev, pkg-config and gcc.)" >&2
+    echo "(libvirt-python and python-ldap are built from source: libvirt-dev, libldap-dev," >&2
+    echo " libsasl2-dev, pkg-config and gcc.)" >&2
     exit 1
   fi
   if ! command -v apt-get >/dev/null; then

@@ -1,6 +1,7 @@
 """The model backend with per-account lockout, and the login form that explains a lock."""
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
@@ -22,6 +23,8 @@ class LockoutModelBackend(ModelBackend):
     """Refuses a locked account even with the right password, on every login path."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
+        if not settings.FERRY_LOCAL_LOGIN:
+            return None  # local accounts switched off: only single sign-on signs people in
         if username is None:
             username = kwargs.get(self.get_user_model_username_field())
         # Counted before the password is checked, under a row lock: parallel guesses cannot

@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 from django_filters.fields import IsoDateTimeField
 
 from dashboard.audit.models import AuditEvent
-from dashboard.permissions import can
+from dashboard.permissions import can, is_scoped
 
 # (object_type prefix, permission that opens it, object types under the prefix kept back)
 _OPEN_TO_ROLES: list[tuple[str, str, frozenset[str]]] = []
@@ -37,7 +37,9 @@ def audit_events_visible(user) -> QuerySet[AuditEvent]:
         return events.none()
     visible = Q(actor_user_id=user.pk, actor_type=AuditEvent.ActorType.USER)
     for prefix, permission, excluded in _OPEN_TO_ROLES:
-        if can(user, permission):
+        # A role scoped to host groups reads its own actions only: these prefixes would
+        # open every group's plans and hosts.
+        if can(user, permission) and not is_scoped(user, permission):
             opened = Q(object_type__startswith=prefix)
             if excluded:
                 opened &= ~Q(object_type__in=sorted(excluded))

@@ -6,16 +6,23 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
-from dashboard.permissions import can
+from dashboard.permissions import can, in_scope, scope_filter, scope_of
 from inventory.api import filters, serializers
 from inventory.models import Host, Network, StoragePool, VirtualMachine
 from inventory.services import host_add, host_update, pool_update
 from inventory.tasks import host_sync_enqueue
 
 InventoryPermission = action_permission("inventory.view", "inventory.manage")
+
+
+def _scope_action(request) -> str:
+    """Reads show what the user may view; writes reach only what they may manage (a role
+    scoped to host groups sees the rest as absent: 404)."""
+    return "inventory.view" if request.method in SAFE_METHODS else "inventory.manage"
 
 
 class HostViewSet(
@@ -43,7 +50,8 @@ class HostViewSet(
             .annotate(n=Count("id"))
             .values("n")
         )
-        return Host.objects.annotate(vm_count=Coalesce(Subquery(vm_count), 0)).order_by("name")
+        hosts = Host.objects.annotate(vm_count=Coalesce(Subquery(vm_count), 0)).order_by("name")
+        return scope_filter(hosts, self.request.user, _scope_action(self.request))
 
     def get_serializer_class(self):
         if self.action == "create":
@@ -70,6 +78,13 @@ class HostViewSet(
     @extend_schema(responses={200: serializers.HostSerializer})
     def partial_update(self, request, *args, **kwargs):
         data = validated(serializers.HostUpdateSerializer, request.data)
+        if "group" in data and not in_scope(
+            scope_of(request.user, "inventory.manage"), [data["group"]]
+        ):
+            raise PermissionDenied(
+                f"Your role does not reach host group '{data['group']}': you may move hosts "
+                "only between the groups you manage."
+            )
         host = host_update(host=self.get_object(), actor=request.user, **data)
         row = self.get_queryset().get(pk=host.pk)
         return Response(serializers.HostSerializer(row, context=self.get_serializer_context()).data)
@@ -129,6 +144,9 @@ class StoragePoolViewSet(
         context = self.get_serializer_context()
         return Response(serializers.StoragePoolSerializer(row, context=context).data)
 
+    def get_queryset(self):
+        return _reachable(self.queryset, self.request)
+
 
 class NetworkViewSet(viewsets.ReadOnlyModelViewSet):
     """Networks and the hosts that carry them."""
@@ -139,6 +157,9 @@ class NetworkViewSet(viewsets.ReadOnlyModelViewSet):
     search_fields = ["name", "bridge"]
     ordering_fields = ["name"]
     queryset = Network.objects.prefetch_related("hosts").order_by("name")
+
+    def get_queryset(self):
+        return _reachable(self.queryset, self.request)
 
 
 class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
@@ -154,3 +175,12 @@ class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
         .prefetch_related("disks__pool", "nics")
         .order_by("name", "id")
     )
+
+    def get_queryset(self):
+        return scope_filter(self.queryset, self.request.user, "inventory.view", "host__group")
+
+
+def _reachable(queryset, request):
+    """Pools and networks reached by at least one host the user may see."""
+    narrowed = scope_filter(queryset, request.user, "inventory.view", "hosts__group")
+    return queryset if narrowed is queryset else narrowed.distinct()

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
 from migrations_app.live.snapshots import dashboard_snapshot, plan_snapshot
-from migrations_app.models import MigrationPlan
+from migrations_app.scoping import visible_plans
 
 PlanViewPermission = action_permission("plan.view")
 
@@ -18,7 +18,7 @@ PlanViewPermission = action_permission("plan.view")
 @permission_classes([PlanViewPermission])
 def plan_live_snapshot(request, plan_id: int):
     """The snapshot a websocket subscriber of this plan receives first."""
-    plan = get_object_or_404(MigrationPlan, pk=plan_id)
+    plan = get_object_or_404(visible_plans(request.user), pk=plan_id)
     return Response(plan_snapshot(plan))
 
 
@@ -27,4 +27,4 @@ def plan_live_snapshot(request, plan_id: int):
 @permission_classes([PlanViewPermission])
 def dashboard_live_snapshot(request):
     """Running and scheduled plans with item counts, as the dashboard stream starts with."""
-    return Response(dashboard_snapshot())
+    return Response(dashboard_snapshot(plans=visible_plans(request.user)))

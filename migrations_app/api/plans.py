@@ -16,6 +16,7 @@ from migrations_app.api.balance import PlanBalanceMixin
 from migrations_app.api.inputs import validated
 from migrations_app.api.workflow_actions import PlanWorkflowActionsMixin
 from migrations_app.models import PlanItem, ValidationRun
+from migrations_app.scoping import plans_in_scope
 from migrations_app.selectors.plans import (
     plan_estimate_get,
     plan_items,
@@ -42,7 +43,7 @@ class PlanViewSet(
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        return plan_list()
+        return plans_in_scope(plan_list(), self.request.user)
 
     def get_serializer_class(self):
         if self.action == "retrieve":

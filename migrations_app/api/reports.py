@@ -9,7 +9,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dashboard.api.permissions import action_permission
-from migrations_app.models import MigrationPlan
 from migrations_app.reports.history import (
     history_attempts,
     history_filters,
@@ -18,6 +17,7 @@ from migrations_app.reports.history import (
 )
 from migrations_app.reports.outcomes import OUTCOMES
 from migrations_app.reports.plan_report import plan_report, plan_report_csv
+from migrations_app.scoping import visible_plans
 
 ReportPermission = action_permission("plan.view")
 
@@ -54,7 +54,7 @@ class PlanReportView(APIView):
         responses={(200, "text/csv"): bytes, (200, "application/json"): OpenApiTypes.OBJECT},
     )
     def get(self, request, pk: int, kind: str):
-        plan = get_object_or_404(MigrationPlan, pk=pk)
+        plan = get_object_or_404(visible_plans(request.user), pk=pk)
         if kind == "csv":
             return plan_report_csv(plan)
         response = Response(plan_report(plan))
@@ -69,7 +69,8 @@ class HistoryViewSet(viewsets.GenericViewSet):
     filter_backends: list = []  # the history filters are checked by the selector
 
     def get_queryset(self):
-        return history_attempts(history_filters(self.request.query_params))
+        rows = history_attempts(history_filters(self.request.query_params))
+        return rows.filter(run__plan__in=visible_plans(self.request.user))
 
     def get_serializer_class(self):  # schema only; rows are built by history_row
         return serializers.Serializer

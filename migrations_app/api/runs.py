@@ -18,6 +18,7 @@ from migrations_app.execution import force_complete, services
 from migrations_app.live.events import event_message
 from migrations_app.live.snapshots import attempt_dict, sample_dict
 from migrations_app.models import ItemAttempt, PlanItem, PlanRun, ProgressSample, RunEvent
+from migrations_app.scoping import visible_plans
 
 RunPermission = action_permission("plan.view", "plan.run")
 EVENTS_MAX = 1000
@@ -83,7 +84,9 @@ class RunViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
     queryset = PlanRun.objects.all()
 
     def get_queryset(self):
-        qs = PlanRun.objects.order_by("-started_at", "-id")
+        qs = PlanRun.objects.filter(plan__in=visible_plans(self.request.user)).order_by(
+            "-started_at", "-id"
+        )
         plan = self.request.query_params.get("plan")
         if plan:
             qs = qs.filter(plan_id=_int_param(self.request, "plan", 0))
@@ -100,7 +103,7 @@ class RunViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
 
     @extend_schema(operation_id="runs_retrieve", responses=OpenApiTypes.OBJECT)
     def retrieve(self, request, pk=None):
-        run = get_object_or_404(PlanRun, pk=pk)
+        run = get_object_or_404(PlanRun.objects.filter(plan__in=visible_plans(request.user)), pk=pk)
         attempts = ItemAttempt.objects.filter(run=run).select_related(
             "item", "item__vm", "source_host", "destination_host"
         )
@@ -116,7 +119,7 @@ class RunViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
     @action(detail=True, methods=["get"])
     def events(self, request, pk=None):
         """Events of the run in sequence order after `after`: what a live client missed."""
-        run = get_object_or_404(PlanRun, pk=pk)
+        run = get_object_or_404(PlanRun.objects.filter(plan__in=visible_plans(request.user)), pk=pk)
         after = _int_param(request, "after", 0)
         limit = _int_param(request, "limit", EVENTS_MAX, minimum=1, maximum=EVENTS_MAX)
         events = list(RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[:limit])
@@ -135,7 +138,7 @@ class RunViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
     @action(detail=True, methods=["post"])
     def finish(self, request, pk=None):
         """Close a run whose items have all ended (some failed): record the plan's outcome."""
-        run = get_object_or_404(PlanRun, pk=pk)
+        run = get_object_or_404(PlanRun.objects.filter(plan__in=visible_plans(request.user)), pk=pk)
         # A run or plan state that does not allow it is a 409 (dashboard.api.errors).
         run = services.run_finish(plan=run.plan, actor=request.user)
         return Response(_run_dict(run))
@@ -153,7 +156,7 @@ class AttemptViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def retrieve(self, request, pk=None):
         attempt = get_object_or_404(
-            ItemAttempt.objects.select_related(
+            ItemAttempt.objects.filter(run__plan__in=visible_plans(request.user)).select_related(
                 "item", "item__vm", "source_host", "destination_host"
             ),
             pk=pk,
@@ -169,7 +172,9 @@ class AttemptViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def samples(self, request, pk=None):
         """Progress samples of the attempt in time order (charts, the estimate model)."""
-        attempt = get_object_or_404(ItemAttempt, pk=pk)
+        attempt = get_object_or_404(
+            ItemAttempt.objects.filter(run__plan__in=visible_plans(request.user)), pk=pk
+        )
         after = _int_param(request, "after_ms", -1, minimum=-1)
         rows = ProgressSample.objects.filter(attempt=attempt, elapsed_ms__gt=after).order_by(
             "elapsed_ms", "id"
@@ -198,7 +203,12 @@ class ItemActionViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel the item: dropped before it starts, its libvirt job aborted while it runs."""
-        item = get_object_or_404(PlanItem.objects.select_related("plan", "vm"), pk=pk)
+        item = get_object_or_404(
+            PlanItem.objects.filter(plan__in=visible_plans(request.user)).select_related(
+                "plan", "vm"
+            ),
+            pk=pk,
+        )
         data = ItemActionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         attempt = services.item_cancel(
@@ -215,7 +225,12 @@ class ItemActionViewSet(viewsets.GenericViewSet):
         """Pause the guest on its source so the rest of its memory moves and the move ends;
         answers with the downtime it is expected to add. 409 with the reason when it makes
         no sense now (not moving, storage only, post-copy already running)."""
-        item = get_object_or_404(PlanItem.objects.select_related("plan", "vm"), pk=pk)
+        item = get_object_or_404(
+            PlanItem.objects.filter(plan__in=visible_plans(request.user)).select_related(
+                "plan", "vm"
+            ),
+            pk=pk,
+        )
         data = ItemActionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         answer = force_complete.item_force_complete(
@@ -227,6 +242,11 @@ class ItemActionViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         """Queue a failed, cancelled or needs-attention item again (a new attempt)."""
-        item = get_object_or_404(PlanItem.objects.select_related("plan", "vm"), pk=pk)
+        item = get_object_or_404(
+            PlanItem.objects.filter(plan__in=visible_plans(request.user)).select_related(
+                "plan", "vm"
+            ),
+            pk=pk,
+        )
         item = services.item_retry(item=item, actor=request.user)
         return Response({"item": item.pk, "status": item.status}, status=status.HTTP_202_ACCEPTED)

@@ -121,10 +121,13 @@ def _host_label(host, redact: bool, role: str) -> str | None:
     return f"({role} host)" if redact else host.name
 
 
-def dashboard_snapshot() -> dict:
-    """Plans that are running or paused, with item counts by status."""
-    plans = MigrationPlan.objects.filter(status__in=["running", "paused", "scheduled"]).order_by(
-        "id"
+def dashboard_snapshot(plans=None) -> dict:
+    """Plans that are running or paused, with item counts by status (of `plans`, a queryset
+    narrowed to what the reader may see; all of them by default)."""
+    plans = (
+        (MigrationPlan.objects if plans is None else plans)
+        .filter(status__in=["running", "paused", "scheduled"])
+        .order_by("id")
     )
     rows = []
     for plan in plans.prefetch_related("items"):

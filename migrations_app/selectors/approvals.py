@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dashboard.accounts.people import person_key, person_keys
 from dashboard.audit.models import AuditEvent
 from migrations_app.content import plan_content_within
 from migrations_app.models import Approval, MigrationPlan
@@ -27,18 +28,32 @@ def approvals_valid(plan: MigrationPlan, *, now=None) -> QuerySet[Approval]:
     if plan.content_hash == "":
         return valid.none()
     ids, names = approval_excluded_people(plan)
-    return valid.exclude(approver_id__in=ids).exclude(approver_name__in=names)
+    valid = valid.exclude(approver_id__in=ids).exclude(approver_name__in=names)
+    # Four eyes counts people: another account of someone who shaped the plan (their IdP
+    # account and their local one) does not count either.
+    shapers = set(person_keys(ids).values())
+    approver_ids = set(valid.values_list("approver_id", flat=True))
+    same = [pk for pk, key in person_keys(approver_ids).items() if key in shapers]
+    return valid.exclude(approver_id__in=same) if same else valid
+
+
+def approval_people(approvals) -> set[str]:
+    """The distinct people behind approvals: by account (an IdP account and a local one of
+    one person are one), by name snapshot once the account is deleted."""
+    rows = list(approvals.values_list("approver_id", "approver_name"))
+    keys = person_keys(pk for pk, _ in rows)
+    return {keys.get(pk) or f"name:{name}" for pk, name in rows}
 
 
 def approvals_valid_count(plan: MigrationPlan, *, now=None) -> int:
-    """Distinct approvers whose approval still counts (by name snapshot, so an approval
-    survives the later deletion of its approver's account)."""
-    return approvals_valid(plan, now=now).values("approver_name").distinct().count()
+    """Distinct people whose approval still counts (an approval survives the later
+    deletion of its approver's account through its name snapshot)."""
+    return len(approval_people(approvals_valid(plan, now=now)))
 
 
-def approvals_tied_names(plan: MigrationPlan, *, now=None) -> set[str]:
-    """Approvers (names) whose valid approval is tied to its audit event: the event at
-    the approval's audit sequence records this plan's approval by this approver of this
+def approvals_tied_people(plan: MigrationPlan, *, now=None) -> set[str]:
+    """People (person keys, see approval_people) whose valid approval is tied to its audit
+    event: the event at the approval's audit sequence records this plan's approval by this approver of this
     content hash. plan_start counts these, so an Approval row that did not come through
     plan_approve (and so has no matching event in the hash chain) starts nothing."""
     approvals = list(approvals_valid(plan, now=now).exclude(audit_sequence__isnull=True))
@@ -52,6 +67,7 @@ def approvals_tied_names(plan: MigrationPlan, *, now=None) -> set[str]:
         )
     }
     tied = set()
+    keys = person_keys(a.approver_id for a in approvals)
     for approval in approvals:
         event = events.get(approval.audit_sequence)
         after = (event.after or {}) if event else {}
@@ -62,26 +78,28 @@ def approvals_tied_names(plan: MigrationPlan, *, now=None) -> set[str]:
             and after.get("approval") == approval.pk
             and after.get("content_hash") == approval.content_hash
         ):
-            tied.add(approval.approver_name)
+            tied.add(keys.get(approval.approver_id) or f"name:{approval.approver_name}")
     return tied
 
 
 def approvals_tied_count(plan: MigrationPlan, *, now=None) -> int:
-    """How many distinct approvers' approvals are tied (approvals_tied_names)."""
-    return len(approvals_tied_names(plan, now=now))
+    """How many distinct people's approvals are tied (approvals_tied_people)."""
+    return len(approvals_tied_people(plan, now=now))
 
 
 def approvals_carried_count(plan: MigrationPlan, *, now=None) -> int:
     """A re-run of failed items counts its origin's tied approvals while its content lies
-    within what they approved, minus anyone who shaped the re-run (four eyes)."""
+    within what they approved, minus anyone who shaped the re-run (four eyes, counted by
+    person: another account of a shaper does not count either)."""
     origin = plan.rerun_of
     if origin is None or not plan.content_hash:
         return 0
     within, _why = plan_content_within(plan, origin)
     if not within:
         return 0
-    _ids, names = approval_excluded_people(plan)
-    return len(approvals_tied_names(origin, now=now) - names)
+    ids, names = approval_excluded_people(plan)
+    shapers = set(person_keys(ids).values()) | {f"name:{name}" for name in names}
+    return len(approvals_tied_people(origin, now=now) - shapers)
 
 
 def approval_excluded_people(plan: MigrationPlan) -> tuple[set, set]:
@@ -99,7 +117,7 @@ def approval_excluded_people(plan: MigrationPlan) -> tuple[set, set]:
 
 def approval_excluded_reason(plan: MigrationPlan, user) -> str:
     """Why `user` may not approve or reject `plan` under four eyes ("" when they may):
-    "author", "submitted" or "edited". Pages, API and services all ask this function."""
+    "author", "submitted", "edited", or "same_person" (another account of someone who did). Pages, API and services all ask this function."""
     pk = getattr(user, "pk", None)
     name = _username(user)
     if plan.author_id is not None and plan.author_id == pk:
@@ -112,6 +130,9 @@ def approval_excluded_reason(plan: MigrationPlan, user) -> str:
             if "created" in roles:
                 return "author"
             return "submitted" if "submitted" in roles else "edited"
+    ids, _ = approval_excluded_people(plan)
+    if pk is not None and ids and person_key(user) in set(person_keys(ids - {pk}).values()):
+        return "same_person"
     return ""
 
 

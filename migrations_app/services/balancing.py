@@ -20,7 +20,7 @@ from django.db import transaction
 
 from dashboard.audit.record import as_actor, audit_record
 from inventory.load import load_averages
-from inventory.models import Host, StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
+from inventory.models import StoragePool, VirtualDisk, VirtualMachine, VirtualNIC
 from migrations_app.balance import HostLoad, VmLoad, balance_group
 from migrations_app.checks.snapshot import (
     VM_FIELDS,
@@ -30,8 +30,9 @@ from migrations_app.checks.snapshot import (
     snapshot_around,
     vm_info,
 )
-from migrations_app.errors import PlanError, PlanStateError
+from migrations_app.errors import PlanStateError
 from migrations_app.models import BalanceRun, MigrationPlan, PlanItem
+from migrations_app.services.item_input import resolve_group
 from migrations_app.services.plan_edits import (
     plan_content_changed,
     plan_lock,
@@ -94,16 +95,6 @@ def measured_loads(snapshot: Snapshot, group: str) -> tuple[dict, dict]:
     return vm_loads, host_loads
 
 
-def _clean_group(group) -> str:
-    group = (group or "").strip() if isinstance(group, str) else ""
-    if not group or not Host.objects.filter(group=group).exists():
-        known = sorted(set(Host.objects.exclude(group="").values_list("group", flat=True)))
-        raise PlanError(
-            f"No host is in group '{group}'. Known groups: {', '.join(known) or 'none'}."
-        )
-    return group
-
-
 def _note(move, group: str, target_pct: float) -> dict:
     return {
         "strategy": "balance",
@@ -142,7 +133,7 @@ def plan_balance(
                 f"Plan '{plan.name}' already has items: balancing builds the whole plan, so "
                 "start from an empty draft (or remove the items first)."
             )
-        group = _clean_group(group)
+        group = resolve_group(group, actor)
         snapshot = group_snapshot(plan, group, storage_copy=storage_copy)
         vm_loads, host_loads = measured_loads(snapshot, group)
         result = balance_group(
@@ -225,7 +216,7 @@ def plan_create_balanced(
 ) -> tuple[MigrationPlan, BalanceRun]:
     """A new draft plan that balances `group` (plan_create + plan_balance, one transaction)."""
     with transaction.atomic():
-        group = _clean_group(group)
+        group = resolve_group(group, actor)
         plan = plan_create(
             actor=actor,
             name=(name or "").strip() or f"Balance {group}",

@@ -1,6 +1,7 @@
 """Turning what a person sent (ids, names, maps, overrides) into checked values, with
 messages that say exactly what was wrong."""
 
+from dashboard.permissions import scope_filter
 from inventory.models import Host, Network, StoragePool, VirtualMachine
 from migrations_app.errors import PlanError
 from migrations_app.models import MigrationPlan, PlanItem
@@ -24,8 +25,9 @@ def _as_id(value, what: str) -> int:
         raise PlanError(f"{what} id must be a number, not {value!r}.") from None
 
 
-def resolve_vms(vms, *, lock: bool = False) -> list[VirtualMachine]:
-    """VM objects for a list of VMs or ids, in the order given (duplicates dropped)."""
+def resolve_vms(vms, *, lock: bool = False, scope=None) -> list[VirtualMachine]:
+    """VM objects for a list of VMs or ids, in the order given (duplicates dropped); with a
+    role `scope` (host group names), a VM on a host outside it is as unknown as a missing one."""
     vms = list(vms or [])
     if not vms:
         raise PlanError("No VMs given.")
@@ -35,6 +37,8 @@ def resolve_vms(vms, *, lock: bool = False) -> list[VirtualMachine]:
         if pk not in ids:
             ids.append(pk)
     qs = VirtualMachine.objects.select_related("host").filter(pk__in=ids)
+    if scope is not None:
+        qs = qs.filter(host__group__in=sorted(scope))
     if lock:
         # Adding the same VM to two plans at once: the row lock makes the second wait
         # and then see the first plan's item.
@@ -46,18 +50,35 @@ def resolve_vms(vms, *, lock: bool = False) -> list[VirtualMachine]:
     return [found[pk] for pk in ids]
 
 
-def resolve_host(host) -> Host:
-    """A Host from a Host, an id or a name."""
+def resolve_group(group, actor) -> str:
+    """A host group name that has hosts the actor's role reaches (a role scoped to host
+    groups finds the others as unknown as a group without hosts)."""
+    group = (group or "").strip() if isinstance(group, str) else ""
+    reachable = scope_filter(Host.objects.all(), actor, "plan.edit")
+    if not group or not reachable.filter(group=group).exists():
+        known = sorted(set(reachable.exclude(group="").values_list("group", flat=True)))
+        raise PlanError(
+            f"No host is in group '{group}'. Known groups: {', '.join(known) or 'none'}."
+        )
+    return group
+
+
+def resolve_host(host, *, scope=None) -> Host:
+    """A Host from a Host, an id or a name; with a role `scope` (host group names), a host
+    outside it is as unknown as a missing one."""
     if isinstance(host, Host):
+        if scope is not None and host.group not in scope:
+            raise PlanError(f"Unknown host id {host.pk}.")
         return host
+    hosts = Host.objects.filter(group__in=sorted(scope)) if scope is not None else Host.objects
     if isinstance(host, str) and not host.strip().isdigit():
         # No stored name holds a NUL, and PostgreSQL refuses one even in a lookup (a 500).
-        found = None if "\x00" in host else Host.objects.filter(name=host.strip()).first()
+        found = None if "\x00" in host else hosts.filter(name=host.strip()).first()
         if found is None:
             raise PlanError(f"Unknown host '{host}'.")
         return found
     pk = _as_id(host, "Host")
-    found = Host.objects.filter(pk=pk).first()
+    found = hosts.filter(pk=pk).first()
     if found is None:
         raise PlanError(f"Unknown host id {pk}.")
     return found

@@ -13,8 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from dashboard.audit.record import audit_record
-from migrations_app.errors import PlanStateError
+from migrations_app.errors import PlanError, PlanStateError
 from migrations_app.models import Approval, MigrationPlan
+from migrations_app.scoping import plan_scope_outside
 
 # Statuses a content edit sends back to draft: the frozen content no longer exists.
 RETURN_TO_DRAFT = frozenset({"submitted", "approved", "rejected", "scheduled"})
@@ -62,6 +63,15 @@ def plan_content_changed(plan: MigrationPlan, actor, *, what: str = "") -> Migra
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("plan_content_changed must run inside the edit's transaction")
     plan_require_editable(plan)
+    # The last line of the role scope: whatever path changed the content (items, placement,
+    # balancing), a person scoped to host groups may not leave it touching another group.
+    # Raising here rolls the whole edit back.
+    outside = plan_scope_outside(plan, actor, "plan.edit")
+    if outside:
+        raise PlanError(
+            f"Plan '{plan.name}' would reach hosts outside the host groups your role covers; "
+            "choose VMs and destinations in your groups."
+        )
     plan.version += 1
     fields = ["version", "updated_at"]
     if plan_contributor_note(plan, actor, "edited"):

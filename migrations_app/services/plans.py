@@ -10,7 +10,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from dashboard.audit.record import audit_record
-from inventory.models import Host, VirtualMachine
+from dashboard.permissions import actor_scope, scope_label
+from inventory.models import VirtualMachine
 from migrations_app.errors import PlanError, PlanStateError
 from migrations_app.models import MigrationPlan, PlanItem
 from migrations_app.policy import Policy, PolicyError
@@ -19,6 +20,7 @@ from migrations_app.services.item_input import (
     clean_network_map,
     clean_overrides,
     clean_storage_map,
+    resolve_group,
     resolve_host,
     resolve_vms,
 )
@@ -231,15 +233,21 @@ def plan_add_vms(
     with transaction.atomic():
         plan = plan_lock(plan)
         plan_require_editable(plan)
-        vms = resolve_vms(vms, lock=True)
-        dest = resolve_host(destination) if destination is not None else None
+        scope = actor_scope(actor, "plan.edit")
+        vms = resolve_vms(vms, lock=True, scope=scope)
+        dest = resolve_host(destination, scope=scope) if destination is not None else None
         items = _add_items(plan, vms, destination=dest, mode=mode, chosen_by="planner")
         plan_content_changed(plan, actor, what="VMs added")
         audit_record(
             actor=actor,
             action="plan.items_added",
             obj=plan,
-            after={**_names(vms), "destination": dest.name if dest else None, "mode": mode},
+            after={
+                **_names(vms),
+                "destination": dest.name if dest else None,
+                "mode": mode,
+                "scope": scope_label(scope),
+            },
         )
     return items
 
@@ -250,7 +258,7 @@ def plan_evacuate_host(*, plan: MigrationPlan, host, actor) -> dict:
     with transaction.atomic():
         plan = plan_lock(plan)
         plan_require_editable(plan)
-        host = resolve_host(host)
+        host = resolve_host(host, scope=actor_scope(actor, "plan.edit"))
         candidates = list(
             VirtualMachine.objects.select_for_update()
             .filter(host=host, missing=False, state__in=MOVABLE_STATES)
@@ -279,7 +287,7 @@ def plan_evacuate_host(*, plan: MigrationPlan, host, actor) -> dict:
         evacuated_ids = list(
             PlanItem.objects.filter(plan=plan, source_host=host).values_list("pk", flat=True)
         )
-        placements = place_items(plan, item_ids=evacuated_ids, replace=False)
+        placements = place_items(plan, actor=actor, item_ids=evacuated_ids, replace=False)
         plan_content_changed(plan, actor, what=f"evacuation of {host.name}")
         placed = [p for p in placements if p.destination_id is not None]
         unplaced = [p for p in placements if p.destination_id is None]
@@ -290,6 +298,7 @@ def plan_evacuate_host(*, plan: MigrationPlan, host, actor) -> dict:
             "skipped": skipped,
             "placed": len(placed),
             "unplaced": [{"item": p.item_id, "reason": p.note.get("reason", "")} for p in unplaced],
+            "scope": scope_label(actor_scope(actor, "plan.edit")),
         }
         audit_record(actor=actor, action="plan.host_evacuated", obj=plan, after=result)
     return result
@@ -297,16 +306,12 @@ def plan_evacuate_host(*, plan: MigrationPlan, host, actor) -> dict:
 
 def plan_move_to_group(*, plan: MigrationPlan, vms, group: str, actor) -> dict:
     """Add VMs (or re-target those already in the plan) and place them in a host group."""
-    group = (group or "").strip()
     with transaction.atomic():
         plan = plan_lock(plan)
         plan_require_editable(plan)
-        if not group or not Host.objects.filter(group=group).exists():
-            known = sorted(set(Host.objects.exclude(group="").values_list("group", flat=True)))
-            raise PlanError(
-                f"No host is in group '{group}'. Known groups: {', '.join(known) or 'none'}."
-            )
-        vms = resolve_vms(vms, lock=True)
+        scope = actor_scope(actor, "plan.edit")
+        group = resolve_group(group, actor)
+        vms = resolve_vms(vms, lock=True, scope=scope)
         existing = {
             i.vm_id: i for i in PlanItem.objects.filter(plan=plan, vm__in=vms).select_related("vm")
         }
@@ -322,7 +327,7 @@ def plan_move_to_group(*, plan: MigrationPlan, vms, group: str, actor) -> dict:
                 destination_host=None, destination_chosen_by=""
             )
         ids = [i.pk for i in items] + [i.pk for i in existing.values()]
-        placements = place_items(plan, item_ids=ids, replace=True, group=group)
+        placements = place_items(plan, actor=actor, item_ids=ids, replace=True, group=group)
         plan_content_changed(plan, actor, what=f"move to group {group}")
         result = {
             "group": group,
@@ -334,6 +339,7 @@ def plan_move_to_group(*, plan: MigrationPlan, vms, group: str, actor) -> dict:
                 for p in placements
                 if p.destination_id is None
             ],
+            "scope": scope_label(scope),
         }
         audit_record(actor=actor, action="plan.moved_to_group", obj=plan, after=result)
     return result
@@ -359,7 +365,11 @@ def plan_item_update(
         if mode is not UNSET:
             item.mode = clean_mode(mode)
         if destination is not UNSET:
-            item.destination_host = resolve_host(destination) if destination is not None else None
+            item.destination_host = (
+                resolve_host(destination, scope=actor_scope(actor, "plan.edit"))
+                if destination is not None
+                else None
+            )
             item.destination_chosen_by = "planner" if destination is not None else ""
         if item.mode == PlanItem.Mode.STORAGE_ONLY:
             item.destination_host = item.source_host
@@ -388,7 +398,7 @@ def plan_item_update(
             action="plan.item_updated",
             obj=plan,
             before={"item": item.pk, **before},
-            after={"item": item.pk, **after},
+            after={"item": item.pk, **after, "scope": scope_label(actor_scope(actor, "plan.edit"))},
         )
     return item
 

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
 from migrations_app.models.sharing import ShareLink
+from migrations_app.scoping import visible_plans
 from migrations_app.sharing.services import share_link_revoke
 
 
@@ -48,7 +49,8 @@ class ShareLinkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     filterset_fields = ["plan"]
 
     def get_queryset(self):
-        return ShareLink.objects.order_by("-created_at", "-id")
+        plans = visible_plans(self.request.user, "sharelink.manage")
+        return ShareLink.objects.filter(plan__in=plans).order_by("-created_at", "-id")
 
     @extend_schema(request=None, responses={200: ShareLinkSerializer})
     @action(detail=True, methods=["post"])

@@ -17,6 +17,7 @@ from migrations_app.reports.history import (
     history_totals,
 )
 from migrations_app.reports.outcomes import LABELS, OUTCOMES
+from migrations_app.scoping import visible_plans
 
 PAGE_SIZE = 50
 
@@ -38,7 +39,7 @@ def history_page(request):
     except InputError as exc:
         messages.error(request, str(exc))
         return render(request, "migrations_app/history.html", context)
-    qs = history_attempts(filters)
+    qs = history_attempts(filters).filter(run__plan__in=visible_plans(request.user))
     paginator = CachedCountKeysetPaginator(qs, PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()

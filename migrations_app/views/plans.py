@@ -16,12 +16,13 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from dashboard.errors import FerryError
-from dashboard.permissions import can, role_required
+from dashboard.permissions import can, role_required, scope_filter
 from inventory.models import Host, VirtualMachine
 from migrations_app.checks import CHECK_IDS
 from migrations_app.errors import PlanError
 from migrations_app.models import ItemAttempt, MigrationPlan, PlacementRule, PlanItem
 from migrations_app.policy import Policy
+from migrations_app.scoping import plans_in_scope, visible_plans
 from migrations_app.selectors.plans import (
     plan_estimate_get,
     plan_items,
@@ -83,10 +84,16 @@ def _policy_from(post: QueryDict) -> dict:
 @role_required("plan.view")
 def plan_list_view(request):
     context = {
-        "plans": plan_list()[:200],
+        "plans": plans_in_scope(plan_list(), request.user)[:200],
         "can_edit": can(request.user, "plan.edit"),
         "policy_defaults": Policy(),
-        "groups": sorted(set(Host.objects.exclude(group="").values_list("group", flat=True))),
+        "groups": sorted(
+            set(
+                scope_filter(Host.objects, request.user, "plan.edit")
+                .exclude(group="")
+                .values_list("group", flat=True)
+            )
+        ),
         "rules": PlacementRule.objects.order_by("name", "id"),
         "rule_kinds": PlacementRule.Kind.choices,
     }
@@ -119,7 +126,8 @@ def _candidates(request, plan):
     host, tag, name = (request.GET.get(k, "").strip() for k in ("host", "tag", "name"))
     if not (host or tag or name):
         return None
-    qs = VirtualMachine.objects.select_related("host").exclude(plan_items__plan=plan)
+    qs = scope_filter(VirtualMachine.objects, request.user, "plan.edit", "host__group")
+    qs = qs.select_related("host").exclude(plan_items__plan=plan)
     if host.isdigit():
         qs = qs.filter(host_id=int(host))
     if name:
@@ -173,7 +181,7 @@ def _actual_timeline(plan) -> list[dict]:
 @login_required
 @role_required("plan.view")
 def plan_detail_view(request, pk):
-    plan = get_object_or_404(MigrationPlan, pk=pk)
+    plan = get_object_or_404(visible_plans(request.user), pk=pk)
     items = list(plan_items(plan))
     run = plan_latest_validation(plan)
     current = bool(run and run.plan_version == plan.version)
@@ -213,7 +221,7 @@ def plan_detail_view(request, pk):
         "estimate": estimate,
         "estimate_is_fresh": fresh,
         "gantt": gantt,
-        "hosts": Host.objects.order_by("name"),
+        "hosts": scope_filter(Host.objects, request.user, "plan.edit").order_by("name"),
         "candidates": _candidates(request, plan),
         "filters": {k: request.GET.get(k, "") for k in ("host", "tag", "name")},
         "can_edit": can(request.user, "plan.edit") and plan.status in MigrationPlan.EDITABLE,
@@ -230,7 +238,7 @@ def plan_detail_view(request, pk):
 def _edit(request, pk, action):
     """Run one page edit: service call, message, back to the plan (the views that call
     it carry @role_required("plan.edit"))."""
-    plan = get_object_or_404(MigrationPlan, pk=pk)
+    plan = get_object_or_404(visible_plans(request.user), pk=pk)
     try:
         text = action(plan)
     except FerryError as exc:

@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST
 
 from dashboard.errors import FerryError
 from dashboard.permissions import can, role_required
-from migrations_app.models import MigrationPlan
 from migrations_app.models.sharing import ShareLink
+from migrations_app.scoping import visible_plans
 from migrations_app.services.rerun import plan_rerun_failed
 from migrations_app.sharing.services import share_link_create, share_link_revoke, share_link_url
 from migrations_app.workflow import services as workflow
@@ -33,7 +33,7 @@ def _back(request, plan_id: int):
 @require_POST
 @role_required("sharelink.manage")
 def sharelink_create_page(request, pk):
-    plan = get_object_or_404(MigrationPlan, pk=pk)
+    plan = get_object_or_404(visible_plans(request.user), pk=pk)
     hours = request.POST.get("hours", "").strip()
     never = bool(request.POST.get("never_expires"))
     expires_at = None
@@ -109,7 +109,7 @@ def plan_workflow_page(request, pk, action):
     # After the 404 for an unknown action, as before: the role check of every plan page.
     if not can(request.user, "plan.view"):
         raise PermissionDenied("Your role does not allow this.")
-    plan = get_object_or_404(MigrationPlan, pk=pk)
+    plan = get_object_or_404(visible_plans(request.user), pk=pk)
     try:
         call(plan, request.user, request.POST)
     except (FerryError, PermissionDenied) as exc:
@@ -129,7 +129,7 @@ def plan_workflow_page(request, pk, action):
 @role_required("plan.run")
 def plan_rerun_failed_page(request, pk):
     """The plan page's "Re-run failed items" button: the new plan opens on success."""
-    plan = get_object_or_404(MigrationPlan, pk=pk)
+    plan = get_object_or_404(visible_plans(request.user), pk=pk)
     try:
         rerun = plan_rerun_failed(plan=plan, actor=request.user)
     except FerryError as exc:

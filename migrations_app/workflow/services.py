@@ -25,6 +25,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from dashboard.accounts.people import person_key
 from dashboard.audit.record import Actor, audit_record
 from dashboard.permissions import can
 from migrations_app.changegate.services import change_gate_after, change_gate_check
@@ -33,11 +34,14 @@ from migrations_app.errors import TransitionError
 from migrations_app.live.events import plan_changed
 from migrations_app.models import Approval, MigrationPlan, ValidationRun
 from migrations_app.notifications.services import notify_plan_event
+from migrations_app.scoping import plan_scope_outside, plan_scope_used
 from migrations_app.selectors.approvals import (
     approval_excluded_reason,
+    approval_people,
     approvals_carried_count,
     approvals_required,
     approvals_tied_count,
+    approvals_valid,
     approvals_valid_count,
 )
 from migrations_app.services.plan_edits import plan_contributor_note
@@ -62,20 +66,33 @@ def _is_user(actor) -> bool:
     return isinstance(actor, AbstractBaseUser)
 
 
-def _require_role(actor, action: str, verb: str, *, machine_allowed: bool = False) -> None:
-    """Users need the matrix permission; workers/system only where `machine_allowed`."""
+def _require_role(
+    actor, action: str, verb: str, *, plan: MigrationPlan | None = None, machine_allowed=False
+) -> None:
+    """Users need the matrix permission, for every host group the plan touches when their
+    role is scoped; workers/system only where `machine_allowed`."""
     if _is_user(actor):
         if not can(actor, action):
             raise WorkflowForbidden(f"Your role does not allow you to {verb} plans.")
+        if plan is not None and plan_scope_outside(plan, actor, action):
+            raise WorkflowForbidden(
+                f"Plan '{plan.name}' touches hosts outside the host groups your role covers: "
+                f"someone whose role reaches all of them must {verb} it."
+            )
         return
     if not (machine_allowed and isinstance(actor, Actor)):
         raise WorkflowForbidden(f"Only a signed-in person may {verb} a plan.")
 
 
+# The matrix action whose scope an audited workflow action was taken under.
+_SCOPE_ACTION = {"plan.submit": "plan.submit", "plan.approve": "plan.approve"}
+_SCOPE_ACTION["plan.reject"] = "plan.approve"
+
 _EXCLUDED = {
     "author": "you wrote plan '{name}'",
     "edited": "you edited plan '{name}'",
     "submitted": "you submitted plan '{name}'",
+    "same_person": "another account of yours shaped plan '{name}' (four eyes counts people)",
 }
 
 
@@ -126,6 +143,11 @@ def _change(
     """Save the plan and record its one audit event, in the caller's transaction."""
     plan.save(update_fields=[*update_fields, "updated_at"])
     after = {**_state(plan), **(extra or {})}
+    if _is_user(actor):
+        role_action = _SCOPE_ACTION.get(action, "plan.run")
+        if not can(actor, role_action):
+            role_action = "plan.edit"  # a planner cancelling a plan not yet started
+        after["scope"] = plan_scope_used(actor, role_action)
     event = audit_record(
         actor=actor, action=action, obj=plan, before=before, after=after, reason=reason
     )
@@ -166,7 +188,7 @@ def validation_current(plan: MigrationPlan) -> tuple[ValidationRun | None, str]:
 
 def plan_submit(*, plan: MigrationPlan, actor) -> MigrationPlan:
     """Freeze a validated draft and hand it to approvers."""
-    _require_role(actor, "plan.submit", "submit")
+    _require_role(actor, "plan.submit", "submit", plan=plan)
     with transaction.atomic():
         locked = _locked(plan)
         require_transition(locked, S.SUBMITTED, "submit")
@@ -212,7 +234,7 @@ def plan_approve(
     `expected_hash` is the content hash the approver was shown; when given and no longer
     current, the approval is refused, so nobody approves something they did not see.
     """
-    _require_role(actor, "plan.approve", "approve")
+    _require_role(actor, "plan.approve", "approve", plan=plan)
     with transaction.atomic():
         locked = _locked(plan)
         _require_four_eyes(locked, actor, "approve")
@@ -245,6 +267,11 @@ def plan_approve(
             raise TransitionError(
                 f"You have already approved plan '{locked.name}'; "
                 f"it needs {required} distinct approver(s)."
+            )
+        if person_key(actor) in approval_people(approvals_valid(locked, now=now)):
+            raise WorkflowForbidden(
+                f"Another account of yours has already approved plan '{locked.name}': four "
+                f"eyes counts people, so {required} different people must approve it."
             )
         ttl_hours = int(getattr(settings, "FERRY_APPROVAL_TTL_HOURS", 0))
         approval = Approval.objects.create(
@@ -286,7 +313,7 @@ def plan_approve(
 
 def plan_reject(*, plan: MigrationPlan, actor, reason: str) -> Approval:
     """Reject a submitted plan with a reason (four eyes, like approval)."""
-    _require_role(actor, "plan.approve", "reject")
+    _require_role(actor, "plan.approve", "reject", plan=plan)
     reason = _require_reason(reason, "reason", "Say why the plan is rejected.")
     with transaction.atomic():
         locked = _locked(plan)
@@ -323,7 +350,7 @@ def plan_start(*, plan: MigrationPlan, actor, override_reason: str = "") -> Migr
     Outside the maintenance window an override reason is required. The execution code
     creates its run in `on_plan_started` (see the module docstring).
     """
-    _require_role(actor, "plan.run", "start", machine_allowed=True)
+    _require_role(actor, "plan.run", "start", plan=plan, machine_allowed=True)
     override_reason = (override_reason or "").strip()
     gate = None
     current = MigrationPlan.objects.filter(pk=plan.pk).values_list("status", flat=True).first()
@@ -406,7 +433,7 @@ def _simple_transition(
     authorize=None,
 ) -> MigrationPlan:
     if authorize is None:
-        _require_role(actor, "plan.run", verb, machine_allowed=True)
+        _require_role(actor, "plan.run", verb, plan=plan, machine_allowed=True)
     with transaction.atomic():
         locked = _locked(plan)
         if authorize is not None:
@@ -468,10 +495,11 @@ def plan_cancel(*, plan: MigrationPlan, actor, reason: str) -> MigrationPlan:
     def authorize(locked: MigrationPlan) -> None:
         # Checked on the locked row: whether the plan has started decides who may cancel.
         if not _is_user(actor) or can(actor, "plan.run"):
-            _require_role(actor, "plan.run", "cancel", machine_allowed=True)
+            _require_role(actor, "plan.run", "cancel", plan=locked, machine_allowed=True)
             return
         if not can(actor, "plan.edit"):
             raise WorkflowForbidden("Your role does not allow you to cancel plans.")
+        _require_role(actor, "plan.edit", "cancel", plan=locked)
         if locked.status in (S.RUNNING, S.PAUSED):
             raise WorkflowForbidden("Only an operator may cancel a plan that has started.")
 
@@ -494,7 +522,7 @@ def plan_finish(*, plan: MigrationPlan, actor, outcome: str, reason: str = "") -
     """
     if outcome not in OUTCOMES:
         raise ValidationError({"outcome": [f"Unknown outcome {outcome!r}."]})
-    _require_role(actor, "plan.run", "finish", machine_allowed=True)
+    _require_role(actor, "plan.run", "finish", plan=plan, machine_allowed=True)
     with transaction.atomic():
         locked = _locked(plan)
         require_transition(locked, outcome, "finish")
@@ -517,7 +545,7 @@ def plan_finish(*, plan: MigrationPlan, actor, outcome: str, reason: str = "") -
 
 def _set_hold(plan: MigrationPlan, *, actor, hold: bool, reason: str) -> MigrationPlan:
     verb = "hold" if hold else "release"
-    _require_role(actor, "plan.run", verb)
+    _require_role(actor, "plan.run", verb, plan=plan)
     with transaction.atomic():
         locked = _locked(plan)
         if locked.is_terminal or locked.status in (S.RUNNING, S.PAUSED):

@@ -1,9 +1,10 @@
 """The plan state machine: which transitions are legal. Services consult it; nothing else
 changes a plan's status."""
 
-from dashboard.permissions import can
+from dashboard.permissions import actor_scope, can, in_scope
 from migrations_app.errors import TransitionError
 from migrations_app.models import MigrationPlan
+from migrations_app.scoping import plan_host_groups
 from migrations_app.selectors.approvals import (
     approval_excluded_reason,
     approvals_required,
@@ -62,8 +63,9 @@ def available_actions(plan: MigrationPlan, user) -> list[str]:
     the role matrix and the four-eyes rule (pages and the API ask this one function)."""
     status = plan.status
     offered = []
+    groups = plan_host_groups(plan)  # a role scoped to host groups must reach all of them
     for action, target, permission in _OFFERS:
-        if not can(user, permission):
+        if not _reaches(user, permission, groups):
             continue
         if action in ("approve", "reject"):
             if approval_excluded_reason(plan, user):
@@ -88,7 +90,12 @@ def available_actions(plan: MigrationPlan, user) -> list[str]:
             continue
         offered.append(action)
     if can_transition(status, S.CANCELLED) and (
-        can(user, "plan.run") or (status in _PRE_RUN and can(user, "plan.edit"))
+        _reaches(user, "plan.run", groups)
+        or (status in _PRE_RUN and _reaches(user, "plan.edit", groups))
     ):
         offered.append("cancel")
     return offered
+
+
+def _reaches(user, permission: str, groups) -> bool:
+    return can(user, permission) and in_scope(actor_scope(user, permission), groups)

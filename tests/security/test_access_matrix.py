@@ -109,6 +109,8 @@ EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/api/v1/placement-rules/{id}/"): "plan.view",
     ("PATCH", "/api/v1/placement-rules/{id}/"): "plan.edit",
     ("DELETE", "/api/v1/placement-rules/{id}/"): "plan.edit",
+    ("GET", "/api/v1/users/{username}/roles/"): "users.manage",
+    ("PUT", "/api/v1/users/{username}/roles/"): "users.manage",
 }
 
 # URL name -> (method, who may). Pages are signed-in only; "public" pages need no login.
@@ -165,6 +167,9 @@ PAGES_SKIPPED = {
     "status-page",
     "status-snapshot",  # the status page's JSON twin, guarded by the same link token
     "live-plan",
+    # Single sign-on's redirect and callback (tests/sso): 404 unless OIDC is configured.
+    "oidc_authentication_init",
+    "oidc_authentication_callback",
 }
 
 
@@ -257,6 +262,7 @@ RESOURCE_IDS = {
     "share-links": lambda w: w["link"].pk,
     "storage-pools": lambda w: w["pool"].pk,
     "vms": lambda w: w["item"].vm_id,
+    "users": lambda w: w["users"]["viewer"].username,
 }
 
 
@@ -491,3 +497,115 @@ def test_it_never_shows_a_status_link_token_after_creation(world):
             response = client.get(url)
             assert response.status_code == 200, (subject, url)
             assert world["token"] not in response.content.decode(), (subject, url)
+
+
+# -- the scope dimension: every role again, held for one host group only -----------------
+# The world's hosts are in site-a. "<role>@site-a" must be allowed what the role allows;
+# "<role>@site-b" must find every host, VM, plan, item, run and attempt of site-a absent
+# (404, nothing written) and lists without them.
+SCOPED_RESOURCES = {"hosts", "vms", "plans", "items", "runs", "attempts", "live"}
+SCOPED_LISTS = (
+    "/api/v1/hosts/",
+    "/api/v1/vms/",
+    "/api/v1/plans/",
+    "/api/v1/runs/",
+    "/api/v1/share-links/",
+)
+
+
+@pytest.fixture
+def scoped(world, make_user):
+    from dashboard.accounts.roles import user_roles_set
+    from inventory.models import Host
+
+    plan = world["plan"]
+    host_ids = {plan.items.first().source_host_id, plan.items.first().destination_host_id}
+    Host.objects.filter(pk__in=host_ids).update(group="site-a")
+    admin = world["users"]["admin"]
+    users = {}
+    for role in ROLES:
+        for site in ("site-a", "site-b"):
+            user = make_user(f"s-{role}-{site}")
+            user_roles_set(actor=admin, user=user, roles={role: [site]})
+            users[f"{role}@{site}"] = user
+    return users
+
+
+def test_it_scopes_every_api_operation_to_the_roles_host_groups(world, scoped, capsys):
+    operations = schema_operations(api_client(world["users"]["admin"]))
+    failures, pairs = [], 0
+    for method, template in operations:
+        resource = template.split("/")[3]
+        rule = EXPECTED.get((method, template))
+        if rule is None:
+            continue
+        url = fill(template, world)
+        for subject, user in scoped.items():
+            response, audited = request_in_savepoint(api_client(user), method, url)
+            code = response.status_code
+            pairs += 1
+            where = f"{subject:18} {method:6} {template} -> {code}"
+            if code >= 500:
+                failures.append(f"{where}: server error")
+            elif subject.endswith("@site-a"):
+                if allowed(user, rule) and code in (401, 403):
+                    failures.append(f"{where}: refused inside the role's scope")
+            elif resource in SCOPED_RESOURCES and "{" in template:
+                if code not in REFUSED:
+                    failures.append(f"{where}: an object outside the scope was reachable")
+                elif audited:
+                    failures.append(f"{where}: refused but wrote {audited} audit event(s)")
+    for subject, user in scoped.items():
+        inside = subject.endswith("@site-a")
+        events = api_client(user).get("/api/v1/audit-events/", {"page_size": 500})
+        if events.status_code == 200 and not can(user, "audit.view"):
+            others = [e for e in events.json()["results"] if e["actor_user_id"] != user.pk]
+            if others:
+                failures.append(f"{subject} reads {len(others)} audit event(s) of others")
+        for url in SCOPED_LISTS:
+            response = api_client(user).get(url)
+            if response.status_code != 200:
+                continue  # a list the role may not read at all (checked above)
+            body = response.json()
+            rows = body.get("results", body) if isinstance(body, dict) else body
+            if not inside and rows:
+                failures.append(f"{subject} GET {url}: lists {len(rows)} row(s) of site-a")
+            if inside and not rows:
+                failures.append(f"{subject} GET {url}: hides rows of its own group")
+    with capsys.disabled():
+        print(f"\naccess matrix: {pairs} scoped role × API operation pairs checked")
+    assert not failures, "\n".join(failures)
+
+
+def test_it_hides_pages_outside_the_roles_host_groups(world, scoped):
+    from django.urls import reverse
+
+    failures = []
+    pages = {
+        "inventory:host-detail": world["item"].source_host_id,
+        "inventory:vm-detail": world["item"].vm_id,
+        "plans:plan-detail": world["plan"].pk,
+        "change-record": world["plan"].pk,
+        "audit-plan-timeline": world["plan"].pk,
+    }
+    for name, pk in pages.items():
+        url = reverse(name, kwargs={"pk": pk})
+        for subject, user in scoped.items():
+            if not allowed(user, PAGES[name][1]):
+                continue
+            client = Client()
+            client.force_login(user)
+            code = client.get(url).status_code
+            if subject.endswith("@site-a") and code != 200:
+                failures.append(f"{subject} {name}: {code} inside its scope")
+            if subject.endswith("@site-b") and code != 404:
+                failures.append(f"{subject} {name}: {code} outside its scope")
+    for subject, user in scoped.items():
+        client = Client()
+        client.force_login(user)
+        for name in ("inventory:host-list", "plans:plan-list", "home"):
+            html = client.get(reverse(name)).content.decode()
+            shown = world["plan"].name in html or world["item"].source_host.name in html
+            if subject.endswith("@site-b") and shown:
+                failures.append(f"{subject} {name}: shows site-a objects")
+    assert not failures, "\n".join(failures)

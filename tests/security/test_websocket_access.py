@@ -187,3 +187,45 @@ async def test_it_answers_junk_on_every_stream_and_writes_nothing(path_kind, mak
     plan_after = await sync_to_async(MigrationPlan.objects.get)(pk=plan.pk)
     assert plan_after.status == "running"
     assert await sync_to_async(AuditEvent.objects.count)() == before
+
+
+def _scoped_viewer(make_user, site: str):
+    from dashboard.accounts.roles import user_roles_set
+
+    admin = make_user("ws-admin", "admin")
+    user = make_user(f"ws-{site}")
+    user_roles_set(actor=admin, user=user, roles={"viewer": [site]})
+    return user
+
+
+def _plan_in_site_a(user):
+    from tests.factories import plan_make
+
+    plan = plan_make(user)
+    item = plan.items.get()
+    from inventory.models import Host
+
+    Host.objects.filter(pk__in=[item.source_host_id, item.destination_host_id]).update(
+        group="site-a"
+    )
+    return plan
+
+
+async def test_it_refuses_plan_streams_outside_a_scoped_role(make_user):
+    """Roles scoped to host groups (issue 18): the plan stream of another group's plan is
+    refused like a missing plan, the all-plans dashboard stream is refused to scoped roles."""
+    outsider = await sync_to_async(_scoped_viewer)(make_user, "site-b")
+    plan = await sync_to_async(_plan_in_site_a)(outsider)
+    insider = await sync_to_async(make_user)("ws-inside")
+    from dashboard.accounts.roles import user_roles_set
+
+    await sync_to_async(user_roles_set)(actor=None, user=insider, roles={"viewer": ["site-a"]})
+    _, outside_cookie = await sync_to_async(signed_in_cookie)(outsider)
+    _, inside_cookie = await sync_to_async(signed_in_cookie)(insider)
+    for path in (f"/ws/plans/{plan.pk}/", "/ws/dashboard/"):
+        comm = socket(path, outside_cookie)
+        connected, _ = await comm.connect()
+        assert not connected, path
+    comm = socket(f"/ws/plans/{plan.pk}/", inside_cookie)
+    assert (await comm.connect())[0]
+    await comm.disconnect()
