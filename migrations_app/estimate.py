@@ -370,6 +370,11 @@ def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | No
     makespan = 0.0
     while first < len(items):
         for index in range(first, len(items)):
+            # The plan's own limit holds every waiting item alike: stop scanning once it is
+            # reached, so each finish costs a short scan, not one over every waiting item
+            # (10,000 items: 10^8 budget checks without it, minutes instead of 0.1 s).
+            if budgets.plan_total.get(0, 0) >= policy.concurrent_limit:
+                break
             if started[index] or budgets.hold(moves[index], policy) is not None:
                 continue
             started[index] = True
