@@ -60,10 +60,12 @@ BENCHMARKS = {
         900,
     ),
     "L1": (["load_test.py"], ["load_test.py", "--seconds", "60"], 900),
+    # CPU per request of the load test's endpoints, in-process, with a committed profile.
+    "L1P": (["l1_profile.py"], ["l1_profile.py", "--requests", "15"], 600),
 }
 # `make bench` (issue 8's table) stays within 30 minutes; the 5-minute L1 load test (issue 9)
 # runs on its own: `make bench-load`, or `--only L1`.
-DEFAULT = [b for b in BENCHMARKS if b != "L1"]
+DEFAULT = [b for b in BENCHMARKS if b not in ("L1", "L1P")]
 
 HISTORY_RUNS = 10  # runs kept in latest.json's "history", newest first
 REGRESSION = 0.20  # a figure this much worse than in the previous file prints a warning
