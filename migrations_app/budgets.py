@@ -123,16 +123,18 @@ class Budgets:
 
     def hold(self, move: Move, policy: Policy) -> "Hold | None":
         """The first budget that keeps this move from starting now, or None."""
-        found = self._blocking(move, policy)
+        found = self.blocking(move, policy)
         return None if found is None else self._hold_of(found, move, policy)
 
     def allows(self, move: Move, policy: Policy) -> bool:
         """Whether no budget keeps this move from starting now (`hold` without the text:
         the estimate's timeline asks this ~10^5 times for a 10,000-item plan)."""
-        return self._blocking(move, policy) is None
+        return self.blocking(move, policy) is None
 
-    def _blocking(self, move: Move, policy: Policy) -> "tuple | None":
-        """(check, key) of the first budget that is full for `move`, or None."""
+    def blocking(self, move: Move, policy: Policy) -> "tuple | None":
+        """(check, key) of the first budget that is full for `move`, or None. The key is
+        the host id (plan_out, outbound: the source; plan_in, inbound: the destination),
+        (source, destination) for a link, the pool id for a pool, None for plan_total."""
         plan, src, dst = move.plan, move.source, move.destination
         if self.plan_total.get(plan, 0) >= policy.concurrent_limit:
             return ("plan_total", None)

@@ -363,6 +363,7 @@ def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | No
     """
     budgets = budgets or Budgets()
     moves = [_move_of(item, budgets) for item in items]
+    keys = [_budget_keys(move) for move in moves]
     count = len(items)
     limit = policy.concurrent_limit
     running: list = []  # heap of (end, index)
@@ -386,13 +387,23 @@ def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | No
         index = waiting_from(0)
         if index >= count:
             break
+        # Within one scan budgets only fill (nothing is released), so a budget found full
+        # stays full: later items behind the same host, link or pool skip the check.
+        full: set = set()
         while index < count:
             # The plan's own limit holds every waiting item alike: stop scanning once it
             # is reached, so each finish costs a short scan, not one over every waiting
             # item (10,000 items: 10^8 budget checks without it, minutes instead of 0.1 s).
             if budgets.plan_total.get(0, 0) >= limit:
                 break
-            if budgets.allows(moves[index], policy):
+            move = moves[index]
+            if not full.isdisjoint(keys[index]):
+                index = waiting_from(index + 1)
+                continue
+            blocked = budgets.blocking(move, policy)
+            if blocked is not None:
+                full.add(blocked)
+            else:
                 started[index] = True
                 budgets.take(moves[index])
                 estimate = estimates[index]
@@ -410,6 +421,19 @@ def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | No
         for index in done:
             budgets.release(moves[index])
     return makespan
+
+
+def _budget_keys(move: Move) -> tuple:
+    """The (check, key) pairs of Budgets.blocking that could hold `move`."""
+    keys = [("plan_out", move.source), ("outbound", move.source)]
+    if move.destination is not None:
+        keys += [
+            ("plan_in", move.destination),
+            ("inbound", move.destination),
+            ("link", (move.source, move.destination)),
+        ]
+    keys += [("pool", pool) for pool in move.pools]
+    return tuple(keys)
 
 
 def _move_of(item, budgets: Budgets) -> Move:
