@@ -191,13 +191,17 @@ def main():
     t0 = time.perf_counter()
     plan_add_vms(plan=plan, vms=vm_ids, actor=None)
     added = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    # CPU seconds of this process beside the wall clock: on a shared machine the wall clock
+    # also counts the time other processes held the cores (the database's own work is in
+    # the wall figure only).
+    c0, t0 = time.process_time(), time.perf_counter()
     placements = plan_place(plan=plan, actor=None)
     placed_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     run = validation.plan_validate(plan=plan, actor=None)
     validated_s = time.perf_counter() - t1
     total = placed_s + validated_s
+    cpu_s = time.process_time() - c0
     n = len(vm_ids)
     placed = sum(1 for p in placements if p.destination_id is not None)
     print(
@@ -205,7 +209,7 @@ def main():
         f"({total / n * 1000:.3f} ms/VM)  [place {placed_s:.2f} s, validate {validated_s:.2f} s "
         f"({run.results.count()} results stored); setup {built:.1f} s, add {added:.1f} s; "
         f"placed {placed}/{n}; blockers {run.blockers}; db {connection.vendor}; "
-        f"cpus {os.cpu_count()}]"
+        f"cpus {os.cpu_count()}; this process's CPU {cpu_s:.2f} s]"
     )
     record = {
         "name": "PL1 validate+place 10000 VMs / 1000 hosts",
@@ -215,6 +219,7 @@ def main():
         "per_vm_ms": round(total / n * 1000, 4),
         "place_s": round(placed_s, 3),
         "validate_s": round(validated_s, 3),
+        "cpu_s": round(cpu_s, 3),
         "placed": placed,
         "vms": n,
         "hosts": SITES * HOSTS_PER_SITE,
@@ -234,7 +239,8 @@ def main():
         "s",
         "< 10 s on 2 cores",
         total < 10.0,
-        f"{total / n * 1000:.2f} ms/VM; place {placed_s:.1f} s, validate {validated_s:.1f} s",
+        f"{total / n * 1000:.2f} ms/VM; place {placed_s:.1f} s, validate {validated_s:.1f} s; "
+        f"CPU of this process {cpu_s:.1f} s",
     )
 
 

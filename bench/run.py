@@ -5,13 +5,17 @@ it misses its target. Lab benchmarks bring the lab up themselves (root only).
 
     .venv/bin/python bench/run.py [--only W1,W2] [--quick] [--merge]
 
-Without --only: every benchmark but the L1 load test (`make bench-load`).
+Without --only: every benchmark but the L1 load test (`make bench-load`). Each figure is
+compared with the same figure in the previous latest.json: one more than 20 % worse (by its
+target's direction) prints a "WARNING regression" line; the file keeps the last 10 runs
+(date, commit, machine, figures) under "history".
 """
 
 import argparse
 import datetime as dt
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -62,10 +66,15 @@ BENCHMARKS = {
         900,
     ),
     "L1": (["load_test.py"], ["load_test.py", "--seconds", "60"], 900),
+    # CPU per request of the load test's endpoints, in-process, with a committed profile.
+    "L1P": (["l1_profile.py"], ["l1_profile.py", "--requests", "15"], 600),
 }
 # `make bench` (issue 8's table) stays within 30 minutes; the 5-minute L1 load test (issue 9)
 # runs on its own: `make bench-load`, or `--only L1`.
-DEFAULT = [b for b in BENCHMARKS if b != "L1"]
+DEFAULT = [b for b in BENCHMARKS if b not in ("L1", "L1P")]
+
+HISTORY_RUNS = 10  # runs kept in latest.json's "history", newest first
+REGRESSION = 0.20  # a figure this much worse than in the previous file prints a warning
 
 
 # L1 measures Ferry as production runs it: on PostgreSQL and Redis when this machine has
@@ -153,6 +162,91 @@ def run_one(bench_id: str, quick: bool) -> list[dict]:
     return records
 
 
+def lower_is_better(target) -> bool | None:
+    """A figure's direction from its target ("< 10 s", "≤ 1.5" -> lower is better; "≥ …" ->
+    higher); None when the target states no bound ("report", free text)."""
+    text = str(target or "").strip()
+    if re.match(r"^(<|≤|<=)", text):
+        return True
+    if re.match(r"^(>|≥|>=)", text):
+        return False
+    return None
+
+
+def regressions(records: list, previous: dict) -> list[str]:
+    """A warning line per figure more than 20 % worse than the same figure (id and name)
+    in the previous results file."""
+    before = {
+        (r.get("id"), r.get("name")): r
+        for r in previous.get("figures", [])
+        if isinstance(r.get("value"), (int, float))
+    }
+    lines = []
+    for r in records:
+        old = before.get((r.get("id"), r.get("name")))
+        value = r.get("value")
+        lower = lower_is_better(r.get("target"))
+        if old is None or not isinstance(value, (int, float)) or lower is None:
+            continue
+        was = old["value"]
+        if was == 0:
+            continue
+        change = (value - was) / abs(was)
+        worse = change if lower else -change
+        if worse > REGRESSION:
+            lines.append(
+                f"WARNING regression: {r['id']} {r['name']}: {was} -> {value} {r.get('unit', '')} "
+                f"({worse:+.0%} worse than {previous.get('date', 'the previous run')}, "
+                f"commit {previous.get('commit', '?')})"
+            )
+    return lines
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def history_of(result: dict, previous: dict) -> list:
+    """The last HISTORY_RUNS runs (this one first): date, commit, machine and each figure."""
+    runs = [
+        {
+            "date": result["date"],
+            "commit": result["commit"],
+            "machine": result["machine"],
+            "quick": result["quick"],
+            "figures": [
+                {"id": r.get("id"), "name": r.get("name"), "value": r.get("value")}
+                for r in result["figures"]
+            ],
+        }
+    ]
+    older = previous.get("history")
+    if older is None and previous.get("figures"):  # a file written before the history
+        older = [
+            {
+                "date": previous.get("date"),
+                "commit": previous.get("commit", "unknown"),
+                "machine": previous.get("machine"),
+                "quick": previous.get("quick"),
+                "figures": [
+                    {"id": r.get("id"), "name": r.get("name"), "value": r.get("value")}
+                    for r in previous["figures"]
+                ],
+            }
+        ]
+    return (runs + list(older or []))[:HISTORY_RUNS]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. W1,W2")
@@ -169,19 +263,24 @@ def main():
     for bench_id in chosen:
         records += run_one(bench_id, args.quick)
     out = HERE / "results"
-    if args.merge and (out / "latest.json").exists():
+    previous = {}
+    if (out / "latest.json").exists():
         previous = json.loads((out / "latest.json").read_text())
+    warnings = regressions(records, previous)
+    if args.merge and previous:
         kept = [r for r in previous.get("figures", []) if r.get("id") not in chosen]
         for r in kept:
             r.setdefault("measured", previous.get("date"))
         records = kept + records
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
         "machine": machine(),
         "quick": args.quick,
         "seconds": round(time.monotonic() - started),
         "figures": records,
     }
+    result["history"] = history_of(result, previous)
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     print()
@@ -190,6 +289,10 @@ def main():
         value = "—" if r["value"] is None else f"{r['value']} {r['unit']}"
         met = {True: "yes", False: "**no**", None: "—"}[r.get("met")]
         print(f"| {r['id']} | {r['name']} | {value} | {r.get('target') or '—'} | {met} |")
+    if warnings:
+        print()
+        for line in warnings:
+            print(line)
     print(f"\nwrote {out / 'latest.json'} ({result['seconds']} s, {result['machine']})")
 
 

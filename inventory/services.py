@@ -11,6 +11,7 @@ from django.utils import timezone
 from dashboard.audit.record import as_actor, audit_record
 from dashboard.errors import InputError
 from dashboard.permissions import can
+from inventory.counts import hosts_vm_count_refresh
 from inventory.libvirt_client import uri_parse
 from inventory.models import Host, PoolShareProof, StoragePool, VirtualMachine
 
@@ -164,6 +165,7 @@ def vm_record_move(
     """Record that a VM now runs on `host` and that disks {target: pool id} moved pools."""
     with transaction.atomic():
         locked = VirtualMachine.objects.select_for_update().get(pk=vm.pk)
+        locked_host_before = locked.host_id
         before = {
             "host": locked.host.name if locked.host_id else None,
             "disks": {d.target: d.pool.name if d.pool else None for d in locked.disks.all()},
@@ -173,6 +175,7 @@ def vm_record_move(
         locked.missing_since = None
         locked.last_seen_at = timezone.now()
         locked.save(update_fields=["host", "missing", "missing_since", "last_seen_at"])
+        hosts_vm_count_refresh({locked_host_before, host.pk})
         pools = {str(p.pk): p for p in StoragePool.objects.filter(pk__in=list(disk_pools.values()))}
         for disk in locked.disks.all():
             pool = pools.get(str(disk_pools.get(disk.target)))

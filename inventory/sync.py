@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dashboard.audit.record import audit_record
+from inventory.counts import hosts_vm_count_refresh
 from inventory.libvirt_client import HostUnreachable, open_connection
 from inventory.libvirt_read import (
     HostFacts,
@@ -298,7 +299,10 @@ def _apply_facts(host: Host, facts: HostFacts, actor) -> SyncResult:
         for pool_facts in facts.pools:
             for path, volume in pool_facts.volumes.items():
                 volumes[path] = (pools_by_name[pool_facts.name], volume)
-        _sync_domains(host, facts, pools_by_name, networks_by_name, volumes, result, now, actor)
+        moved_from = _sync_domains(
+            host, facts, pools_by_name, networks_by_name, volumes, result, now, actor
+        )
+        hosts_vm_count_refresh({host.pk, *moved_from})
 
         audit_record(
             actor=actor,
@@ -367,6 +371,9 @@ def _sync_networks(host: Host, facts: HostFacts) -> dict[str, Network]:
 
 
 def _sync_domains(host, facts, pools_by_name, networks_by_name, volumes, result, now, actor):
+    """Create, update and mark missing this host's VMs; returns the ids of the hosts VMs
+    were found to have moved from (their VM counts change too)."""
+    moved_from: set = set()
     uuids = [d.uuid for d in facts.domains]
     existing = {
         str(vm.uuid): vm
@@ -405,6 +412,7 @@ def _sync_domains(host, facts, pools_by_name, networks_by_name, volumes, result,
                 continue
             changed = _set_changed(vm, values)
             if elsewhere:
+                moved_from.add(vm.host_id)
                 old_host = vm.host.name if vm.host else "?"
                 vm.host = host
                 changed.append("host")
@@ -443,6 +451,7 @@ def _sync_domains(host, facts, pools_by_name, networks_by_name, volumes, result,
             after={"host": host.name},
             reason="not seen on its host during sync; kept, not deleted",
         )
+    return moved_from
 
 
 def _disk_pool(disk, pools_by_name, volumes):

@@ -405,29 +405,58 @@ def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | No
     """
     budgets = budgets or Budgets()
     moves = [_move_of(item, budgets) for item in items]
+    keys = [_budget_keys(move) for move in moves]
+    count = len(items)
+    limit = policy.concurrent_limit
     running: list = []  # heap of (end, index)
-    started = [False] * len(items)
+    started = [False] * count
     waves = [getattr(item, "wave", 0) for item in items]
     left = Counter(waves)  # items not yet ended, per wave
-    first = 0
+    # after[i]: an index at or before the next item after i that still waits; the scan
+    # jumps over started items (path-compressed) instead of visiting each of them again
+    # at every finish.
+    after = list(range(1, count + 1))
+
+    def waiting_from(index: int) -> int:
+        root = index
+        while root < count and started[root]:
+            root = after[root]
+        while index < count and started[index] and after[index] != root:
+            after[index], index = root, after[index]
+        return root
+
     now = 0.0
     makespan = 0.0
-    while first < len(items):
-        open_wave = min((wave for wave, count in left.items() if count), default=0)
-        for index in range(first, len(items)):
-            if started[index] or waves[index] > open_wave:
+    while True:
+        index = waiting_from(0)
+        if index >= count:
+            break
+        # Within one scan budgets only fill (nothing is released), so a budget found full
+        # stays full: later items behind the same host, link or pool skip the check.
+        full: set = set()
+        open_wave = min((wave for wave, n in left.items() if n), default=0)
+        while index < count:
+            # The plan's own limit holds every waiting item alike: stop scanning once it
+            # is reached, so each finish costs a short scan, not one over every waiting
+            # item (10,000 items: 10^8 budget checks without it, minutes instead of 0.1 s).
+            if budgets.plan_total.get(0, 0) >= limit:
+                break
+            move = moves[index]
+            if waves[index] > open_wave or not full.isdisjoint(keys[index]):
+                index = waiting_from(index + 1)
                 continue
-            if budgets.hold(moves[index], policy) is not None:
-                continue
-            started[index] = True
-            budgets.take(moves[index])
-            estimate = estimates[index]
-            estimate.start_s = round(now, 2)
-            estimate.end_s = round(now + estimate.duration_s, 2)
-            makespan = max(makespan, now + estimate.duration_s)
-            heapq.heappush(running, (now + estimate.duration_s, index))
-        while first < len(items) and started[first]:
-            first += 1
+            blocked = budgets.blocking(move, policy)
+            if blocked is not None:
+                full.add(blocked)
+            else:
+                started[index] = True
+                budgets.take(moves[index])
+                estimate = estimates[index]
+                estimate.start_s = round(now, 2)
+                estimate.end_s = round(now + estimate.duration_s, 2)
+                makespan = max(makespan, now + estimate.duration_s)
+                heapq.heappush(running, (now + estimate.duration_s, index))
+            index = waiting_from(index + 1)
         if not running:
             break
         now, index = heapq.heappop(running)
@@ -438,6 +467,19 @@ def timeline(estimates: list, items: list, policy: Policy, budgets: Budgets | No
             budgets.release(moves[index])
             left[waves[index]] -= 1
     return makespan
+
+
+def _budget_keys(move: Move) -> tuple:
+    """The (check, key) pairs of Budgets.blocking that could hold `move`."""
+    keys = [("plan_out", move.source), ("outbound", move.source)]
+    if move.destination is not None:
+        keys += [
+            ("plan_in", move.destination),
+            ("inbound", move.destination),
+            ("link", (move.source, move.destination)),
+        ]
+    keys += [("pool", pool) for pool in move.pools]
+    return tuple(keys)
 
 
 def _move_of(item, budgets: Budgets) -> Move:

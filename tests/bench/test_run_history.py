@@ -1,0 +1,50 @@
+"""`make bench` warns about a figure more than 20 % worse and keeps the last 10 runs."""
+
+import importlib.util
+from pathlib import Path
+
+RUN = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+
+def _run_module():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _figure(value, target, name="PL1 x"):
+    return {"id": "PL1", "name": name, "value": value, "unit": "s", "target": target}
+
+
+def test_it_warns_when_a_figure_is_more_than_20_percent_worse():
+    run = _run_module()
+    previous = {"date": "d0", "commit": "abc", "figures": [_figure(10.0, "< 10 s on 2 cores")]}
+    assert run.regressions([_figure(11.9, "< 10 s on 2 cores")], previous) == []
+    [line] = run.regressions([_figure(12.5, "< 10 s on 2 cores")], previous)
+    assert line.startswith("WARNING regression: PL1 PL1 x: 10.0 -> 12.5") and "abc" in line
+
+
+def test_it_reads_the_direction_from_the_target_and_skips_figures_without_one():
+    run = _run_module()
+    previous = {"figures": [_figure(1.0, "≥ 0.9", "ratio"), _figure(1.0, "report", "free")]}
+    now = [_figure(0.7, "≥ 0.9", "ratio"), _figure(9.0, "report", "free")]
+    [line] = run.regressions(now, previous)
+    assert "ratio" in line
+
+
+def test_it_keeps_the_last_ten_runs_newest_first():
+    run = _run_module()
+    previous = {"figures": [_figure(1.0, "< 2")], "date": "old", "machine": "m"}
+    for number in range(12):
+        result = {
+            "date": f"d{number}",
+            "commit": f"c{number}",
+            "machine": "m",
+            "quick": False,
+            "figures": [_figure(number, "< 2")],
+        }
+        result["history"] = run.history_of(result, previous)
+        previous = result
+    assert [r["date"] for r in previous["history"]] == [f"d{n}" for n in range(11, 1, -1)]
+    assert previous["history"][0]["commit"] == "c11"
