@@ -66,3 +66,18 @@ def test_an_upgrade_keeps_the_content_of_existing_plans():
     assert urgent["priority"] == "urgent" and urgent["progress_timeout_s"] == 0
     assert set(Policy().to_dict()) == set(Policy.names())
     assert {name: Policy().to_dict()[name] for name in LATER_DEFAULTS} == LATER_DEFAULTS
+
+
+def test_it_takes_parallel_connections_and_zstd_only_on_them():
+    policy = Policy.from_dict({"parallel_connections": 4, "compression": "zstd"})
+    assert (policy.parallel_connections, policy.compression) == (4, "zstd")
+    assert Policy.from_dict({"parallel_connections": 4}).content()["parallel_connections"] == 4
+    for bad, fragment in (
+        ({"parallel_connections": 1}, "policy.parallel_connections"),
+        ({"parallel_connections": 33}, "policy.parallel_connections"),
+        ({"parallel_connections": True}, "policy.parallel_connections"),
+        ({"compression": "xbzrle", "parallel_connections": 2}, "policy.compression"),
+        ({"compression": "zstd"}, "set parallel_connections too"),
+    ):
+        with pytest.raises(PolicyError, match=fragment):
+            Policy.from_dict(bad)

@@ -9,7 +9,6 @@ Why these choices (both sessions):
 """
 
 import logging
-from urllib.parse import urlsplit
 
 import libvirt
 import libvirt_qemu
@@ -24,6 +23,7 @@ from inventory.libvirt_client import (
 )
 from migrations_app.execution import errors, safety
 from migrations_app.execution.drivers.base import Context, ReadError, Session
+from migrations_app.migration_network import peer_address
 
 logger = logging.getLogger("ferry.execution.libvirt")
 
@@ -148,9 +148,7 @@ def p2p_uri(host_address: str, client_uri: str, tls: bool) -> str:
 
     The destination's migration address, else the host name of its URI when that URI
     reaches it over the network (a unix-socket URI names a socket, not a host)."""
-    parts = urlsplit(client_uri)
-    networked = parts.scheme in ("qemu+tls", "qemu+ssh", "qemu+tcp")
-    address = host_address or (parts.hostname if networked else "") or ""
+    address = peer_address(client_uri, host_address)
     if not address:
         raise errors.ExecutionError(
             errors.CONNECTION_LOST,

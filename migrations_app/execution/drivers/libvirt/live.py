@@ -48,6 +48,7 @@ from migrations_app.execution.drivers.libvirt.common import (
     side_of,
     state_and_reason,
 )
+from migrations_app.migration_network import data_uri
 
 # libvirt releases whose destination daemon cannot resume a failed post-copy: 11.3.0's
 # qemuMigrationDstPrepareResume hands a NULL descriptor to qemuProcessIncomingDefNew and the
@@ -232,6 +233,7 @@ class LiveMigrationSession(LibvirtSession):
             names.append("POSTCOPY")
         if policy.bandwidth_mib_s:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(policy.bandwidth_mib_s)
+        flags = self._data_stream(flags, params, names, evidence)
         moved_paths = {
             d["source_path"]: d["dest_path"] for d in self.ctx.disks if d.get("dest_path")
         }
@@ -253,6 +255,30 @@ class LiveMigrationSession(LibvirtSession):
         shown = {k: v for k, v in params.items() if k not in hidden}
         evidence.update(flags=names, flags_value=flags, params=shown, destination_uri=self.dest_uri)
         return evidence
+
+    def _data_stream(self, flags: int, params: dict, names: list, evidence: dict) -> int:
+        """The data stream's flags and parameters: the migration network
+        (VIR_MIGRATE_PARAM_URI, and with TLS the name the certificate is checked against),
+        parallel connections and their compression; the evidence records the data path."""
+        policy = self.ctx.policy
+        uri = data_uri(self.ctx.destination_data_address)
+        evidence["data_path"] = "migration network" if uri else "control connection"
+        if uri:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = uri
+            if flags & libvirt.VIR_MIGRATE_TLS:
+                # The certificate names the host, not its migration network address.
+                params[libvirt.VIR_MIGRATE_PARAM_TLS_DESTINATION] = self.ctx.destination_tls_name
+        if policy.parallel_connections:
+            flags |= libvirt.VIR_MIGRATE_PARALLEL
+            names.append("PARALLEL")
+            params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = int(
+                policy.parallel_connections
+            )
+        if policy.compression != "none":
+            flags |= libvirt.VIR_MIGRATE_COMPRESSED
+            names.append("COMPRESSED")
+            params[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = policy.compression
+        return flags
 
     def _remapped(self, xml: str, moved_paths: dict) -> str:
         """The XML with interfaces on the mapped networks and copied disks at their new
