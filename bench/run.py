@@ -163,7 +163,10 @@ def main():
         help="keep the figures of benchmarks not run now from the previous latest.json",
     )
     args = parser.parse_args()
-    chosen = [b.strip().upper() for b in args.only.split(",") if b.strip()] or DEFAULT
+    by_upper = {b.upper(): b for b in BENCHMARKS}  # ids are case-insensitive ("m1b", "M1b")
+    chosen = [
+        by_upper.get(b.strip().upper(), b.strip()) for b in args.only.split(",") if b.strip()
+    ] or DEFAULT
     started = time.monotonic()
     records = []
     for bench_id in chosen:
