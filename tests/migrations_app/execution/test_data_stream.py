@@ -58,3 +58,22 @@ def test_it_builds_the_addresses_from_the_host_record():
     assert peer_address("qemu+tls://kvm2.example/system", "") == "kvm2.example"
     assert tls_name("qemu+tls://10.0.0.2/system", "kvm2.example", "") == "kvm2.example"
     assert tls_name("qemu+tls://kvm2.example/system", "", "") == "kvm2.example"
+
+
+def test_it_names_the_migration_network_when_the_data_stream_cannot_connect():
+    from migrations_app.execution import errors
+
+    session = LiveMigrationSession.__new__(LiveMigrationSession)
+    session.ctx = type(
+        "Ctx", (), {"destination_data_address": "10.78.0.254", "destination_host": "lab-b"}
+    )()
+    raw = "unable to connect to '10.78.0.254:49152': Connection refused"
+    named = session._data_path_named(
+        errors.ExecutionError(errors.CONNECTION_LOST, "Migration failed: lost", raw)
+    )
+    assert named.error_class == errors.CONNECTION_LOST
+    assert "lab-b's migration network address 10.78.0.254" in named.message
+    other = session._data_path_named(
+        errors.ExecutionError(errors.CONNECTION_LOST, "Migration failed: lost", "broken pipe")
+    )
+    assert other.message == "Migration failed: lost"

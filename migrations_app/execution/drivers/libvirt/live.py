@@ -331,7 +331,9 @@ class LiveMigrationSession(LibvirtSession):
             try:
                 dom.migrateToURI3(self.dest_uri, self.params, self.flags)
             except libvirt.libvirtError as exc:
-                self._call_error = errors.from_libvirt(exc, "Migration failed")
+                self._call_error = self._data_path_named(
+                    errors.from_libvirt(exc, "Migration failed")
+                )
             except Exception as exc:  # any other failure must still end the attempt
                 self._call_error = errors.ExecutionError(errors.LIBVIRT, str(exc), repr(exc))
             finally:
@@ -341,6 +343,24 @@ class LiveMigrationSession(LibvirtSession):
             target=call, name=f"migrate {self.ctx.vm_name}", daemon=True
         )
         self._thread.start()
+
+    def _data_path_named(self, error: errors.ExecutionError) -> errors.ExecutionError:
+        """A connection failure to the migration network address says so: QEMU's data
+        stream could not reach it (wrong address, or the destination's QEMU does not listen
+        there), not Ferry's connection to libvirt. The class stays connection_lost."""
+        address = self.ctx.destination_data_address
+        if (
+            address
+            and error.error_class == errors.CONNECTION_LOST
+            and address in (error.libvirt_message or "")
+        ):
+            error.message = (
+                f"Migration failed: the source could not reach {self.ctx.destination_host}'s "
+                f"migration network address {address} (QEMU's data stream). Check the "
+                "address, the route from the source, and that the destination's QEMU listens "
+                "there (qemu.conf migration_address); the VM stays on its source."
+            )
+        return error
 
     def attach(self) -> None:
         """Follow a migration another worker started: the flags and URI it used (for a
