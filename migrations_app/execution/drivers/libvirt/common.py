@@ -67,7 +67,14 @@ def state_and_reason(dom) -> tuple[str | None, str]:
     """(state name, reason name) of a domain; (None, "") for no domain."""
     if dom is None:
         return None, ""
-    state, reason = dom.state()
+    try:
+        state, reason = dom.state()
+    except libvirt.libvirtError as exc:
+        # Found a moment ago, gone now: a failed incoming migration's domain is removed
+        # from the destination while Ferry looks (seen in the lab). Absent, not an error.
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None, ""
+        raise
     return STATE_NAMES.get(state, "other"), REASONS.get(state, {}).get(reason, str(reason))
 
 
@@ -170,9 +177,7 @@ def domain_or_none(conn, uuid: str):
 
 def state_of(dom) -> str | None:
     """The domain's state name ("running", "paused", …), None for no domain."""
-    if dom is None:
-        return None
-    return STATE_NAMES.get(dom.state()[0], "other")
+    return state_and_reason(dom)[0]
 
 
 def finding(check_id: str, severity: str, message: str, **evidence) -> dict:
