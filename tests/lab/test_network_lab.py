@@ -16,14 +16,18 @@ libvirt = pytest.importorskip("libvirt")
 from inventory.models import Host  # noqa: E402
 from lab import labctl  # noqa: E402
 from lab.guest import vm  # noqa: E402
+from migrations_app.models import ItemAttempt  # noqa: E402
 from tests.lab.test_execution_lab import (  # noqa: E402
     ferry,  # noqa: F401 - the fixture
     lab_plan,
     only_on,
     record,
     run_completed,
+    run_settled,
+    start_plan,
     sync,
 )
+from tests.migrations_app.execution.conftest import WorkerThreads, wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
@@ -97,3 +101,22 @@ def test_it_moves_a_busy_guest_over_parallel_tls_connections_and_times_one_again
     print(f"\n[ferry-lab] TLS one connection {one.total_time_ms} ms, four {four.total_time_ms} ms")
     record(lab_env, "tls-one-connection", one, wall_one, dirty_rate=30)
     record(lab_env, "tls-four-connections", four, wall_four, dirty_rate=30, one_over_four=ratio)
+
+
+def test_it_names_the_migration_network_when_its_address_does_not_answer(
+    on_migration_network, guest, people, lab_env
+):
+    # 10.78.0.254 is the switch's side of the migration bridge: routed, but no QEMU listens
+    name = guest("lab-a", memory_mib=256)
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(on_migration_network)
+    Host.objects.filter(name="lab-b").update(migration_network_address="10.78.0.254")
+    plan = lab_plan(people, [(name, "lab-a", "lab-b", "live", None)], {"require_tls": True})
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: run_settled(run.pk), timeout=180, interval=0.5)
+    attempt = ItemAttempt.objects.filter(run=run).earliest("pk")
+    print(f"\n[ferry-lab] {attempt.status}: {attempt.error_message} | {attempt.libvirt_error}")
+    assert attempt.status == "failed"
+    assert "migration network address 10.78.0.254" in attempt.error_message
+    only_on(name, "lab-a", before)
