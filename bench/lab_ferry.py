@@ -215,7 +215,7 @@ def virsh_move(
 class Ferry:
     """Ferry on a scratch database: lab hosts registered, people, real worker processes."""
 
-    def __init__(self, lab: Lab, workers: int = 2):
+    def __init__(self, lab: Lab, workers: int = 2, migration_network: bool = False):
         from common import setup_django
 
         # The lab's unix sockets, named in the server settings (a host's URI never carries
@@ -245,6 +245,8 @@ class Ferry:
             host = host_add(name=name, uri=uri, actor=Actor.system("bench"))
             # Clients use the unix socket; peers reach the host on its lab address.
             Host.objects.filter(pk=host.pk).update(migration_address=h["ip"])
+            if migration_network:  # QEMU's data stream over the lab's second bridge
+                Host.objects.filter(pk=host.pk).update(migration_network_address=h["migration_ip"])
         self.sync()
         self.data_dir = Path(os.environ["FERRY_DATA_DIR"])
         self.procs: list[subprocess.Popen] = []

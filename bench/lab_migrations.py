@@ -1,8 +1,10 @@
-"""Migration benchmarks on the lab (root): M1 overhead, M2 downtime control, M3 convergence,
-S1 plan makespan, S2 stall to first action, P1 estimate accuracy. Ferry is measured through real plans run by real
-`manage.py ferry_worker` processes on a scratch database; virsh runs on the same hosts.
+"""Migration benchmarks on the lab (root): M1 overhead, M1b parallel TLS connections, M2
+downtime control, M3 convergence, S1 plan makespan, S2 stall to first action, P1 estimate
+accuracy. Ferry is measured through real plans run by real `manage.py ferry_worker`
+processes on a scratch database; virsh runs on the same hosts.
 
     .venv/bin/python bench/lab_migrations.py m1 [--pairs 5]
+    .venv/bin/python bench/lab_migrations.py m1b [--pairs 3] [--cap 1000] [--connections 4]
     .venv/bin/python bench/lab_migrations.py m2|m3|s2|p1 [--runs 3]
     .venv/bin/python bench/lab_migrations.py s1 [--runs 1]
 
@@ -16,6 +18,7 @@ import argparse
 import json
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,6 +151,205 @@ def m1(args) -> None:
         len(ok_f) == len(ferry_rows) and len(ok_v) == len(virsh_rows),
         f"Ferry {len(ferry_rows) - len(ok_f)}, virsh {len(virsh_rows) - len(ok_v)}",
     )
+
+
+# ----------------------------------------------------------------------------- M1b
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
+def _qemu_pids(name: str) -> list[int]:
+    """PIDs of the QEMU processes running guest `name` (source and destination)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in cmdline and f"guest={name},".encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _threads_cpu_s(pid: int) -> dict[tuple[int, str], float]:
+    """CPU seconds (user + system) of each thread of a process: {(tid, name): seconds}."""
+    import os
+
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[(int(task.name), name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _migration_thread(name: str) -> bool:
+    # QEMU 10 names them mig/src/main, mig/src/send_N (multifd), mig/dst/...; older QEMU
+    # live_migration and multifdsend_N
+    return name.startswith("mig/") or "multifd" in name or name == "live_migration"
+
+
+class CpuWatch:
+    """CPU over one move: the whole machine (/proc/stat), and QEMU's migration threads on
+    both sides (sampled every 0.2 s, since the source QEMU exits at the end). The sending
+    threads encrypt the TLS stream: one of them near 1.0 core = the move is CPU-bound on
+    it, which parallel connections spread over several threads."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.last: dict[tuple[int, int, str], float] = {}
+        self.first: dict[tuple[int, int, str], float] = {}
+        self.stop = threading.Event()
+
+    def _sample(self):
+        for pid in _qemu_pids(self.name):
+            for (tid, name), used in _threads_cpu_s(pid).items():
+                key = (pid, tid, name)
+                self.first.setdefault(key, used)
+                self.last[key] = used
+
+    def _run(self):
+        while not self.stop.wait(0.2):
+            self._sample()
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.ticks0 = _cpu_ticks()
+        self._sample()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        wall = time.monotonic() - self.t0
+        busy1, total1 = _cpu_ticks()
+        busy = (busy1 - self.ticks0[0]) / max(1, total1 - self.ticks0[1])
+        used = {k: self.last[k] - self.first[k] for k in self.last}
+        migration = {k: v for k, v in used.items() if _migration_thread(k[2])}
+        self.figures = {
+            "wall_s": round(wall, 2),
+            "machine_busy": round(busy, 3),
+            "machine_cores_busy": round(busy * _cores(), 2),
+            "qemu_cpu_s": round(sum(used.values()), 2),
+            "migration_threads_cpu_s": round(sum(migration.values()), 2),
+            "busiest_migration_thread_cpu_s": round(max(migration.values(), default=0.0), 2),
+            "busiest_migration_thread": max(migration, key=migration.get)[2] if migration else "",
+        }
+        return False
+
+
+def m1b(args) -> None:
+    """TLS migration of the same busy guest over the migration network: N parallel
+    connections vs one, same bandwidth cap, alternating; libvirt's own total time."""
+    cap, conns = args.cap, args.connections
+    base = {"require_tls": True, "bandwidth_mib_s": cap, "verify_seconds": args.verify}
+    cases = {"one": base, "parallel": {**base, "parallel_connections": conns}}
+    rows: dict[str, list] = {c: [] for c in cases}
+    with Lab() as lab, Guests("bm1b") as guests:
+        ferry = Ferry(lab, workers=2, migration_network=True)
+        try:
+            name = guests.start("lab-a", memory_mib=512, dirty_ws=128, dirty_rate=40)
+            hb = guests.vm.wait_heartbeat(name, timeout=90, after=2)
+            where = "lab-a"
+            for pair in range(args.pairs):
+                order = ("one", "parallel") if pair % 2 == 0 else ("parallel", "one")
+                for case in order:
+                    dst = other(where)
+                    with CpuWatch(name) as cpu:
+                        r = ferry.move(name, dst, cases[case], timeout=args.timeout + 60)
+                    r["cpu"] = cpu.figures
+                    alive, why, hb = alive_on(guests.vm, name, dst if r["ok"] else where, hb)
+                    if not alive:
+                        r["ok"], r["error"] = False, f"{r.get('error') or ''} guest: {why}"
+                    show(f"pair {pair + 1} {case} {where}->{dst} cpu {cpu.figures}", r)
+                    rows[case].append(r)
+                    actual = guests.vm.where_running(name)
+                    where = actual[0] if len(actual) == 1 else where
+        finally:
+            ferry.close()
+    ok = {c: [r for r in rs if r["ok"] and r["total_ms"]] for c, rs in rows.items()}
+    med = {c: median([r["total_ms"] for r in ok[c]]) for c in cases}
+    ratio = med["parallel"] / med["one"] if ok["one"] and ok["parallel"] else float("nan")
+
+    def per_s(r, key):  # CPU seconds of a kind over libvirt's own time of the move
+        return r["cpu"][key] / (r["total_ms"] / 1000)
+
+    cpu = {
+        c: {
+            "busiest": median([per_s(r, "busiest_migration_thread_cpu_s") for r in ok[c]]),
+            "threads": median([per_s(r, "migration_threads_cpu_s") for r in ok[c]]),
+            "machine_busy": median([r["cpu"]["machine_busy"] for r in ok[c]]),
+        }
+        for c in cases
+    }
+    bound = cpu["one"]["busiest"] >= 0.8
+    saturated = all(cpu[c]["machine_busy"] >= 0.9 for c in cases)
+    failed = sum(len(rows[c]) - len(ok[c]) for c in cases)
+    notes = (
+        f"512 MiB guest dirtying 40 MB/s (128 MB working set), TLS, migration network, cap "
+        f"{cap} MiB/s; {len(ok['one'])} + {len(ok['parallel'])} ok runs alternating, {failed} "
+        f"failed; median libvirt total one {med['one']:.0f} ms, {conns} connections "
+        f"{med['parallel']:.0f} ms; busiest QEMU migration thread "
+        f"{cpu['one']['busiest']:.2f} vs {cpu['parallel']['busiest']:.2f} cores, all migration "
+        f"threads {cpu['one']['threads']:.2f} vs {cpu['parallel']['threads']:.2f} cores (over "
+        f"libvirt's time); machine {cpu['one']['machine_busy']:.0%} vs "
+        f"{cpu['parallel']['machine_busy']:.0%} busy on {_cores()} cores (TCG guest vCPU and "
+        "other sessions included)"
+        + (
+            " — one connection is CPU-bound: its single sending thread (TLS) was near a full core"
+            if bound
+            else ""
+        )
+        + (
+            " — the machine was CPU-bound as a whole (saturated by TCG vCPUs and other work), "
+            "not the TLS thread: the migration threads waited for CPU, so the ratio moves with "
+            "the machine's load"
+            if saturated and not bound
+            else ""
+        )
+    )
+    report(
+        f"M1b TLS {conns} parallel connections / one (median libvirt total time)",
+        round(ratio, 3),
+        "x",
+        "<= 1.0",
+        None if math.isnan(ratio) else ratio <= 1.0,
+        notes,
+    )
+    report("M1b failed runs", failed, "runs", "0", failed == 0, "")
+    for case, rs in rows.items():
+        for r in rs:
+            print(
+                "M1b run: "
+                + json.dumps(
+                    {
+                        "case": case,
+                        "ok": r["ok"],
+                        "total_ms": r.get("total_ms"),
+                        "downtime_ms": r.get("downtime_ms"),
+                        "iterations": r.get("iterations"),
+                        "cpu": r.get("cpu"),
+                        "error": r.get("error"),
+                    }
+                )
+            )
 
 
 # ----------------------------------------------------------------------------- M2
@@ -619,8 +821,9 @@ def p1(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["m1", "m2", "m3", "p1", "s1", "s2"])
-    parser.add_argument("--pairs", type=int, default=5, help="M1: Ferry/virsh pairs")
+    parser.add_argument("which", choices=["m1", "m1b", "m2", "m3", "p1", "s1", "s2"])
+    parser.add_argument("--pairs", type=int, default=5, help="M1: Ferry/virsh pairs; M1b pairs")
+    parser.add_argument("--connections", type=int, default=4, help="M1b: parallel connections")
     parser.add_argument("--runs", type=int, default=3, help="runs per case (M2, M3, P1, S1)")
     parser.add_argument("--cap", type=int, default=64, help="bandwidth cap, MiB/s (M1, S1)")
     parser.add_argument(

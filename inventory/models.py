@@ -48,7 +48,21 @@ class Host(models.Model):
     memory_free_mib = models.BigIntegerField(null=True, blank=True)
     machine_types = models.JSONField(default=list, blank=True)
     domain_types = models.JSONField(default=list, blank=True)
+    # Where the source's libvirtd reaches this host's libvirtd for a peer-to-peer migration
+    # (the control connection): the management name. Sync fills it from the URI's host; an
+    # admin sets it when the URI is a local socket.
     migration_address = models.CharField(max_length=255, blank=True)
+    # Where QEMU's data stream (guest memory, copied disks) comes in: an address on a
+    # dedicated migration network, set by an admin (sync never touches it). Ferry passes it
+    # as VIR_MIGRATE_PARAM_URI (tcp://ADDR) and, with TLS, names the host for the
+    # certificate check with VIR_MIGRATE_PARAM_TLS_DESTINATION. Empty: the data follows the
+    # control connection (libvirt's migration_host).
+    migration_network_address = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="IP address or host name on the migration network for QEMU's data stream "
+        "(empty: the management address)",
+    )
     # Budgets across all plans (migrations_app.budgets): moves out of and into
     # this host at once (empty: FERRY_HOST_MAX_OUTBOUND / _INBOUND), and the speed of its
     # migration link, which divided by a move's bandwidth cap bounds moves per link.

@@ -3,6 +3,9 @@ to a VM (its host, its disks' pools, the measurements of the move). Syncing from
 is inventory.sync.
 """
 
+import ipaddress
+import re
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -75,15 +78,34 @@ def host_update(
     group: str | None = None,
     lock_manager: str | None = None,
     shared_paths: list | None = None,
+    migration_address: str | None = None,
+    migration_network_address: str | None = None,
     **budgets,
 ) -> Host:
     """Change a host's administrative state or group, what its qemu.conf declares (its
-    lock manager and the directories libvirt treats as shared), or its budgets
-    (max_outbound, max_inbound: moves at once across all plans; link_bandwidth_mib_s: its
-    migration link; 0 clears a budget back to the Ferry-wide default)."""
+    lock manager and the directories libvirt treats as shared), where migrations reach it
+    (admins only: hypervisors connect to these addresses), or its budgets (max_outbound,
+    max_inbound: moves at once across all plans; link_bandwidth_mib_s: its migration link;
+    0 clears a budget back to the Ferry-wide default)."""
+    addresses = {"migration_address": migration_address}
+    addresses["migration_network_address"] = migration_network_address
+    addresses = {k: v for k, v in addresses.items() if v is not None}
+    if addresses and isinstance(actor, AbstractBaseUser) and not can(actor, "host.register"):
+        raise PermissionDenied(
+            "Only an admin may set a host's migration addresses (hypervisors connect to them)."
+        )
+    cleaned = {name: host_address_clean(value, name) for name, value in addresses.items()}
     with transaction.atomic():
         locked = Host.objects.select_for_update().get(pk=host.pk)
-        fields = ("state", "group", "lock_manager", "shared_paths", *HOST_BUDGETS)
+        fields = (
+            "state",
+            "group",
+            "lock_manager",
+            "shared_paths",
+            "migration_address",
+            "migration_network_address",
+            *HOST_BUDGETS,
+        )
         before = {name: getattr(locked, name) for name in fields}
         if state is not None:
             if state not in Host.State.values:
@@ -101,6 +123,8 @@ def host_update(
             locked.lock_manager = lock_manager
         if shared_paths is not None:
             locked.shared_paths = _clean_shared_paths(shared_paths)
+        for name, value in cleaned.items():
+            setattr(locked, name, value)
         _set_budgets(locked, budgets, HOST_BUDGETS)
         after = {name: getattr(locked, name) for name in fields}
         if after != before:
@@ -142,6 +166,46 @@ def pool_update(*, pool: StoragePool, actor, **budgets) -> StoragePool:
             locked.save(update_fields=list(POOL_BUDGETS))
             audit_record(actor=actor, action="pool.updated", obj=locked, before=before, after=after)
     return locked
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def host_address_clean(value, field: str = "address") -> str:
+    """An IP address or DNS host name other hosts can connect to, in normal form ("" clears).
+
+    Only the address: no scheme, port, path or user (Ferry builds the URIs). Loopback,
+    unspecified, multicast and link-local addresses are refused: from another host they
+    name the wrong machine or none (a link-local IPv6 address needs a zone Ferry cannot
+    know for the source)."""
+    if not isinstance(value, str):
+        raise InventoryError(f"{field} must be text: an IP address or a host name.")
+    text = value.strip()
+    if not text:
+        return ""
+    if len(text) > 253:
+        raise InventoryError(f"{field}: at most 253 characters.")
+    try:
+        ip = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        ip = None
+    if ip is not None:
+        if ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_link_local:
+            raise InventoryError(
+                f"{field}: {ip} is a loopback, unspecified, multicast or link-local address; "
+                "give one that other hosts reach this host on."
+            )
+        return str(ip)
+    name = text.rstrip(".").lower()
+    labels = name.split(".")
+    if not all(_HOST_LABEL.match(label) for label in labels) or name.replace(".", "").isdigit():
+        raise InventoryError(
+            f"{field}: '{text}' is neither an IP address nor a host name (letters, digits and "
+            "hyphens in dot-separated labels; no scheme, port or path)."
+        )
+    if name == "localhost" or name.endswith(".localhost"):
+        raise InventoryError(f"{field}: 'localhost' names every host; give this host's own name.")
+    return name
 
 
 def _clean_shared_paths(paths) -> list[str]:

@@ -277,8 +277,10 @@ def _apply_facts(host: Host, facts: HostFacts, actor) -> SyncResult:
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)
         values = {name: getattr(facts, name) for name in _HOST_FACT_FIELDS}
-        if host.migration_address and not facts.migration_address:
-            values.pop("migration_address")  # keep an address set by an administrator
+        if host.migration_address:
+            # Sync only fills an empty peer address from the URI's host: an address set by
+            # an administrator (host_update) stays.
+            values.pop("migration_address")
         # Free memory moves on every sync; only count it as a change worth auditing when
         # something else changed too.
         result.host_fields_changed = [

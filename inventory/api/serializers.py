@@ -48,6 +48,7 @@ class HostSerializer(serializers.ModelSerializer):
             "lock_manager",
             "shared_paths",
             "migration_address",
+            "migration_network_address",
             "max_outbound",
             "max_inbound",
             "link_bandwidth_mib_s",
@@ -94,6 +95,20 @@ class HostUpdateSerializer(serializers.Serializer):
         required=False,
         max_length=20,
         help_text="directories the host's qemu.conf lists in shared_filesystems",
+    )
+    migration_address = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text="admins: IP or host name the source's libvirtd connects to for a "
+        "peer-to-peer migration (empty: the URI's host)",
+    )
+    migration_network_address = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text="admins: IP or host name on the migration network that QEMU's data stream "
+        "goes to (VIR_MIGRATE_PARAM_URI; empty: the management address)",
     )
     max_outbound = budget_field(
         "moves out of this host at once, all plans (0: FERRY_HOST_MAX_OUTBOUND)"

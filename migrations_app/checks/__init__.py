@@ -30,6 +30,7 @@ from migrations_app.checks.storage import (
     check_storage_devices,
     check_storage_shared,
 )
+from migrations_app.checks.transfer import check_migration_network, check_transfer_features
 from migrations_app.checks.vm import check_devices_passthrough, check_vm_state
 
 ITEM_CHECKS = (
@@ -48,6 +49,8 @@ HOST_CHECKS = (
     ("storage.shared", check_storage_shared),
     ("network.attached", check_network_attached),
     ("security.transport", check_security_transport),
+    ("network.migration", check_migration_network),
+    ("transfer.features", check_transfer_features),
 )
 LOAD_CHECKS = (
     ("capacity.memory", check_capacity_memory),

@@ -59,6 +59,10 @@ class HostInfo:
     max_outbound: int | None = None
     max_inbound: int | None = None
     link_bandwidth_mib_s: int | None = None
+    # Where moves reach it (migrations_app.migration_network).
+    uri: str = ""
+    hostname: str = ""
+    migration_network_address: str = ""
 
 
 @dataclass(slots=True, eq=False)
@@ -259,6 +263,9 @@ def load_hosts(rule_tags: frozenset = frozenset(), rule_members: dict | None = N
             max_outbound=h.max_outbound,
             max_inbound=h.max_inbound,
             link_bandwidth_mib_s=h.link_bandwidth_mib_s,
+            uri=h.uri,
+            hostname=h.hostname,
+            migration_network_address=h.migration_network_address,
         )
     for pool_id, host_id in StoragePool.hosts.through.objects.values_list(
         "storagepool_id", "host_id"

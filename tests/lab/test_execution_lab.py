@@ -136,6 +136,22 @@ def run_settled(run_id, statuses=("completed", "paused", "cancelled", "failed"))
     )
 
 
+def run_completed(plan, people, timeout=240) -> tuple[ItemAttempt, float]:
+    """Start a one-item plan with one worker; its attempt, which must have completed, and
+    the wall time from start to settled."""
+    t0 = time.monotonic()
+    with WorkerThreads(1):
+        run = start_plan(plan, people)
+        wait_for(lambda: run_settled(run.pk), timeout=timeout, interval=0.5)
+    attempt = ItemAttempt.objects.get(run=run)
+    assert attempt.status == "completed", (
+        attempt.error_class,
+        attempt.error_message,
+        attempt.libvirt_error,
+    )
+    return attempt, time.monotonic() - t0
+
+
 def only_on(name, host, after, conns=None, beats=3):
     """The guest counts on past `after` and runs on `host` only."""
     hb = vm.wait_heartbeat(name, timeout=40, after=after + beats)

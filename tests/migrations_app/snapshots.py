@@ -51,6 +51,7 @@ def make_host(hid, name=None, *, cpu_xml="", cpu_model="Skylake-Server", **kw) -
         "domain_types": frozenset({"kvm", "qemu"}),
         "migration_address": "",
         "tls_verified": True,
+        "uri": f"qemu+tls://{name or f'h{hid}'}/system",
     }
     pool_ids = kw.pop("pool_ids", {1})
     network_names = kw.pop("network_names", {"prod"})

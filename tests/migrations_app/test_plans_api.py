@@ -58,7 +58,7 @@ def test_it_validates_a_plan_over_two_hosts_with_the_expected_verdicts(api_as, d
     assert got["api-a1-07"]["window"] == "ok"
     assert run["blockers"] == 3 and not run["passed"]
     assert run["estimate"]["makespan_s"] > 0 and len(run["estimate"]["items"]) == 5
-    assert CheckResult.objects.filter(run_id=run["id"]).count() == 5 * 20
+    assert CheckResult.objects.filter(run_id=run["id"]).count() == 5 * 22
     latest = client.get(f"/api/v1/plans/{plan['id']}/validations/latest/?severity=blocker")
     assert latest.status_code == 200
     assert {r["severity"] for r in latest.json()["results"]} == {"blocker"}

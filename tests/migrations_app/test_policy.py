@@ -103,3 +103,18 @@ def test_it_fills_validation_defaults_and_doubles_the_retry_backoff():
         Policy.from_dict({"retry_max": 11})
     with pytest.raises(PolicyError, match="wave_failure"):
         Policy.from_dict({"wave_failure": "maybe"})
+
+
+def test_it_takes_parallel_connections_and_zstd_only_on_them():
+    policy = Policy.from_dict({"parallel_connections": 4, "compression": "zstd"})
+    assert (policy.parallel_connections, policy.compression) == (4, "zstd")
+    assert Policy.from_dict({"parallel_connections": 4}).content()["parallel_connections"] == 4
+    for bad, fragment in (
+        ({"parallel_connections": 1}, "policy.parallel_connections"),
+        ({"parallel_connections": 33}, "policy.parallel_connections"),
+        ({"parallel_connections": True}, "policy.parallel_connections"),
+        ({"compression": "xbzrle", "parallel_connections": 2}, "policy.compression"),
+        ({"compression": "zstd"}, "set parallel_connections too"),
+    ):
+        with pytest.raises(PolicyError, match=fragment):
+            Policy.from_dict(bad)

@@ -29,7 +29,7 @@ def test_it_reruns_one_items_checks_and_compares_the_cpu_live(demo, vm_id):
     item = PlanItem.objects.get(vm__name="web-a1-06")
     offline = {f.check_id: f for f in item_preflight_findings(item=item)}
     assert "window" not in offline and offline["cpu.compat"].severity == "ok"
-    assert offline["vm.state"].severity == "ok" and len(offline) == 19
+    assert offline["vm.state"].severity == "ok" and len(offline) == 21
     live = item_preflight_findings(item=item, dest_conn=IncompatibleConn(), cpu_xml="<cpu/>")
     cpu = [f for f in live if f.check_id == "cpu.compat"]
     assert len(cpu) == 1 and cpu[0].blocks and "avx512f" in cpu[0].message

@@ -11,6 +11,7 @@ from migrations_app.execution.drivers.base import Context, Location, Session
 from migrations_app.execution.drivers.libvirt import libvirt_session
 from migrations_app.execution.drivers.libvirt.live import dest_file_path
 from migrations_app.execution.drivers.rehearsal import RehearsalSession
+from migrations_app.migration_network import tls_name
 from migrations_app.models import ItemAttempt
 
 __all__ = ["Context", "Location", "Session", "driver_name_for", "open_session"]
@@ -103,6 +104,8 @@ def build_context(attempt: ItemAttempt) -> Context:
         source_host=src.name,
         destination_host=dst.name,
         destination_ip=dst.migration_address,
+        destination_data_address=dst.migration_network_address,
+        destination_tls_name=tls_name(dst.uri, dst.hostname, dst.migration_address),
         policy=item.get_policy(),
         disks=copied,
         kept_disks=kept,

@@ -33,7 +33,7 @@ class Context:
     destination_uri: str
     source_host: str
     destination_host: str
-    destination_ip: str
+    destination_ip: str  # the destination libvirtd's peer address (control connection)
     policy: object
     # Disks that are copied (live_copy, storage_only): [{"target", "source_path",
     # "source_pool", "dest_pool", "dest_pool_id", "dest_path" (live_copy with a storage map
@@ -59,6 +59,10 @@ class Context:
     # Directories both hosts declare one shared filesystem (Host.shared_paths): a file
     # under one (a UEFI guest's NVRAM) is the same file on both.
     shared_paths: list = field(default_factory=list)
+    # The destination's migration network address (QEMU's data stream; "": follow the
+    # control connection) and the name its TLS certificate is checked against.
+    destination_data_address: str = ""
+    destination_tls_name: str = ""
 
 
 @dataclass

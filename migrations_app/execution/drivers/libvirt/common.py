@@ -9,7 +9,6 @@ Why these choices (both sessions):
 """
 
 import logging
-from urllib.parse import urlsplit
 
 import libvirt
 import libvirt_qemu
@@ -24,6 +23,7 @@ from inventory.libvirt_client import (
 )
 from migrations_app.execution import errors, safety
 from migrations_app.execution.drivers.base import Context, ReadError, Session
+from migrations_app.migration_network import peer_address
 
 logger = logging.getLogger("ferry.execution.libvirt")
 
@@ -67,7 +67,14 @@ def state_and_reason(dom) -> tuple[str | None, str]:
     """(state name, reason name) of a domain; (None, "") for no domain."""
     if dom is None:
         return None, ""
-    state, reason = dom.state()
+    try:
+        state, reason = dom.state()
+    except libvirt.libvirtError as exc:
+        # Found a moment ago, gone now: a failed incoming migration's domain is removed
+        # from the destination while Ferry looks (seen in the lab). Absent, not an error.
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None, ""
+        raise
     return STATE_NAMES.get(state, "other"), REASONS.get(state, {}).get(reason, str(reason))
 
 
@@ -148,9 +155,7 @@ def p2p_uri(host_address: str, client_uri: str, tls: bool) -> str:
 
     The destination's migration address, else the host name of its URI when that URI
     reaches it over the network (a unix-socket URI names a socket, not a host)."""
-    parts = urlsplit(client_uri)
-    networked = parts.scheme in ("qemu+tls", "qemu+ssh", "qemu+tcp")
-    address = host_address or (parts.hostname if networked else "") or ""
+    address = peer_address(client_uri, host_address)
     if not address:
         raise errors.ExecutionError(
             errors.CONNECTION_LOST,
@@ -172,9 +177,7 @@ def domain_or_none(conn, uuid: str):
 
 def state_of(dom) -> str | None:
     """The domain's state name ("running", "paused", …), None for no domain."""
-    if dom is None:
-        return None
-    return STATE_NAMES.get(dom.state()[0], "other")
+    return state_and_reason(dom)[0]
 
 
 def finding(check_id: str, severity: str, message: str, **evidence) -> dict:

@@ -48,6 +48,7 @@ from migrations_app.execution.drivers.libvirt.common import (
     side_of,
     state_and_reason,
 )
+from migrations_app.migration_network import data_uri
 
 # libvirt releases whose destination daemon cannot resume a failed post-copy: 11.3.0's
 # qemuMigrationDstPrepareResume hands a NULL descriptor to qemuProcessIncomingDefNew and the
@@ -236,6 +237,7 @@ class LiveMigrationSession(LibvirtSession):
                 # libvirt leaves post-copy unlimited unless told: the cap protects the
                 # network the operator shares, in post-copy too.
                 params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = int(policy.bandwidth_mib_s)
+        flags = self._data_stream(flags, params, names, evidence)
         moved_paths = {
             d["source_path"]: d["dest_path"] for d in self.ctx.disks if d.get("dest_path")
         }
@@ -257,6 +259,30 @@ class LiveMigrationSession(LibvirtSession):
         shown = {k: v for k, v in params.items() if k not in hidden}
         evidence.update(flags=names, flags_value=flags, params=shown, destination_uri=self.dest_uri)
         return evidence
+
+    def _data_stream(self, flags: int, params: dict, names: list, evidence: dict) -> int:
+        """The data stream's flags and parameters: the migration network
+        (VIR_MIGRATE_PARAM_URI, and with TLS the name the certificate is checked against),
+        parallel connections and their compression; the evidence records the data path."""
+        policy = self.ctx.policy
+        uri = data_uri(self.ctx.destination_data_address)
+        evidence["data_path"] = "migration network" if uri else "control connection"
+        if uri:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = uri
+            if flags & libvirt.VIR_MIGRATE_TLS:
+                # The certificate names the host, not its migration network address.
+                params[libvirt.VIR_MIGRATE_PARAM_TLS_DESTINATION] = self.ctx.destination_tls_name
+        if policy.parallel_connections:
+            flags |= libvirt.VIR_MIGRATE_PARALLEL
+            names.append("PARALLEL")
+            params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = int(
+                policy.parallel_connections
+            )
+        if policy.compression != "none":
+            flags |= libvirt.VIR_MIGRATE_COMPRESSED
+            names.append("COMPRESSED")
+            params[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = policy.compression
+        return flags
 
     def _remapped(self, xml: str, moved_paths: dict) -> str:
         """The XML with interfaces on the mapped networks and copied disks at their new
@@ -309,7 +335,9 @@ class LiveMigrationSession(LibvirtSession):
             try:
                 dom.migrateToURI3(self.dest_uri, self.params, self.flags)
             except libvirt.libvirtError as exc:
-                self._call_error = errors.from_libvirt(exc, "Migration failed")
+                self._call_error = self._data_path_named(
+                    errors.from_libvirt(exc, "Migration failed")
+                )
             except Exception as exc:  # any other failure must still end the attempt
                 self._call_error = errors.ExecutionError(errors.LIBVIRT, str(exc), repr(exc))
             finally:
@@ -319,6 +347,24 @@ class LiveMigrationSession(LibvirtSession):
             target=call, name=f"migrate {self.ctx.vm_name}", daemon=True
         )
         self._thread.start()
+
+    def _data_path_named(self, error: errors.ExecutionError) -> errors.ExecutionError:
+        """A connection failure to the migration network address says so: QEMU's data
+        stream could not reach it (wrong address, or the destination's QEMU does not listen
+        there), not Ferry's connection to libvirt. The class stays connection_lost."""
+        address = self.ctx.destination_data_address
+        if (
+            address
+            and error.error_class == errors.CONNECTION_LOST
+            and address in (error.libvirt_message or "")
+        ):
+            error.message = (
+                f"Migration failed: the source could not reach {self.ctx.destination_host}'s "
+                f"migration network address {address} (QEMU's data stream). Check the "
+                "address, the route from the source, and that the destination's QEMU listens "
+                "there (qemu.conf migration_address); the VM stays on its source."
+            )
+        return error
 
     def attach(self) -> None:
         """Follow a migration another worker started: the flags and URI it used (for a
