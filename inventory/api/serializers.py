@@ -26,6 +26,8 @@ class HostSerializer(serializers.ModelSerializer):
             "uri",
             "transport",
             "state",
+            "maintenance_reason",
+            "maintenance_since",
             "group",
             "hostname",
             "host_uuid",
@@ -87,6 +89,11 @@ class HostUpdateSerializer(serializers.Serializer):
         max_length=20,
         help_text="directories the host's qemu.conf lists in shared_filesystems",
     )
+
+
+class MaintenanceSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=[("enter", "enter"), ("exit", "exit")])
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class SyncQueuedSerializer(serializers.Serializer):

@@ -18,7 +18,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from inventory.sync import host_sync
-from migrations_app.execution import claims, errors, faults, safety, services
+from migrations_app.execution import claims, errors, faults, item_hooks, safety, services
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Known, ReadError, Session
 from migrations_app.execution.drivers.rehearsal import speed as rehearsal_speed
@@ -105,6 +105,7 @@ def _drive(attempt: ItemAttempt, guard: Guard, reattach: bool) -> str:
             evidence={"cleanup": cleaned, "reattached": reattach},
             disk_pools=session.new_disk_pools(),
         )
+        item_hooks.post_migration(attempt)
         return "completed"
     except LeaseLost:
         logger.warning("attempt %s: lease lost, leaving it to its new owner", attempt.pk)
@@ -134,6 +135,7 @@ def _drive(attempt: ItemAttempt, guard: Guard, reattach: bool) -> str:
 def _transfer_start(attempt, guard, session) -> None:
     """Preflight, prepare, the one-call gate, then the one transfer call."""
     worker = guard.worker
+    item_hooks.pre_migration(attempt)
     findings = preflight_run(attempt, session)
     blockers = [f for f in findings if f.get("severity") == "blocker"]
     if blockers:
