@@ -247,6 +247,8 @@ SPECTACULAR_SETTINGS = {
         "PlanRunStatusEnum": "migrations_app.models.run.PlanRun.Status",
         "AttemptStatusEnum": "migrations_app.models.run.ItemAttempt.Status",
         "DeliveryStatusEnum": "migrations_app.models.notifications.NotificationDelivery.Status",
+        "CampaignStatusEnum": "migrations_app.models.campaign.Campaign.Status",
+        "HookKindEnum": "migrations_app.models.campaign.Hook.Kind",
     },
 }
 
