@@ -115,8 +115,8 @@ def campaign_create(
     healthy_timeout_s: int = 600,
 ) -> Campaign:
     """Create a draft campaign over an ordered host list (one host per wave) or every host of
-    a group, `batch_size` hosts per wave."""
-    _require(actor, "plan.edit", "create")
+    a group, `batch_size` hosts per wave (people, or the system: the demo's campaign)."""
+    _require(actor, "plan.edit", "create", machine_allowed=True)
     name = (name or "").strip()
     if not name or any(ord(ch) < 32 for ch in name):
         raise PlanError("A campaign needs a one-line name.")
@@ -201,7 +201,7 @@ def campaign_hook_add(*, campaign: Campaign, actor, **fields) -> Hook:
 
 def campaign_submit(*, campaign: Campaign, actor) -> Campaign:
     """Freeze the campaign's content and hand it to approvers."""
-    _require(actor, "plan.submit", "submit")
+    _require(actor, "plan.submit", "submit", machine_allowed=True)
     with transaction.atomic():
         locked = _locked(campaign)
         _move(locked, C.SUBMITTED, "submit")

@@ -42,8 +42,8 @@ def site_a(db):
 
 @pytest.fixture
 def site_b(db):
-    """The two site-b demo hosts (same CPU model, room for each other's VMs)."""
-    return demo_hosts("kvm-b1", "kvm-b2", group="site-b")
+    """The site-b demo hosts: two busy ones and the empty spare kvm-b3 (one CPU model)."""
+    return demo_hosts("kvm-b1", "kvm-b2", "kvm-b3", group="site-b")
 
 
 def play(campaign: Campaign, *, timeout: float = 60, until=("completed", "failed", "paused")):
