@@ -88,6 +88,8 @@ class CampaignDetailSerializer(CampaignSerializer):
             "description",
             "policy",
             "healthy_timeout_s",
+            "transport_override_reason",
+            "transport_override_by",
             "content_hash",
             "approved_hash",
             "steps",
@@ -161,6 +163,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         "pause": "plan.run",
         "resume": "plan.run",
         "cancel": "plan.run",
+        "transport_override": "plan.transport_override",
     }
     http_method_names = ["get", "post", "head", "options"]
 
@@ -193,6 +196,17 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         data = validated(HookWriteSerializer, request.data)
         hook = services.campaign_hook_add(campaign=self.get_object(), actor=request.user, **data)
         return Response(HookSerializer(hook).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReasonSerializer, responses={200: CampaignDetailSerializer})
+    @action(detail=True, methods=["post"], url_path="transport-override")
+    def transport_override(self, request, pk=None):
+        """Admins: allow (reason) or forbid again (empty) moves without TLS for the plans
+        this draft campaign will generate."""
+        data = validated(ReasonSerializer, request.data)
+        campaign = services.campaign_transport_override_set(
+            campaign=self.get_object(), actor=request.user, reason=data["reason"]
+        )
+        return self._answer(campaign)
 
     @extend_schema(request=None, responses={200: CampaignDetailSerializer})
     @action(detail=True, methods=["post"])

@@ -26,6 +26,7 @@ def campaign_content(campaign: Campaign) -> dict:
         "batch_size": campaign.batch_size,
         "failback": campaign.failback,
         "healthy_timeout_s": campaign.healthy_timeout_s,
+        "transport_override": campaign.transport_override_reason or None,
         "steps": [
             {"host": s.host_id, "position": s.position, "wave": s.wave}
             for s in campaign.steps.order_by("position", "id")

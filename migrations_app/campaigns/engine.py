@@ -152,7 +152,7 @@ def _drain_begin(campaign: Campaign, step: CampaignStep) -> None:
         change_ticket=campaign.change_ticket,
         policy=campaign.policy,
     )
-    MigrationPlan.objects.filter(pk=plan.pk).update(campaign=campaign, campaign_role="evacuation")
+    _bind(plan, campaign, "evacuation")
     result = plan_evacuate_host(plan=plan, host=host, actor=ENGINE)
     problems = [f"{s['vm']}: {s['reason']}" for s in result["skipped"]]
     problems += [
@@ -171,6 +171,18 @@ def _drain_begin(campaign: Campaign, step: CampaignStep) -> None:
     _campaign_approve_plan(campaign, plan)
     plan_start(plan=plan, actor=ENGINE)
     _to(step, P.DRAINING, fields=("facts_before",), plan=plan, origins=origins)
+
+
+def _bind(plan: MigrationPlan, campaign: Campaign, role: str) -> None:
+    """Mark a generated plan as the campaign's, with the campaign's transport override
+    (approved with the campaign) before it is validated."""
+    MigrationPlan.objects.filter(pk=plan.pk).update(
+        campaign=campaign,
+        campaign_role=role,
+        transport_override_reason=campaign.transport_override_reason,
+        transport_override_by=campaign.transport_override_by,
+        transport_override_at=timezone.now() if campaign.transport_override_reason else None,
+    )
 
 
 def _rehearsal_location(result) -> bool:
@@ -369,7 +381,7 @@ def _failback_begin(campaign: Campaign) -> None:
         policy=campaign.policy,
     )
     with transaction.atomic():
-        MigrationPlan.objects.filter(pk=plan.pk).update(campaign=campaign, campaign_role="failback")
+        _bind(plan, campaign, "failback")
         PlanItem.objects.bulk_create(
             PlanItem(
                 plan=plan,

@@ -199,6 +199,31 @@ def campaign_hook_add(*, campaign: Campaign, actor, **fields) -> Hook:
     return hook
 
 
+def campaign_transport_override_set(*, campaign: Campaign, actor, reason: str) -> Campaign:
+    """An admin allows (reason) or forbids again (empty) the campaign's plans to move VMs
+    to hosts reached without TLS; part of the approved content (drafts only)."""
+    if not can(actor, "plan.transport_override"):
+        raise WorkflowForbidden("Only an admin may allow a campaign to move VMs without TLS.")
+    reason = (reason or "").strip()[:2000]
+    with transaction.atomic():
+        locked = _locked(campaign)
+        if locked.status not in (C.DRAFT, C.REJECTED):
+            raise TransitionError(f"Campaign '{locked.name}' is not a draft.")
+        before = {"reason": locked.transport_override_reason}
+        locked.transport_override_reason = reason
+        locked.transport_override_by = actor.get_username() if reason else ""
+        locked.save(update_fields=["transport_override_reason", "transport_override_by"])
+        audit_record(
+            actor=actor,
+            action="campaign.transport_override",
+            obj=locked,
+            before=before,
+            after={"reason": reason},
+            reason=reason,
+        )
+    return locked
+
+
 def campaign_submit(*, campaign: Campaign, actor) -> Campaign:
     """Freeze the campaign's content and hand it to approvers."""
     _require(actor, "plan.submit", "submit", machine_allowed=True)

@@ -39,6 +39,10 @@ class Campaign(models.Model):
     batch_size = models.PositiveSmallIntegerField(default=1)
     failback = models.BooleanField(default=False, help_text="return VMs to their origin at the end")
     healthy_timeout_s = models.PositiveIntegerField(default=600)
+    # An admin's recorded decision that the campaign's plans may move VMs without TLS (as a
+    # plan's transport override; copied onto every plan the campaign generates).
+    transport_override_reason = models.TextField(blank=True)
+    transport_override_by = models.CharField(max_length=150, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.HOSTS)
     status_reason = models.TextField(blank=True)
