@@ -155,8 +155,12 @@ def _drain_begin(campaign: Campaign, step: CampaignStep) -> None:
     _bind(plan, campaign, "evacuation")
     result = plan_evacuate_host(plan=plan, host=host, actor=ENGINE)
     problems = [f"{s['vm']}: {s['reason']}" for s in result["skipped"]]
+names = dict(
+        PlanItem.objects.filter(plan=plan).values_list("pk", "vm__name")
+    )
     problems += [
-        f"item {u['item']}: {u['reason'] or 'no destination fits'}" for u in result["unplaced"]
+        f"{names.get(u['item'], u['item'])}: {u['reason'] or 'no destination fits'}"
+        for u in result["unplaced"]
     ]
     if problems:
         plan_cancel(plan=plan, actor=ENGINE, reason="the campaign paused before it ran")
@@ -165,6 +169,7 @@ def _drain_begin(campaign: Campaign, step: CampaignStep) -> None:
     if not items:
         plan_delete(plan=plan, actor=ENGINE)
         _mark(step, "drain", "end")
+        _mark(step, "gate", "start")
         _to(step, P.GATE, fields=("facts_before",), plan=None)
         return
     origins = {str(i.vm_id): i.source_host_id for i in items}
@@ -247,6 +252,7 @@ def _draining(campaign: Campaign, step: CampaignStep) -> None:
     if not (plan.is_terminal or (plan.status == S.PAUSED and not busy)):
         return
     _mark(step, "drain", "end")
+    _mark(step, "gate", "start")
     _to(step, P.GATE)
 
 

@@ -384,12 +384,18 @@ def campaign_resume(*, campaign: Campaign, actor) -> Campaign:
         locked.status = C.RUNNING
         locked.status_reason = ""
         locked.chain += 1
+        # A host action whose worker died mid-call left its claim: the operator who resumes
+        # has looked, so the action runs again.
+        rerun = locked.steps.filter(
+            phase=CampaignStep.Phase.HOST_ACTION, action_started_at__isnull=False
+        ).update(action_started_at=None)
         _save(
             locked,
             actor=actor,
             action="campaign.resume",
             before=before,
             fields=["status", "status_reason", "chain"],
+            extra={"host_actions_rerun": rerun},
         )
         _kick(locked)
     return locked

@@ -15,6 +15,7 @@ from migrations_app.campaigns import services
 from migrations_app.models import Campaign
 
 STEP_PHASES = ("drain", "gate", "host_action", "wait_healthy", "exit")
+PHASE_LABELS = ("drain", "gate", "host action", "wait healthy", "exit")
 # Action -> (matrix permission, the statuses it is offered in).
 OFFERS = {
     "submit": ("plan.submit", {"draft", "rejected"}),
@@ -80,7 +81,7 @@ def campaign_detail_view(request, pk):
     context = {
         "campaign": campaign,
         "rows": rows,
-        "phases": STEP_PHASES,
+        "phases": list(zip(STEP_PHASES, PHASE_LABELS, strict=True)),
         "hooks": campaign.hooks.all(),
         "calls": campaign.hook_calls.select_related("host").order_by("-id")[:50],
         "plans": campaign.plans.order_by("id"),

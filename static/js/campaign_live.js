@@ -7,6 +7,9 @@
   var url = table.getAttribute("data-api");
   var PHASES = ["drain", "gate", "host_action", "wait_healthy", "exit"];
   var DONE = { completed: 1, failed: 1, cancelled: 1 };
+  var initial = (document.getElementById("campaign-status") || {}).getAttribute
+    ? document.getElementById("campaign-status").getAttribute("data-status")
+    : "";
   function hhmmss(iso) { return iso ? iso.slice(11, 19) : ""; }
   function cell(t) {
     if (!t) return "";
@@ -33,6 +36,24 @@
         if (!link.parentNode) { planCell.textContent = ""; planCell.appendChild(link); }
       }
     });
+    var plans = document.getElementById("campaign-plans");
+    if (plans && c.plans && c.plans.length) {
+      plans.textContent = "";
+      c.plans.forEach(function (p) {
+        var li = document.createElement("li");
+        var a = document.createElement("a");
+        a.href = "/plans/" + p.id + "/";
+        a.textContent = p.name;
+        li.appendChild(a);
+        li.appendChild(document.createTextNode(" — " + p.campaign_role + ", " + p.status));
+        plans.appendChild(li);
+      });
+    }
+    if (c.status !== initial) {
+      // The buttons offered belong to the status the page was drawn in.
+      var actions = document.getElementById("campaign-actions");
+      if (actions) actions.textContent = "";
+    }
     return !DONE[c.status];
   }
   function poll() {

@@ -19,7 +19,6 @@ def _fast(settings):
     settings.FERRY_SAMPLE_SECONDS = 0.02
     settings.FERRY_LEASE_SECONDS = 5
     settings.FERRY_TICK_SECONDS = 3600
-    settings.FERRY_TASK_BACKEND = "immediate"
 
 
 def demo_hosts(*names: str, group: str) -> list[Host]:

@@ -127,15 +127,16 @@ def test_it_closes_a_host_in_maintenance_to_placement_and_to_plans(people, site_
     from migrations_app.services.plans import plan_add_vms, plan_create
     from migrations_app.services.validation import plan_validate
 
-    b1, b2 = site_b
+    b1, b2, b3 = site_b
     host_maintenance_enter(host=b2, actor=people["operator"], reason="firmware")
+    host_maintenance_enter(host=b3, actor=people["admin"], reason="spare on loan")
     campaign = approved(people, [b1])
     campaign_start(campaign=campaign, actor=people["operator"])
 
     campaign = play(campaign)
 
-    # b2 is the only other host: placement refuses it, so b1's drain cannot be planned.
-    assert campaign.status == "paused" and "host.state rejected" in campaign.status_reason
+    # Both other hosts are in maintenance (and b1 itself): b1 cannot be drained.
+    assert campaign.status == "paused" and "host.state rejected 3" in campaign.status_reason
     # A planner who picks b2 by hand gets a blocker.
     plan = plan_create(actor=people["planner"], name="by hand", policy=POLICY)
     vm = VirtualMachine.objects.filter(host=b1).first()
