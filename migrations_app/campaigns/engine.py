@@ -155,9 +155,7 @@ def _drain_begin(campaign: Campaign, step: CampaignStep) -> None:
     _bind(plan, campaign, "evacuation")
     result = plan_evacuate_host(plan=plan, host=host, actor=ENGINE)
     problems = [f"{s['vm']}: {s['reason']}" for s in result["skipped"]]
-names = dict(
-        PlanItem.objects.filter(plan=plan).values_list("pk", "vm__name")
-    )
+    names = dict(PlanItem.objects.filter(plan=plan).values_list("pk", "vm__name"))
     problems += [
         f"{names.get(u['item'], u['item'])}: {u['reason'] or 'no destination fits'}"
         for u in result["unplaced"]
