@@ -42,6 +42,8 @@ def restart_script(directory) -> str:
     path = directory / "restart-libvirtd.sh"
     path.write_text(
         "#!/bin/sh\nset -e\n"
+        # Ferry runs hooks with a minimal PATH; labctl needs ip, nsenter and friends.
+        + "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
         + lab_env
         + f'cd {REPO}\nexec {sys.executable} lab/labctl.py daemon restart "$FERRY_HOST"\n'
     )
@@ -97,7 +99,8 @@ def test_it_drains_restarts_waits_exits_and_fails_back_with_heartbeats_intact(
     campaign = play(campaign, timeout=600)
     wall = time.monotonic() - t0
 
-    assert campaign.status == "completed", campaign.status_reason
+    calls = list(HookCall.objects.values_list("outcome", "detail"))
+    assert campaign.status == "completed", (campaign.status_reason, calls)
     for name in names:
         only_on(name, "lab-a", before[name])
         assert VirtualMachine.objects.get(name=name).host == lab_a
