@@ -27,6 +27,10 @@ MATRIX: dict[str, frozenset[str]] = {
     "host.error_detail": frozenset({"admin"}),
     # Letting a plan move VMs to hosts reached without TLS (recorded with a reason).
     "plan.transport_override": frozenset({"admin"}),
+    # Closing a host to new placements by hand (campaigns do it as the system).
+    "host.maintenance": frozenset({"operator", "admin"}),
+    # Hooks that run a command on the worker (from FERRY_HOOK_COMMAND_DIR): admins only.
+    "hook.command": frozenset({"admin"}),
     "plan.view": frozenset(ROLES),
     "plan.edit": frozenset({"planner", "admin"}),
     "plan.submit": frozenset({"planner", "admin"}),

@@ -249,6 +249,8 @@ SPECTACULAR_SETTINGS = {
         "PlanRunStatusEnum": "migrations_app.models.run.PlanRun.Status",
         "AttemptStatusEnum": "migrations_app.models.run.ItemAttempt.Status",
         "DeliveryStatusEnum": "migrations_app.models.notifications.NotificationDelivery.Status",
+        "CampaignStatusEnum": "migrations_app.models.campaign.Campaign.Status",
+        "HookKindEnum": "migrations_app.models.campaign.Hook.Kind",
     },
 }
 
@@ -440,6 +442,10 @@ FERRY_WEBHOOK_TIMEOUT = env_int("FERRY_WEBHOOK_TIMEOUT", 10, minimum=1)
 # Webhooks go to public addresses only; internal receivers an admin allows, by host name
 # (".example.internal" for a whole domain) or network (10.20.0.0/16). Never link-local.
 FERRY_WEBHOOK_ALLOW_HOSTS = env_list("FERRY_WEBHOOK_ALLOW_HOSTS", [])
+# Campaign and plan hooks (docs/campaigns.md): commands run only from this directory (empty:
+# command hooks are off), with no shell; a campaign polls its steps every N seconds.
+FERRY_HOOK_COMMAND_DIR = env_str("FERRY_HOOK_COMMAND_DIR", "")
+FERRY_CAMPAIGN_POLL_SECONDS = env_int("FERRY_CAMPAIGN_POLL_SECONDS", 2, minimum=1)
 FERRY_NOTIFY_MAX_ATTEMPTS = env_int("FERRY_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
 
 # Change-ticket gate (docs/change-gate.md): before a plan starts, ask the change-management

@@ -97,6 +97,12 @@ class Host(models.Model):
     vm_count = models.PositiveIntegerField(
         default=0, editable=False, help_text="VMs recorded on this host (missing ones included)"
     )
+    # Maintenance (inventory.services.host_maintenance_enter/exit): a host in maintenance is
+    # closed to new placements (placement, balance and the host.state check refuse it as a
+    # destination) while it may still be drained as a source.
+    maintenance_reason = models.CharField(max_length=300, blank=True)
+    maintenance_since = models.DateTimeField(null=True, blank=True)
+    maintenance_by = models.CharField(max_length=150, blank=True)
     last_sync_at = models.DateTimeField(null=True, blank=True)
     # The classified reason a sync failed ("host unreachable", "certificate refused", ...),
     # shown to everyone; libvirt's own message is in the detail, for admins only (it may

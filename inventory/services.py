@@ -208,6 +208,65 @@ def host_address_clean(value, field: str = "address") -> str:
     return name
 
 
+def host_maintenance_enter(*, host: Host, actor, reason: str = "") -> Host:
+    """Put a host into maintenance: closed to new placements from now on (every plan and the
+    planner see it at once), its VMs still movable away. Audited; idempotent refusal."""
+    if isinstance(actor, AbstractBaseUser) and not can(actor, "host.maintenance"):
+        raise PermissionDenied("Your role does not allow you to put hosts into maintenance.")
+    reason = " ".join((reason or "").split())[:300]
+    with transaction.atomic():
+        locked = Host.objects.select_for_update().get(pk=host.pk)
+        if locked.state == Host.State.MAINTENANCE:
+            raise InventoryError(f"Host {locked.name} is already in maintenance.")
+        if locked.state == Host.State.DISABLED:
+            raise InventoryError(f"Host {locked.name} is disabled; enable it first.")
+        before = {"state": locked.state}
+        locked.state = Host.State.MAINTENANCE
+        locked.maintenance_reason = reason
+        locked.maintenance_since = timezone.now()
+        locked.maintenance_by = as_actor(actor).name[:150]
+        locked.save(
+            update_fields=["state", "maintenance_reason", "maintenance_since", "maintenance_by"]
+        )
+        audit_record(
+            actor=actor,
+            action="host.maintenance_entered",
+            obj=locked,
+            before=before,
+            after={"state": locked.state},
+            reason=reason,
+        )
+    return locked
+
+
+def host_maintenance_exit(*, host: Host, actor, reason: str = "") -> Host:
+    """Take a host out of maintenance: it receives VMs again. Audited."""
+    if isinstance(actor, AbstractBaseUser) and not can(actor, "host.maintenance"):
+        raise PermissionDenied("Your role does not allow you to take hosts out of maintenance.")
+    reason = " ".join((reason or "").split())[:300]
+    with transaction.atomic():
+        locked = Host.objects.select_for_update().get(pk=host.pk)
+        if locked.state != Host.State.MAINTENANCE:
+            raise InventoryError(f"Host {locked.name} is not in maintenance.")
+        since = locked.maintenance_since
+        locked.state = Host.State.ACTIVE
+        locked.maintenance_reason = ""
+        locked.maintenance_since = None
+        locked.maintenance_by = ""
+        locked.save(
+            update_fields=["state", "maintenance_reason", "maintenance_since", "maintenance_by"]
+        )
+        audit_record(
+            actor=actor,
+            action="host.maintenance_exited",
+            obj=locked,
+            before={"state": Host.State.MAINTENANCE, "since": since},
+            after={"state": locked.state},
+            reason=reason,
+        )
+    return locked
+
+
 def _clean_shared_paths(paths) -> list[str]:
     """Absolute, normalised directories (qemu.conf's shared_filesystems takes such)."""
     if not isinstance(paths, list) or len(paths) > 20:

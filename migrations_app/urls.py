@@ -9,7 +9,7 @@ status page, a plan's audit timeline); dashboard.urls puts them at the site root
 from django.urls import path
 
 from migrations_app.sharing import views as status_views
-from migrations_app.views import balance, history, reports, workflow
+from migrations_app.views import balance, campaigns, history, reports, workflow
 from migrations_app.views import plans as views
 
 app_name = "plans"
@@ -18,6 +18,14 @@ urlpatterns = [
     path("", views.plan_list_view, name="plan-list"),
     path("new/", views.plan_create_view, name="plan-create"),
     path("history/", history.history_page, name="history"),
+    path("campaigns/", campaigns.campaign_list_view, name="campaign-list"),
+    path("campaigns/new/", campaigns.campaign_create_view, name="campaign-create"),
+    path("campaigns/<int:pk>/", campaigns.campaign_detail_view, name="campaign-detail"),
+    path(
+        "campaigns/<int:pk>/<str:action>/",
+        campaigns.campaign_action_view,
+        name="campaign-action",
+    ),
     path("balance/", balance.plan_balance_new_view, name="plan-balance-new"),
     path("rules/", balance.rule_create_view, name="rule-create"),
     path("rules/<int:rule_id>/toggle/", balance.rule_toggle_view, name="rule-toggle"),

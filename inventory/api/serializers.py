@@ -26,6 +26,8 @@ class HostSerializer(serializers.ModelSerializer):
             "uri",
             "transport",
             "state",
+            "maintenance_reason",
+            "maintenance_since",
             "group",
             "hostname",
             "host_uuid",
@@ -126,6 +128,11 @@ class PoolUpdateSerializer(serializers.Serializer):
         "moves copying a disk out of or into this pool at once, all plans "
         "(0: FERRY_POOL_MAX_COPIES)"
     )
+
+
+class MaintenanceSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=[("enter", "enter"), ("exit", "exit")])
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class SyncQueuedSerializer(serializers.Serializer):

@@ -4,14 +4,20 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.permissions import SAFE_METHODS
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
 from dashboard.permissions import can, in_scope, scope_filter, scope_of
 from inventory.api import filters, serializers
 from inventory.models import Host, Network, StoragePool, VirtualMachine
-from inventory.services import host_add, host_update, pool_update
+from inventory.services import (
+    host_add,
+    host_maintenance_enter,
+    host_maintenance_exit,
+    host_update,
+    pool_update,
+)
 from inventory.tasks import host_sync_enqueue
 
 InventoryPermission = action_permission("inventory.view", "inventory.manage")
@@ -93,6 +99,23 @@ class HostViewSet(
             {"task_id": task_id, "host": host.pk, "detail": f"Sync of {host.name} queued."},
             status=status.HTTP_202_ACCEPTED,
         )
+
+    @extend_schema(
+        request=serializers.MaintenanceSerializer, responses={200: serializers.HostSerializer}
+    )
+    @action(
+        detail=True, methods=["post"], url_path="maintenance", permission_classes=[IsAuthenticated]
+    )
+    def maintenance(self, request, pk=None):
+        """Enter or exit maintenance (operators, admins): a host in maintenance receives no
+        new VMs from placement, balance plans or checks."""
+        if not can(request.user, "host.maintenance"):
+            raise PermissionDenied("Your role does not allow you to change host maintenance.")
+        data = validated(serializers.MaintenanceSerializer, request.data)
+        service = host_maintenance_enter if data["action"] == "enter" else host_maintenance_exit
+        host = service(host=self.get_object(), actor=request.user, reason=data["reason"])
+        row = self.get_queryset().get(pk=host.pk)
+        return Response(serializers.HostSerializer(row, context=self.get_serializer_context()).data)
 
 
 def validated(serializer_class, data):

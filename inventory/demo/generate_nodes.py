@@ -19,7 +19,11 @@ HOSTS = [
     ("kvm-a3", "site-a", "Cascadelake-Server", 48, 384, ["prod", "backup"], "nfs"),
     ("kvm-b1", "site-b", "EPYC-Milan", 64, 512, ["prod", "dmz"], "rbd"),
     ("kvm-b2", "site-b", "EPYC-Milan", 64, 512, ["prod"], "rbd"),
+    # An empty spare: room for a maintenance campaign to drain site-b one host at a time
+    # (each host runs a member of anti:db-cluster, which may not share a host).
+    ("kvm-b3", "site-b", "EPYC-Milan", 64, 512, ["prod", "dmz"], "rbd"),
 ]
+SPARE = {"kvm-b3"}
 NETWORKS = {
     "prod": ("br-prod", 120, "bridge"),
     "backup": ("br-backup", 130, "bridge"),
@@ -108,7 +112,7 @@ def main():
     for host in HOSTS:
         name, _group, cpu_model, cpus, mem_gib, networks, shared = host
         domains, shared_vols, local_vols = [], [], []
-        for index in range(1, 8):
+        for index in range(1, 1 if name in SPARE else 8):
             kind = VM_KINDS[(index + len(name)) % len(VM_KINDS)]
             xml, (vname, _path, size, local) = vm_xml(rng, host, index, kind)
             domains.append(xml)

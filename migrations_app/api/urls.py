@@ -5,6 +5,7 @@ from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
 from migrations_app.api.balance import PlacementRuleViewSet
+from migrations_app.api.campaigns import CampaignViewSet
 from migrations_app.api.plans import PlanViewSet
 from migrations_app.api.reports import HistoryViewSet, PlanReportView
 from migrations_app.api.runs import AttemptViewSet, ItemActionViewSet, RunViewSet
@@ -13,6 +14,7 @@ from migrations_app.sharing.api import ShareLinkViewSet
 
 router = DefaultRouter()
 router.register("plans", PlanViewSet, basename="plan")
+router.register("campaigns", CampaignViewSet, basename="campaign")
 # Execution: runs (with the numbered events range live clients use), attempts, item actions.
 router.register("runs", RunViewSet, basename="run")
 router.register("attempts", AttemptViewSet, basename="attempt")

@@ -23,6 +23,7 @@ SPLIT_BRAIN = "both_copies_ran"
 PARTIAL_STORAGE_MOVE = "partial_storage_move"
 SHARED_STORAGE_UNPROVEN = "shared_storage_unproven"
 PREEMPTED = "preempted"
+HOOK_FAILED = "hook_failed"
 
 # What each class means for the person reading the attempt.
 EXPLANATIONS = {
@@ -37,6 +38,7 @@ EXPLANATIONS = {
     "stays on its source and the move starts again when a slot is free.",
     GUEST_DIED: "The VM arrived on the destination but stopped running during verification.",
     PREFLIGHT_BLOCKED: "A check on live data found a blocker; nothing was moved.",
+    HOOK_FAILED: "A pre-migration hook failed (or did not answer in time); the VM was not touched.",
     WORKER_LOST: "The worker running this move disappeared; the reconciler recorded the outcome.",
     AMBIGUOUS: "Ferry could not tell where the VM is running; an operator must look.",
     STORAGE_NOT_SHARED: (

@@ -18,7 +18,15 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from inventory.sync import host_sync
-from migrations_app.execution import claims, errors, faults, recovery, safety, services
+from migrations_app.execution import (
+    claims,
+    errors,
+    faults,
+    item_hooks,
+    recovery,
+    safety,
+    services,
+)
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Known, ReadError, Session
 from migrations_app.execution.drivers.rehearsal import speed as rehearsal_speed
@@ -113,6 +121,7 @@ def _drive(attempt: ItemAttempt, guard: Guard, reattach: bool) -> str:
                 return "completed; " + recovery.after_failed_validation(
                     attempt=attempt, result=validation
                 )
+        item_hooks.post_migration(attempt)
         return "completed"
     except LeaseLost:
         logger.warning("attempt %s: lease lost, leaving it to its new owner", attempt.pk)
@@ -142,6 +151,7 @@ def _drive(attempt: ItemAttempt, guard: Guard, reattach: bool) -> str:
 def _transfer_start(attempt, guard, session) -> None:
     """Preflight, prepare, the one-call gate, then the one transfer call."""
     worker = guard.worker
+    item_hooks.pre_migration(attempt)
     findings = preflight_run(attempt, session)
     blockers = [f for f in findings if f.get("severity") == "blocker"]
     if blockers:

@@ -57,6 +57,16 @@ class MigrationPlan(models.Model):
     rerun_of = models.ForeignKey(
         "self", related_name="reruns", null=True, blank=True, on_delete=models.SET_NULL
     )
+    # A plan a campaign generated (a host's evacuation, or the failback): the campaign's
+    # approval covers it, so it starts without an approval of its own.
+    campaign = models.ForeignKey(
+        "migrations_app.Campaign",
+        related_name="plans",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+    )
+    campaign_role = models.CharField(max_length=16, blank=True, help_text="evacuation or failback")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

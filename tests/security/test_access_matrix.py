@@ -111,6 +111,19 @@ EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("DELETE", "/api/v1/placement-rules/{id}/"): "plan.edit",
     ("GET", "/api/v1/users/{username}/roles/"): "users.manage",
     ("PUT", "/api/v1/users/{username}/roles/"): "users.manage",
+    ("POST", "/api/v1/hosts/{id}/maintenance/"): "host.maintenance",
+    ("GET", "/api/v1/campaigns/"): "plan.view",
+    ("POST", "/api/v1/campaigns/"): "plan.edit",
+    ("GET", "/api/v1/campaigns/{id}/"): "plan.view",
+    ("POST", "/api/v1/campaigns/{id}/hooks/"): "plan.edit",
+    ("POST", "/api/v1/campaigns/{id}/transport-override/"): "plan.transport_override",
+    ("POST", "/api/v1/campaigns/{id}/submit/"): "plan.submit",
+    ("POST", "/api/v1/campaigns/{id}/approve/"): "plan.approve",
+    ("POST", "/api/v1/campaigns/{id}/reject/"): "plan.approve",
+    ("POST", "/api/v1/campaigns/{id}/start/"): "plan.run",
+    ("POST", "/api/v1/campaigns/{id}/pause/"): "plan.run",
+    ("POST", "/api/v1/campaigns/{id}/resume/"): "plan.run",
+    ("POST", "/api/v1/campaigns/{id}/cancel/"): "plan.run",
 }
 
 # URL name -> (method, who may). Pages are signed-in only; "public" pages need no login.
@@ -136,6 +149,8 @@ PAGES: dict[str, tuple[str, str | tuple[str, ...]]] = {
     "plans:rule-create": ("POST", "plan.edit"),
     "plans:rule-toggle": ("POST", "plan.edit"),
     "plans:rule-delete": ("POST", "plan.edit"),
+    "plans:campaign-list": ("GET", "plan.view"),
+    "plans:campaign-create": ("POST", "plan.edit"),
     "audit-list": ("GET", ("audit.view", "audit.view_own")),
     "audit-export": ("GET", ("audit.view", "audit.view_own")),
     "audit-plan-timeline": ("GET", "plan.view"),
@@ -227,6 +242,9 @@ def world(make_user, settings):
     from migrations_app.services.rules import rule_create
 
     rule = rule_create(actor=admin, name="rule-m", kind="anti-affinity", tag="m")
+    from migrations_app.campaigns.services import campaign_create
+
+    campaign = campaign_create(actor=author, name="campaign-m", hosts=[item.source_host.name])
     event = AuditEvent.objects.order_by("sequence").first()
     return {
         "users": users,
@@ -243,12 +261,14 @@ def world(make_user, settings):
         "pool": pool,
         "network": network,
         "rule": rule,
+        "campaign": campaign,
         "event": event,
     }
 
 
 RESOURCE_IDS = {
     "attempts": lambda w: w["attempt"].pk,
+    "campaigns": lambda w: w["campaign"].pk,
     "audit-events": lambda w: w["event"].sequence,
     "hosts": lambda w: w["item"].source_host_id,
     "items": lambda w: w["item"].pk,

@@ -11,7 +11,10 @@ from inventory.demo.generate_nodes import HOST_GROUPS
 from inventory.models import Host
 from inventory.services import host_add
 from inventory.sync import host_sync
+from migrations_app.campaigns.services import campaign_create, campaign_submit
+from migrations_app.models import Campaign
 
+DEMO_CAMPAIGN_HOSTS = ("kvm-b1", "kvm-b2", "kvm-b3")
 NODES = Path(__file__).resolve().parents[3] / "inventory" / "demo" / "nodes"
 
 
@@ -42,8 +45,32 @@ class Command(BaseCommand):
                 result = host_sync(host=host, actor=actor)
                 status = "synced" if result.ok else f"sync failed: {result.error}"
                 self.stdout.write(f"demo host {name}: {status}")
+        self._demo_campaign(actor)
         if not no_admin:
             self._ensure_admin()
+
+    def _demo_campaign(self, actor):
+        """A rehearsal campaign a newcomer can approve and start: site-b, host by host, onto
+        the spare kvm-b3, with failback (docs/campaigns.md)."""
+        name = "Rolling maintenance of site-b (rehearsal)"
+        if Campaign.objects.filter(name=name).exists():
+            return
+        if Host.objects.filter(name__in=DEMO_CAMPAIGN_HOSTS).count() < len(DEMO_CAMPAIGN_HOSTS):
+            return
+        campaign = campaign_create(
+            actor=actor,
+            name=name,
+            description="Drain kvm-b1, then kvm-b2 (placement spreads their VMs, the spare "
+            "kvm-b3 takes the anti-affine db VMs), gate, host action, wait healthy, exit; "
+            "then every VM returns home. Demo hosts: the moves are rehearsed.",
+            hosts=["kvm-b1", "kvm-b2"],
+            change_ticket="CHG-DEMO-17",
+            failback=True,
+            policy={"require_tls": False, "verify_seconds": 2},
+            healthy_timeout_s=120,
+        )
+        campaign_submit(campaign=campaign, actor=actor)
+        self.stdout.write(f"demo campaign '{name}': submitted, waiting for an approver")
 
     def _ensure_admin(self):
         User = get_user_model()

@@ -1,0 +1,1 @@
+"""Maintenance campaigns: rolling host maintenance (services, engine, gate, task)."""
