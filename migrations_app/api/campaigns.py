@@ -168,9 +168,11 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     http_method_names = ["get", "post", "head", "options"]
 
     def get_queryset(self):
+        # A person scoped to host groups sees the campaigns whose hosts all lie in scope.
+        campaigns = services.campaigns_in_scope(Campaign.objects.all(), self.request.user)
         if self.action == "retrieve":
-            return Campaign.objects.prefetch_related("steps__host", "steps__plan", "hooks")
-        return Campaign.objects.all()
+            return campaigns.prefetch_related("steps__host", "steps__plan", "hooks")
+        return campaigns
 
     def get_serializer_class(self):
         if self.action == "retrieve":

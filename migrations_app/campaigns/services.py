@@ -12,8 +12,16 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from dashboard.accounts.people import person_key, person_keys
 from dashboard.audit.record import Actor, as_actor, audit_record
-from dashboard.permissions import can
+from dashboard.permissions import (
+    ALL_HOSTS,
+    actor_scope,
+    can,
+    in_scope,
+    scope_filter,
+    scope_label,
+)
 from inventory.models import Host
 from migrations_app.campaigns.content import campaign_content_hash
 from migrations_app.campaigns.tasks import campaign_advance_task
@@ -39,13 +47,43 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 MAX_HOSTS = 200
 
 
-def _require(actor, action: str, verb: str, *, machine_allowed: bool = False) -> None:
+def _require(
+    actor, action: str, verb: str, *, machine_allowed: bool = False, campaign=None
+) -> None:
     if isinstance(actor, AbstractBaseUser):
         if not can(actor, action):
             raise WorkflowForbidden(f"Your role does not allow you to {verb} campaigns.")
+        if campaign is not None:
+            _require_scope(actor, action, verb, campaign_host_groups(campaign))
         return
     if not (machine_allowed and isinstance(actor, Actor)):
         raise WorkflowForbidden(f"Only a signed-in person may {verb} a campaign.")
+
+
+def campaign_host_groups(campaign: Campaign) -> set[str]:
+    """The host groups of the hosts a campaign walks ("" for ungrouped hosts)."""
+    return set(CampaignStep.objects.filter(campaign=campaign).values_list("host__group", flat=True))
+
+
+def _require_scope(actor, action: str, verb: str, groups) -> None:
+    """A person whose role is scoped to host groups acts only on campaigns whose hosts all
+    lie in that scope (as for plans: migrations_app.scoping)."""
+    scope = actor_scope(actor, action)
+    if not in_scope(scope, groups):
+        outside = ", ".join(sorted(g or "(no group)" for g in set(groups) - set(scope)))
+        raise WorkflowForbidden(
+            f"Your role does not reach host group(s) {outside}, so you may not {verb} this "
+            f"campaign (your scope: {scope_label(scope)})."
+        )
+
+
+def campaigns_in_scope(queryset, user, action: str = "plan.view"):
+    """`queryset` of campaigns narrowed to those whose hosts all lie in the user's scope."""
+    scope = actor_scope(user, action) if user is not None else frozenset()
+    if scope is ALL_HOSTS:
+        return queryset
+    outside = Host.objects.exclude(group__in=sorted(scope))
+    return queryset.exclude(steps__host__in=outside)
 
 
 def _locked(campaign: Campaign) -> Campaign:
@@ -71,9 +109,12 @@ def _save(campaign, *, actor, action, before, fields, reason="", extra=None):
     )
 
 
-def _clean_hosts(hosts, group: str) -> list[Host]:
+def _clean_hosts(hosts, group: str, actor=None) -> list[Host]:
+    # A person scoped to host groups sees hosts outside them as unknown (as for plans:
+    # nobody learns by trying what lies outside their scope).
+    reachable = scope_filter(Host.objects.all(), actor, "plan.edit")
     if group:
-        found = list(Host.objects.filter(group=group).order_by("name"))
+        found = list(reachable.filter(group=group).order_by("name"))
         if not found:
             raise PlanError(f"No host is in group '{group}'.")
         return found
@@ -82,7 +123,7 @@ def _clean_hosts(hosts, group: str) -> list[Host]:
     if len(hosts) > MAX_HOSTS:
         raise PlanError(f"A campaign takes at most {MAX_HOSTS} hosts.")
     by_key = {}
-    for h in Host.objects.all():
+    for h in reachable:
         by_key[str(h.pk)] = h
         by_key[h.name] = h
     out, unknown = [], []
@@ -139,7 +180,7 @@ def campaign_create(
     except (PolicyError, TypeError) as exc:
         raise PlanError(f"Policy: {exc}") from None
     group = (group or "").strip()
-    chosen = _clean_hosts(hosts, group)
+    chosen = _clean_hosts(hosts, group, actor)
     who = as_actor(actor)
     with transaction.atomic():
         campaign = Campaign.objects.create(
@@ -179,7 +220,7 @@ def campaign_create(
 
 def campaign_hook_add(*, campaign: Campaign, actor, **fields) -> Hook:
     """Add a hook to a draft campaign (command hooks: admins only)."""
-    _require(actor, "plan.edit", "edit")
+    _require(actor, "plan.edit", "edit", campaign=campaign)
     with transaction.atomic():
         locked = _locked(campaign)
         if locked.status not in (C.DRAFT, C.REJECTED):
@@ -226,7 +267,7 @@ def campaign_transport_override_set(*, campaign: Campaign, actor, reason: str) -
 
 def campaign_submit(*, campaign: Campaign, actor) -> Campaign:
     """Freeze the campaign's content and hand it to approvers."""
-    _require(actor, "plan.submit", "submit", machine_allowed=True)
+    _require(actor, "plan.submit", "submit", machine_allowed=True, campaign=campaign)
     with transaction.atomic():
         locked = _locked(campaign)
         _move(locked, C.SUBMITTED, "submit")
@@ -251,10 +292,19 @@ def campaign_approve(
 ) -> Campaign:
     """Approve the frozen content (never by its author): this also approves the evacuation
     and failback plans the campaign will generate from it."""
-    _require(actor, "plan.approve", "approve")
+    _require(actor, "plan.approve", "approve", campaign=campaign)
     with transaction.atomic():
         locked = _locked(campaign)
-        if actor.pk == locked.author_id or actor.get_username() == locked.author_name:
+        # Four eyes counts people: another account of the author (an IdP account and a
+        # local one of the same person) is the author too.
+        same_person = locked.author_id is not None and person_key(actor) in set(
+            person_keys([locked.author_id]).values()
+        )
+        if (
+            actor.pk == locked.author_id
+            or actor.get_username() == locked.author_name
+            or same_person
+        ):
             raise WorkflowForbidden(
                 f"Four eyes: you wrote campaign '{locked.name}', so someone else must approve it."
             )
@@ -287,7 +337,7 @@ def campaign_approve(
 
 def campaign_reject(*, campaign: Campaign, actor, reason: str) -> Campaign:
     """Reject a submitted campaign with a reason."""
-    _require(actor, "plan.approve", "reject")
+    _require(actor, "plan.approve", "reject", campaign=campaign)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": ["Say why the campaign is rejected."]})
@@ -317,7 +367,7 @@ def _kick(campaign: Campaign) -> None:
 
 def campaign_start(*, campaign: Campaign, actor, override_reason: str = "") -> Campaign:
     """Start an approved campaign (operators); outside its window a reason is required."""
-    _require(actor, "plan.run", "start")
+    _require(actor, "plan.run", "start", campaign=campaign)
     override_reason = (override_reason or "").strip()
     with transaction.atomic():
         locked = _locked(campaign)
@@ -355,7 +405,7 @@ def campaign_start(*, campaign: Campaign, actor, override_reason: str = "") -> C
 def campaign_pause(*, campaign: Campaign, actor, reason: str = "") -> Campaign:
     """Pause a running campaign: a running evacuation plan finishes its items in flight,
     nothing new is done to any host until an operator resumes."""
-    _require(actor, "plan.run", "pause", machine_allowed=True)
+    _require(actor, "plan.run", "pause", machine_allowed=True, campaign=campaign)
     with transaction.atomic():
         locked = _locked(campaign)
         _move(locked, C.PAUSED, "pause")
@@ -375,7 +425,7 @@ def campaign_pause(*, campaign: Campaign, actor, reason: str = "") -> Campaign:
 
 def campaign_resume(*, campaign: Campaign, actor) -> Campaign:
     """Resume a paused campaign where it stopped (a gate is checked again)."""
-    _require(actor, "plan.run", "resume")
+    _require(actor, "plan.run", "resume", campaign=campaign)
     with transaction.atomic():
         locked = _locked(campaign)
         if locked.status != C.PAUSED:
@@ -406,7 +456,7 @@ def campaign_cancel(*, campaign: Campaign, actor, reason: str) -> Campaign:
     are aborted; VMs keep running where they are). Hosts stay as they are (one in
     maintenance stays closed until an operator takes it out: Ferry does not guess whether
     its action finished)."""
-    _require(actor, "plan.run", "cancel")
+    _require(actor, "plan.run", "cancel", campaign=campaign)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": ["Say why the campaign is cancelled."]})

@@ -33,7 +33,7 @@ OFFERS = {
 @role_required("plan.view")
 def campaign_list_view(request):
     context = {
-        "campaigns": Campaign.objects.all()[:200],
+        "campaigns": services.campaigns_in_scope(Campaign.objects.all(), request.user)[:200],
         "hosts": Host.objects.order_by("name"),
         "groups": sorted({g for g in Host.objects.values_list("group", flat=True) if g}),
         "can_create": can(request.user, "plan.edit"),
@@ -67,7 +67,9 @@ def campaign_create_view(request):
 @require_safe
 @role_required("plan.view")
 def campaign_detail_view(request, pk):
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = get_object_or_404(
+        services.campaigns_in_scope(Campaign.objects.all(), request.user), pk=pk
+    )
     steps = list(campaign.steps.select_related("host", "plan"))
     rows = [
         {"step": s, "phases": [(name, (s.timeline or {}).get(name, {})) for name in STEP_PHASES]}
@@ -94,7 +96,9 @@ def campaign_detail_view(request, pk):
 @login_required
 @require_POST
 def campaign_action_view(request, pk, action):
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = get_object_or_404(
+        services.campaigns_in_scope(Campaign.objects.all(), request.user), pk=pk
+    )
     reason = request.POST.get("reason", "")
     calls = {
         "submit": lambda: services.campaign_submit(campaign=campaign, actor=request.user),
