@@ -10,9 +10,10 @@ import yaml
 from tests.conftest import REPO
 
 SNAPSHOT = REPO / "docs" / "openapi.yaml"
-# Integer bounds DRF takes from the database backend (PositiveIntegerField is 2^31 - 1 on
-# PostgreSQL, 2^63 - 1 on SQLite): the contract is the same API on either.
-_BACKEND_LIMITS = {2**31 - 1, 2**63 - 1, -(2**31), -(2**63)}
+# Integer bounds DRF takes from the database backend (PositiveIntegerField is 2^31 - 1 and
+# PositiveSmallIntegerField 2^15 - 1 on PostgreSQL, both 2^63 - 1 on SQLite): the contract
+# is the same API on either.
+_BACKEND_LIMITS = {2**15 - 1, 2**31 - 1, 2**63 - 1, -(2**15), -(2**31), -(2**63)}
 
 
 def _portable(node):
