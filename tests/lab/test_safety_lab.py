@@ -54,17 +54,23 @@ INACTIVE = libvirt.VIR_DOMAIN_XML_INACTIVE
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _campaign_table():
+def _campaign_table(request):
     yield
     if not CAMPAIGN:
         return
-    print("\n[ferry-lab] fault campaign (issue 14):")
-    print(f"  {'scenario':<58} runs lost twice left wall_s")
+    lines = [
+        "[ferry-lab] fault campaign (issue 14):",
+        f"  {'scenario':<58} runs lost twice left wall_s",
+    ]
     for row in CAMPAIGN:
-        print(
+        lines.append(
             f"  {row['scenario']:<58} {row['runs']:>4} {row['lost']:>4} {row['twice']:>5} "
             f"{row['left']:>4} {row['wall_s']:>6.1f}"
         )
+    # Through the terminal reporter, so CI's output (captured tests) shows the table too.
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    for line in ["", *lines]:
+        reporter.write_line(line) if reporter is not None else print(line)
 
 
 def promise(conns, name, *, runs_on, scenario, t0, runs=1) -> dict:
