@@ -71,8 +71,11 @@ def item_force_complete(*, item: PlanItem, actor, reason: str = "") -> dict:
     """An operator asks for force-complete; ExecutionStateError (409) with the reason when
     it makes no sense now. Returns the request with the expected extra downtime."""
     with transaction.atomic():
+        # FOR NO KEY UPDATE: the worker inserts samples that reference this row (FOR KEY
+        # SHARE) while it holds its run's event counter; a plain FOR UPDATE here, then the
+        # run's counter, deadlocked with it on PostgreSQL.
         attempt = (
-            ItemAttempt.objects.select_for_update()
+            ItemAttempt.objects.select_for_update(no_key=True)
             .filter(item=item)
             .order_by("-number", "-id")
             .first()
@@ -93,12 +96,14 @@ def item_force_complete(*, item: PlanItem, actor, reason: str = "") -> dict:
             after={"attempt": attempt.pk, **expected},
             reason=reason,
         )
-        run_event(
-            run=attempt.run,
-            kind="item.force_complete_requested",
-            item=item,
-            payload={"attempt": attempt.pk, "by": name, "reason": reason, **expected},
-        )
+    # The live event after the commit, in its own transaction: holding the attempt row
+    # while taking the run's event counter is the order a worker may hold the other way.
+    run_event(
+        run=attempt.run,
+        kind="item.force_complete_requested",
+        item=item,
+        payload={"attempt": attempt.pk, "by": name, "reason": reason, **expected},
+    )
     return {"item": item.pk, "attempt": attempt.pk, "force_complete_requested": True, **expected}
 
 

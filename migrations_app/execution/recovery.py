@@ -33,7 +33,9 @@ TRANSIENT = frozenset({errors.CONNECTION_LOST, errors.TIMEOUT, errors.CALL_TIMEO
 def attempt_validated(*, attempt: ItemAttempt, worker: str, result: dict) -> None:
     """Record a validation's result on the attempt (evidence), the audit trail and the run."""
     with transaction.atomic():
-        row = ItemAttempt.objects.select_for_update().filter(pk=attempt.pk, claimed_by=worker)
+        row = ItemAttempt.objects.select_for_update(no_key=True).filter(
+            pk=attempt.pk, claimed_by=worker
+        )
         row = row.first()
         if row is None:
             return
