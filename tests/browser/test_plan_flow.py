@@ -203,8 +203,15 @@ def test_it_reconnects_after_a_server_restart_and_misses_no_event(small_site, ne
             print("CONSOLE", console)
             raise
         wait_until(lambda: drawn(operator) > 2, what="progress events drawn")
+        sockets_before = sum(1 for line in console if line.startswith("ws "))
         server.restart_web()
-        operator.wait_for_selector("[data-live-state].live-reconnecting", timeout=15000)
+        # The page notices the drop and opens a new websocket to the restarted server. The
+        # "reconnecting" state can be over before this line runs (the page may reconnect
+        # the moment the server answers), so the proof is the new socket, then "live".
+        deadline = time.monotonic() + 60
+        while sum(1 for line in console if line.startswith("ws ")) <= sockets_before:
+            assert time.monotonic() < deadline, "no new websocket after the restart"
+            operator.wait_for_timeout(250)  # lets Playwright deliver the page's events
         operator.wait_for_selector("[data-live-state].live-live", timeout=60000)
         wait_until(lambda: all_completed(operator), 180, "every item completed")
         operator.wait_for_timeout(1500)
