@@ -153,7 +153,12 @@ def decide(s: Situation) -> Decision:
         return Decision(
             ON_DESTINATION, "The VM runs on the destination only.", [DISABLE_SOURCE_AUTOSTART]
         )
-    if s.postcopy:
+    # Ferry asked for post-copy, but the source still runs its guest and the destination is
+    # no post-copy half: the switch never happened (a failed pre-copy, handled below). After
+    # a real switch the source never runs again unless someone resumed it, and then the
+    # destination is the post-copy half: that stays for an operator.
+    never_switched = src.running and dst.reason not in POSTCOPY_REASONS
+    if s.postcopy and not never_switched:
         return Decision(
             NEEDS_ATTENTION,
             "Post-copy began and the guest runs on neither side: its memory is split "

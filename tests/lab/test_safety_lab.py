@@ -444,6 +444,8 @@ def test_it_never_resumes_the_source_after_post_copy_and_follows_its_recovery(
             timeout=120,
             interval=0.2,
         )
+        # Ferry asked; the fault is for a post-copy QEMU really runs (the source paused).
+        wait_for(lambda: "post-copy" in (vm.domain_state(name, "lab-a") or ("", ""))[1], 30, 0.1)
         qmp = vm.QMP(name, "lab-b")  # opened while the destination still answers
         labctl.link_down("lab-b", "all")
         try:
@@ -490,6 +492,8 @@ def test_it_leaves_both_sides_paused_when_the_link_stays_down(
             timeout=120,
             interval=0.2,
         )
+        # Ferry asked; the fault is for a post-copy QEMU really runs (the source paused).
+        wait_for(lambda: "post-copy" in (vm.domain_state(name, "lab-a") or ("", ""))[1], 30, 0.1)
         qmp = vm.QMP(name, "lab-b")
         labctl.link_down("lab-b", "all")
         try:

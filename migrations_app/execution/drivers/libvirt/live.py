@@ -496,15 +496,22 @@ class LiveMigrationSession(LibvirtSession):
         self.guard.act("migrateStartPostCopy", self._src_dom().migrateStartPostCopy, 0)
 
     def postcopy_active(self) -> bool:
-        if self._postcopy_event or self.ctx.postcopy_recorded:
+        if self._postcopy_event:
             return True
         try:
             src = domain_or_none(self.src, self.ctx.vm_uuid)
             dst = domain_or_none(self.dst, self.ctx.vm_uuid) if self.dst is not None else None
         except libvirt.libvirtError:
+            return bool(self.ctx.postcopy_recorded)
+        source_state, source_reason = state_and_reason(src)
+        reasons = {source_reason, state_and_reason(dst)[1]}
+        if reasons & safety.POSTCOPY_REASONS:
+            return True
+        if source_state == "running":
+            # Ferry asked for post-copy, but the source still runs its guest: the switch
+            # never happened (the link failed first), so this is a failed pre-copy.
             return False
-        reasons = {state_and_reason(src)[1], state_and_reason(dst)[1]}
-        return bool(reasons & safety.POSTCOPY_REASONS)
+        return bool(self.ctx.postcopy_recorded)
 
     def postcopy_resume_supported(self) -> tuple[bool, str]:
         """Whether libvirt on the destination can resume a failed post-copy, and why not."""
