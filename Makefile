@@ -45,7 +45,7 @@ test-python:
 	$(VENV)/bin/pytest
 	@if [ "$(SQLITE_SMOKE)" = "1" ] && echo "$$DATABASE_URL" | grep -q '^postgres'; then \
 	  echo "== SQLite smoke run (the embedded default) =="; \
-	  env -u DATABASE_URL -u REDIS_URL $(VENV)/bin/pytest -q -m "not lab and not browser" tests/inventory tests/dashboard; \
+	  env -u DATABASE_URL -u REDIS_URL $(VENV)/bin/pytest -q -m "not lab and not browser and not postgres" tests/inventory tests/dashboard; \
 	fi
 
 lab-up: venv

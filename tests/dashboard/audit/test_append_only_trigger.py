@@ -8,7 +8,7 @@ from django.db import DatabaseError, connection, transaction
 from dashboard.audit.models import AuditEvent
 from dashboard.audit.record import Actor, audit_record
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.fixture(autouse=True)

@@ -182,6 +182,7 @@ def test_it_escapes_structured_data_and_frames_by_octet_count(db, settings):
     assert int(length) == len(rest) == len(message.encode())
 
 
+@pytest.mark.postgres
 def test_a_ferry_worker_process_forwards_what_this_process_records(
     rsyslog, transactional_db, settings
 ):

@@ -75,6 +75,7 @@ def _raw_postgres():
     return psycopg.connect(**params, autocommit=True)
 
 
+@pytest.mark.postgres
 def test_it_returns_from_a_wait_when_another_process_notifies_on_postgresql():
     _postgres_only()
     waiter = wakeup.Waiter()
@@ -94,6 +95,7 @@ def test_it_returns_from_a_wait_when_another_process_notifies_on_postgresql():
         other.close()
 
 
+@pytest.mark.postgres
 def test_an_enqueue_sends_the_notify_that_wakes_workers_of_other_processes():
     _postgres_only()
     listener = _raw_postgres()
