@@ -584,11 +584,19 @@ def postcopy_recover_qemu(
         raise RuntimeError(f"{name} on {src}: QEMU migration status is {status!r}")
     addr = address or _host(dst).mig_ip
     recover = {"execute": "migrate-recover", "arguments": {"uri": f"tcp:0.0.0.0:{port}"}}
-    if dst_qmp is not None:
-        r = dst_qmp.command(recover, oob=True)
-    else:
-        with QMP(name, dst) as q:
-            r = q.command(recover, oob=True)
+    # The destination notices the broken stream on its own clock, sometimes seconds after
+    # the source: until it is 'postcopy-paused' too, QEMU refuses migrate-recover.
+    deadline = time.monotonic() + 30
+    while True:
+        if dst_qmp is not None:
+            r = dst_qmp.command(recover, oob=True)
+        else:
+            with QMP(name, dst) as q:
+                r = q.command(recover, oob=True)
+        not_yet = "only be run when postcopy is paused" in str(r.get("error", ""))
+        if not not_yet or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     if "error" in r:
         raise RuntimeError(f"migrate-recover on {dst}: {r['error']}")
     r = qmp(
