@@ -39,6 +39,7 @@ from migrations_app.models import (  # noqa: E402
     ProgressSample,
     RunEvent,
 )
+from migrations_app.services.plan_hooks import plan_hook_add  # noqa: E402
 from migrations_app.services.transport_override import plan_transport_override_set  # noqa: E402
 from migrations_app.workflow.services import plan_approve, plan_start, plan_submit  # noqa: E402
 from tests.factories import plan_validate_stub  # noqa: E402
@@ -90,9 +91,10 @@ def sync(ferry):
         assert result.ok, result.error
 
 
-def lab_plan(people, items, policy, network_maps=None):
+def lab_plan(people, items, policy, network_maps=None, hooks=()):
     """An approved plan of `items` [(vm name, src, dst, mode, storage_map)] in the test DB
-    (`network_maps`: {vm name: {source network: destination network}})."""
+    (`network_maps`: {vm name: {source network: destination network}}; `hooks`: the
+    planner's plan_hook_add arguments, approved with the rest)."""
     plan = MigrationPlan.objects.create(
         name=f"lab-{uuid.uuid4().hex[:6]}",
         change_ticket="CHG-LAB",
@@ -111,6 +113,8 @@ def lab_plan(people, items, policy, network_maps=None):
             network_map=(network_maps or {}).get(name, {}),
             position=position,
         )
+    for hook in hooks:
+        plan_hook_add(plan=plan, actor=people["planner"], **hook)
     # The lab migrates over qemu+tcp:// inside its own network namespaces: an admin records
     # that unencrypted moves are acceptable there (security.transport blocks them otherwise).
     plan_transport_override_set(
