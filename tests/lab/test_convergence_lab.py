@@ -6,14 +6,19 @@ its heartbeat counts on without a gap on the one host Ferry says it is on."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
+from django.utils import timezone
 
 pytest.importorskip("libvirt")
 
 from inventory.models import Host  # noqa: E402
 from lab.guest import vm  # noqa: E402
+from migrations_app.execution.force_complete import item_force_complete  # noqa: E402
+from migrations_app.execution.reconciler import reconcile_attempt  # noqa: E402
 from migrations_app.models import ItemAttempt, ProgressSample, RunEvent  # noqa: E402
 from tests.lab.test_execution_lab import (  # noqa: E402,F401
     ferry,
@@ -23,6 +28,7 @@ from tests.lab.test_execution_lab import (  # noqa: E402,F401
     run_settled,
     start_plan,
     sync,
+    worker_process,
 )
 from tests.migrations_app.execution.conftest import WorkerThreads, wait_for  # noqa: E402
 
@@ -83,6 +89,57 @@ def test_it_force_completes_a_guest_that_cannot_converge_at_the_completion_timeo
         forced_at_s=step["at_s"],
         downtime_from_pause_ms=forced["downtime_ms_from_pause"],
     )
+
+
+def test_a_worker_killed_while_force_complete_holds_the_guest_paused_leaves_it_running_once(
+    ferry,  # noqa: F811
+    guest,
+    people,
+    lab_env,
+    tmp_path,
+):
+    """The worker dies the moment it has recorded the force-complete pause (the guest is
+    paused on its source, or about to be). libvirt's job goes on without it; the
+    reconciler takes the lease over and must leave the guest running on one host only,
+    never paused, with its heartbeat intact."""
+    name = guest("lab-a", **BUSY)
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    plan = lab_plan(people, [(name, "lab-a", "lab-b", "live", None)], QUIET)
+    log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed below
+    proc = worker_process(log)
+    try:
+        run = start_plan(plan, people)
+        wait_for(lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 3, timeout=90)
+        item_force_complete(item=plan.items.get(), actor=people["operator"], reason="lab")
+        wait_for(
+            lambda: ItemAttempt.objects.filter(
+                run=run, ferry_paused_source_at__isnull=False
+            ).exists(),
+            timeout=30,
+            interval=0.05,
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    attempt = ItemAttempt.objects.get(run=run)
+    assert attempt.status == "running" and attempt.migrate_called_at is not None
+    wait_for(
+        lambda: ItemAttempt.objects.get(pk=attempt.pk).lease_expires_at < timezone.now(),
+        timeout=20,
+    )
+    outcome = reconcile_attempt(attempt.pk)
+    attempt.refresh_from_db()
+    where = vm.where_running(name)
+    print(f"\n[ferry-lab] worker killed in force-complete: {outcome} -> {attempt.status}, {where}")
+    assert attempt.status == "completed", (outcome, attempt.status, attempt.error_message)
+    assert where == ["lab-b"]
+    # only_on waits for the heartbeat to count on: a guest left paused would fail it.
+    only_on(name, "lab-b", before)
+    forced = attempt.evidence["force_complete"]
+    print(f"[ferry-lab] force-complete evidence after the kill: {forced}")
+    assert attempt.downtime_ms >= forced["downtime_ms_from_pause"]
 
 
 def test_it_fires_the_convergence_schedule_in_order_while_the_move_is_stalled(
