@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 pytest.importorskip("libvirt")
@@ -21,6 +23,7 @@ from migrations_app.execution.force_complete import item_force_complete  # noqa:
 from migrations_app.execution.reconciler import reconcile_attempt  # noqa: E402
 from migrations_app.models import ItemAttempt, ProgressSample, RunEvent  # noqa: E402
 from tests.lab.test_execution_lab import (  # noqa: E402,F401
+    WORKER_APP_NAME,
     ferry,
     lab_plan,
     only_on,
@@ -140,6 +143,76 @@ def test_a_worker_killed_while_force_complete_holds_the_guest_paused_leaves_it_r
     forced = attempt.evidence["force_complete"]
     print(f"[ferry-lab] force-complete evidence after the kill: {forced}")
     assert attempt.downtime_ms >= forced["downtime_ms_from_pause"]
+
+
+def test_the_database_lost_while_force_complete_holds_the_guest_paused(
+    ferry,  # noqa: F811
+    guest,
+    people,
+    lab_env,
+    tmp_path,
+):
+    """The worker loses its database the moment it has recorded the force-complete pause:
+    every connection it opens is terminated for 8 s, so it can neither record the switch
+    nor resume anything through Ferry's records. libvirt's job finishes on its own; once
+    the database answers again the worker's own tick finds the expired lease and the
+    reconciler leaves the guest running on lab-b only, never paused."""
+    if connection.vendor != "postgresql":
+        pytest.skip("cutting a worker off its database needs PostgreSQL (pg_terminate_backend)")
+    name = guest("lab-a", **BUSY)
+    before = vm.wait_heartbeat(name, timeout=60, after=1)
+    sync(ferry)
+    plan = lab_plan(people, [(name, "lab-a", "lab-b", "live", None)], QUIET)
+    log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed below
+    proc = worker_process(log, FERRY_TICK_SECONDS="2")
+    terminated = 0
+    try:
+        run = start_plan(plan, people)
+        wait_for(lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 3, timeout=90)
+        item_force_complete(item=plan.items.get(), actor=people["operator"], reason="lab")
+        wait_for(
+            lambda: ItemAttempt.objects.filter(
+                run=run, ferry_paused_source_at__isnull=False
+            ).exists(),
+            timeout=30,
+            interval=0.05,
+        )
+        cut_until = time.monotonic() + 8
+        while time.monotonic() < cut_until:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = %s",
+                    [WORKER_APP_NAME],
+                )
+                terminated += cur.fetchone()[0]
+            time.sleep(0.2)
+        assert terminated > 0, "the worker held no connection to cut"
+        wait_for(
+            lambda: ItemAttempt.objects.get(run=run).status != "running",
+            timeout=120,
+            interval=0.5,
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    attempt = ItemAttempt.objects.get(run=run)
+    where = vm.where_running(name)
+    print(
+        f"\n[ferry-lab] database cut in force-complete ({terminated} connections ended): "
+        f"{attempt.status}, {where}, evidence {attempt.evidence.get('force_complete')}"
+    )
+    assert attempt.status == "completed", (attempt.status, attempt.error_message)
+    assert where == ["lab-b"]
+    only_on(name, "lab-b", before)
+    # The downtime is the pause to the switch (libvirt ran the guest on there), not the
+    # pause to the moment a reconciler came back to look.
+    forced = attempt.evidence["force_complete"]
+    end_of_job = attempt.migrate_called_at + timedelta(milliseconds=attempt.total_time_ms)
+    assert forced["downtime_ms_from_pause"] <= (
+        (end_of_job - attempt.ferry_paused_source_at).total_seconds() * 1000 + 1
+    )
 
 
 def test_it_fires_the_convergence_schedule_in_order_while_the_move_is_stalled(

@@ -369,12 +369,20 @@ def database_url() -> str:
     return f"postgres://{user}@{host}:{settings.get('PORT') or 5432}/{settings['NAME']}"
 
 
-def worker_process(log) -> subprocess.Popen:
+WORKER_APP_NAME = "ferry-lab-worker"
+
+
+def worker_process(log, **extra_env) -> subprocess.Popen:
+    """A db_worker process on the test database; on PostgreSQL its connections are named
+    WORKER_APP_NAME, so a test can cut it off its database and not itself."""
     env = dict(os.environ)
     from django.conf import settings
 
+    url = database_url()
+    if url.startswith("postgres"):
+        url += f"?application_name={WORKER_APP_NAME}"
     env.update(
-        DATABASE_URL=database_url(),
+        DATABASE_URL=url,
         FERRY_TASK_BACKEND="db",
         FERRY_SAMPLE_SECONDS="0.5",
         FERRY_LEASE_SECONDS="6",
@@ -384,18 +392,12 @@ def worker_process(log) -> subprocess.Popen:
             f"{name}={path}" for name, path in settings.FERRY_LIBVIRT_SOCKETS.items()
         ),
     )
+    env.update(extra_env)
     env.pop("REDIS_URL", None)
     return subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "db_worker",
-            "--queue-name",
-            "*",
-            "--interval",
-            "0.2",
-            "--no-startup-delay",
-        ],
+        # What production runs (deployment guide): it restarts its task loop after a lost
+        # database connection, where django-tasks-db's own db_worker would exit.
+        [sys.executable, "manage.py", "ferry_worker"],
         cwd=REPO,
         env=env,
         stdout=log,
