@@ -55,6 +55,8 @@ class HostInfo:
     # QEMU's own resident memory per guest, learnt from the migrations this host sent.
     qemu_rss_overhead_mib: int | None = None
     qemu_rss_overhead_samples: int = 0
+    # The estimate's inputs fitted on moves to and from each peer (peer id as text -> fit).
+    link_fits: dict = field(default_factory=dict)
     # Budgets across plans (migrations_app.budgets).
     max_outbound: int | None = None
     max_inbound: int | None = None
@@ -137,6 +139,7 @@ class VMInfo:
     memory_footprint_mib: int | None = None
     memory_rss_overhead_mib: int | None = None
     migration_setup_s: float | None = None
+    migration_measured_at: object = None
     nics: list = field(default_factory=list)
 
     @property
@@ -260,6 +263,7 @@ def load_hosts(rule_tags: frozenset = frozenset(), rule_members: dict | None = N
             tls_verified=h.transport == "tls" and tls_uri_verified(h.uri),
             qemu_rss_overhead_mib=h.qemu_rss_overhead_mib,
             qemu_rss_overhead_samples=h.qemu_rss_overhead_samples,
+            link_fits=h.link_fits or {},
             max_outbound=h.max_outbound,
             max_inbound=h.max_inbound,
             link_bandwidth_mib_s=h.link_bandwidth_mib_s,
@@ -355,6 +359,7 @@ VM_FIELDS = (
     "memory_footprint_mib",
     "memory_rss_overhead_mib",
     "migration_setup_s",
+    "migration_measured_at",
 )
 
 
@@ -386,6 +391,7 @@ def vm_info(row: dict) -> VMInfo:
         memory_footprint_mib=row.get("memory_footprint_mib"),
         memory_rss_overhead_mib=row.get("memory_rss_overhead_mib"),
         migration_setup_s=row.get("migration_setup_s"),
+        migration_measured_at=row.get("migration_measured_at"),
     )
 
 
