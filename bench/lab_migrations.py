@@ -822,6 +822,14 @@ def _p1_report(args, rows: list) -> None:
         if r["meas_downtime_ms"] is not None and r["est_downtime_ms"] is not None
     ]
     learnt = sum(1 for r in ok if (r.get("est_setup_from") or "").startswith("fitted"))
+    # Run 1 measures cells the fit has never seen (its history: the earlier guests of run 1,
+    # other cells, and for a repeat move its own first move at the other cap); later runs
+    # measure cells whose earlier runs are in the history.
+    by_run = "; ".join(
+        f"run {n}: median {part['median']:.1f} %, p90 {part['p90']:.1f} % over {part['n']}"
+        for n in sorted({r["run"] for r in ok})
+        for part in [_p1_errors([r for r in ok if r["run"] == n])]
+    )
     cells = {}
     for r in ok:
         key = f"{r['mem']}MiB/{r['dirty_mb_s']}MBps/cap{r['cap']}"
@@ -837,7 +845,9 @@ def _p1_report(args, rows: list) -> None:
         "a later one): the link's setup, effective-rate and throttled factors and the "
         "first-move touched-memory ratio are fitted on the earlier runs' and earlier guests' "
         "moves, a repeat move also uses its own VM's first move; the first guest of run 1 "
-        f"starts with no history (priors only). {learnt} of {len(ok)} estimates used a link "
+        f"starts with no history (priors only). Per run: {by_run} (run 1's cells were never "
+        "in the history before they were measured). "
+        f"{learnt} of {len(ok)} estimates used a link "
         "fit. No constant was set from these cells: the priors (±30 %, first-move touched "
         "40-100 % of rss) are stated in migrations_app/calibration.py"
     )
@@ -874,7 +884,8 @@ def _p1_report(args, rows: list) -> None:
             bool(part["n"]) and part["median"] <= 10,
             f"{part['n']} moves; p90 {part['p90']:.1f} %; median signed {part['signed']:+.0f} %; "
             f"the estimate's interval held the measured time in {part['coverage']:.0f} % of "
-            f"them; median interval width {part['width']:.0f} % of the estimate",
+            f"them (the interval aims at 80 %: its spread is the 80th percentile of the link's "
+            f"leave-one-out errors); median interval width {part['width']:.0f} % of the estimate",
         )
         report(
             f"P1 {label}: p90 error of total time",
