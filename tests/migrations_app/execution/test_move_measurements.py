@@ -154,3 +154,9 @@ def test_completed_moves_teach_their_link_setup_and_rate_on_both_hosts(approved_
     assert abs(fit["tcp"]["setup_s"] - 0.8) < 0.05 and abs(fit["tcp"]["rate_factor"] - 1.25) < 0.03
     assert fit["first_touched"]["moves"] == 4
     assert VirtualMachine.objects.get(pk=item.vm_id).migration_measured_at is not None
+    # The plan's snapshot gives its source host the fit of the link its items move over.
+    from migrations_app.checks.snapshot import snapshot_load
+
+    snapshot = snapshot_load(plan)
+    assert snapshot.hosts[src.pk].link_fits == {str(dst.pk): fit}
+    assert snapshot.hosts[dst.pk].link_fits == {}  # no item moves from dst
