@@ -629,7 +629,13 @@ def attempt_record_measurements(row, item, stats: dict) -> None:
         evidence={**(row.evidence or {}), "measured": measured}
     )
     if sample:
-        link_fit_update(row)
+        # What the estimate learns must never undo the move it learns from: a failing
+        # refit (a lock, a bad sample) rolls back to here and is logged.
+        try:
+            with transaction.atomic():
+                link_fit_update(row)
+        except Exception:
+            logger.exception("attempt %s: the link's estimate fit was not updated", row.pk)
     if "memory_rss_overhead_mib" not in values or not first_move:
         return
     overheads = []

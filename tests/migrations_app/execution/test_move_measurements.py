@@ -160,3 +160,33 @@ def test_completed_moves_teach_their_link_setup_and_rate_on_both_hosts(approved_
     snapshot = snapshot_load(plan)
     assert snapshot.hosts[src.pk].link_fits == {str(dst.pk): fit}
     assert snapshot.hosts[dst.pk].link_fits == {}  # no item moves from dst
+
+
+def test_a_failing_link_refit_never_undoes_what_the_move_recorded(approved_plan, monkeypatch):
+    from migrations_app.execution import services
+    from migrations_app.models import PlanRun
+    from tests.migrations_app.execution.conftest import host
+
+    def broken(row):
+        raise RuntimeError("injected: refit failed")
+
+    monkeypatch.setattr(services, "link_fit_update", broken)
+    src, dst = host("src"), host("dst")
+    plan = approved_plan([(src, dst)], memory_mib=512)
+    run = PlanRun.objects.create(plan=plan, started_by_name="oli")
+    item = plan.items.get()
+    attempt = _completed(run, item, 1, total_time_ms=4000)
+    stats = {
+        "memory_total": 512 * MIB,
+        "memory_constant": (512 - 100) * 256,
+        "memory_page_size": 4096,
+        "time_elapsed": 4000,
+        "data_processed": 100 * MIB,
+    }
+    services.attempt_record_measurements(attempt, item, stats)
+    attempt.refresh_from_db()
+    # The move's own measurements and its sample are kept; only the refit was skipped.
+    assert attempt.evidence["measured"]["memory_footprint_mib"] == 100
+    assert "fit_sample" in attempt.evidence["measured"]
+    src.refresh_from_db()
+    assert src.link_fits in ({}, None)
