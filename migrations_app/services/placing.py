@@ -7,7 +7,7 @@ from dashboard.permissions import actor_scope, scope_label
 from migrations_app.checks.snapshot import snapshot_load
 from migrations_app.models import MigrationPlan
 from migrations_app.placement import placement_run
-from migrations_app.services.bulk_rows import placements_write
+from migrations_app.services.bulk_rows import collector_paused, placements_write
 from migrations_app.services.plan_edits import (
     plan_content_changed,
     plan_lock,
@@ -21,14 +21,15 @@ def place_items(
     """Run placement and write destinations and notes (caller holds the lock, audits, and
     calls plan_content_changed). With item_ids, only those items are placed; with group,
     only hosts of that group are candidates; a person's role scope limits them further."""
-    snapshot = snapshot_load(plan)
-    only = set(item_ids) if item_ids is not None else None
-    scope = actor_scope(actor, "plan.edit")
-    placements = placement_run(snapshot, replace=replace, only=only, group=group, scope=scope)
-    placements_write(
-        (p.item_id, p.destination_id, "placement" if p.destination_id else "", p.note)
-        for p in placements
-    )
+    with collector_paused():
+        snapshot = snapshot_load(plan)
+        only = set(item_ids) if item_ids is not None else None
+        scope = actor_scope(actor, "plan.edit")
+        placements = placement_run(snapshot, replace=replace, only=only, group=group, scope=scope)
+        placements_write(
+            (p.item_id, p.destination_id, "placement" if p.destination_id else "", p.note)
+            for p in placements
+        )
     return placements
 
 

@@ -10,7 +10,7 @@ from migrations_app.checks.snapshot import snapshot_load
 from migrations_app.content import plan_content_hash
 from migrations_app.estimate import plan_estimate
 from migrations_app.models import MigrationPlan, ValidationRun
-from migrations_app.services.bulk_rows import check_results_insert
+from migrations_app.services.bulk_rows import check_results_insert, collector_paused
 from migrations_app.services.plan_edits import plan_lock
 
 
@@ -19,7 +19,7 @@ def plan_validate(*, plan: MigrationPlan, actor) -> ValidationRun:
     estimate, audit it, and return the run (bound to the plan's version and content hash).
     """
     User = get_user_model()
-    with transaction.atomic():
+    with collector_paused(), transaction.atomic():
         # The lock makes the run describe exactly one version: an edit cannot slip in
         # between reading the items and hashing them.
         plan = plan_lock(plan)
