@@ -15,8 +15,9 @@ from migrations_app.services.plan_edits import plan_lock
 
 
 def plan_validate(*, plan: MigrationPlan, actor) -> ValidationRun:
-    """Run all checks on all items, store a ValidationRun with its CheckResults and the
-    estimate, audit it, and return the run (bound to the plan's version and content hash).
+    """Run all checks on all items, store a ValidationRun with its check results (one
+    ItemCheckResults row per item, read back as CheckResults) and the estimate, audit it,
+    and return the run (bound to the plan's version and content hash).
     """
     User = get_user_model()
     with collector_paused(), transaction.atomic():
@@ -29,13 +30,12 @@ def plan_validate(*, plan: MigrationPlan, actor) -> ValidationRun:
         rows = []
         counts = {BLOCKER: 0, WARNING: 0, INFO: 0}
         for item, findings in results:
-            vm_name = item.vm.name[:200]
+            verdicts = []
             for f in findings:
                 if f.severity in counts:
                     counts[f.severity] += 1
-                rows.append(
-                    (item.id, vm_name, f.check_id, f.severity, f.message, f.remedy, f.evidence)
-                )
+                verdicts.append((f.check_id, f.severity, f.message, f.remedy, f.evidence))
+            rows.append((item.id, item.vm.name[:200], verdicts))
         run = ValidationRun.objects.create(
             plan=plan,
             created_by=actor if isinstance(actor, User) else None,
