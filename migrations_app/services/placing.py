@@ -15,21 +15,21 @@ from migrations_app.services.plan_edits import (
 )
 
 
+@collector_paused()
 def place_items(
     plan: MigrationPlan, *, actor=None, item_ids=None, replace=False, group=None
 ) -> list:
     """Run placement and write destinations and notes (caller holds the lock, audits, and
     calls plan_content_changed). With item_ids, only those items are placed; with group,
     only hosts of that group are candidates; a person's role scope limits them further."""
-    with collector_paused():
-        snapshot = snapshot_load(plan)
-        only = set(item_ids) if item_ids is not None else None
-        scope = actor_scope(actor, "plan.edit")
-        placements = placement_run(snapshot, replace=replace, only=only, group=group, scope=scope)
-        placements_write(
-            (p.item_id, p.destination_id, "placement" if p.destination_id else "", p.note)
-            for p in placements
-        )
+    snapshot = snapshot_load(plan)
+    only = set(item_ids) if item_ids is not None else None
+    scope = actor_scope(actor, "plan.edit")
+    placements = placement_run(snapshot, replace=replace, only=only, group=group, scope=scope)
+    placements_write(
+        (p.item_id, p.destination_id, "placement" if p.destination_id else "", p.note)
+        for p in placements
+    )
     return placements
 
 

@@ -14,13 +14,14 @@ from migrations_app.services.bulk_rows import check_results_insert, collector_pa
 from migrations_app.services.plan_edits import plan_lock
 
 
+@collector_paused()
 def plan_validate(*, plan: MigrationPlan, actor) -> ValidationRun:
     """Run all checks on all items, store a ValidationRun with its check results (one
     ItemCheckResults row per item, read back as CheckResults) and the estimate, audit it,
     and return the run (bound to the plan's version and content hash).
     """
     User = get_user_model()
-    with collector_paused(), transaction.atomic():
+    with transaction.atomic():
         # The lock makes the run describe exactly one version: an edit cannot slip in
         # between reading the items and hashing them.
         plan = plan_lock(plan)
