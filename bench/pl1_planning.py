@@ -3,7 +3,8 @@
 Builds a synthetic inventory with bulk_create (10 sites x 100 hosts, each site with its
 own shared pool and network, three CPU generations, 10 VMs per host, anti-affinity
 pairs), puts every VM into one plan, then times `plan_place` followed by `plan_validate`
-(which stores every check result). Target: under 10 s on a 2-core machine.
+(which stores every check result: 220,000 verdicts as one ItemCheckResults row per item,
+read back through the CheckResult view). Target: under 10 s on a 2-core machine.
 
     .venv/bin/python bench/pl1_planning.py          # throwaway SQLite in a temp dir
     DATABASE_URL=postgres://... .venv/bin/python bench/pl1_planning.py   # a scratch DB!

@@ -14,4 +14,8 @@ from migrations_app.models.plan import MigrationPlan, PlanItem  # noqa: F401
 from migrations_app.models.rules import PlacementRule  # noqa: F401
 from migrations_app.models.run import ItemAttempt, PlanRun, ProgressSample, RunEvent  # noqa: F401
 from migrations_app.models.sharing import ShareLink  # noqa: F401
-from migrations_app.models.validation import CheckResult, ValidationRun  # noqa: F401
+from migrations_app.models.validation import (  # noqa: F401
+    CheckResult,
+    ItemCheckResults,
+    ValidationRun,
+)

@@ -7,7 +7,7 @@ from dashboard.permissions import actor_scope, scope_label
 from migrations_app.checks.snapshot import snapshot_load
 from migrations_app.models import MigrationPlan
 from migrations_app.placement import placement_run
-from migrations_app.services.bulk_rows import placements_write
+from migrations_app.services.bulk_rows import collector_paused, placements_write
 from migrations_app.services.plan_edits import (
     plan_content_changed,
     plan_lock,
@@ -15,6 +15,7 @@ from migrations_app.services.plan_edits import (
 )
 
 
+@collector_paused()
 def place_items(
     plan: MigrationPlan, *, actor=None, item_ids=None, replace=False, group=None
 ) -> list:

@@ -10,13 +10,15 @@ from migrations_app.checks.snapshot import snapshot_load
 from migrations_app.content import plan_content_hash
 from migrations_app.estimate import plan_estimate
 from migrations_app.models import MigrationPlan, ValidationRun
-from migrations_app.services.bulk_rows import check_results_insert
+from migrations_app.services.bulk_rows import check_results_insert, collector_paused
 from migrations_app.services.plan_edits import plan_lock
 
 
+@collector_paused()
 def plan_validate(*, plan: MigrationPlan, actor) -> ValidationRun:
-    """Run all checks on all items, store a ValidationRun with its CheckResults and the
-    estimate, audit it, and return the run (bound to the plan's version and content hash).
+    """Run all checks on all items, store a ValidationRun with its check results (one
+    ItemCheckResults row per item, read back as CheckResults) and the estimate, audit it,
+    and return the run (bound to the plan's version and content hash).
     """
     User = get_user_model()
     with transaction.atomic():
@@ -29,13 +31,12 @@ def plan_validate(*, plan: MigrationPlan, actor) -> ValidationRun:
         rows = []
         counts = {BLOCKER: 0, WARNING: 0, INFO: 0}
         for item, findings in results:
-            vm_name = item.vm.name[:200]
+            verdicts = []
             for f in findings:
                 if f.severity in counts:
                     counts[f.severity] += 1
-                rows.append(
-                    (item.id, vm_name, f.check_id, f.severity, f.message, f.remedy, f.evidence)
-                )
+                verdicts.append((f.check_id, f.severity, f.message, f.remedy, f.evidence))
+            rows.append((item.id, item.vm.name[:200], verdicts))
         run = ValidationRun.objects.create(
             plan=plan,
             created_by=actor if isinstance(actor, User) else None,

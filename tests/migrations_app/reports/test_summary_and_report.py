@@ -15,7 +15,7 @@ from django.utils import timezone
 from inventory.models import VirtualMachine
 from migrations_app.execution import services
 from migrations_app.execution.drivers.rehearsal import RehearsalSession
-from migrations_app.models import CheckResult, ItemAttempt, PlanItem, ValidationRun
+from migrations_app.models import ItemAttempt, ItemCheckResults, PlanItem, ValidationRun
 from migrations_app.reports.change_record import change_record_build
 from tests.migrations_app.execution.conftest import _fast, approved_plan, drain, host, start  # noqa: F401
 
@@ -40,13 +40,20 @@ def known_run(approved_plan, start, people, monkeypatch):  # noqa: F811
     # Long enough (64 GiB simulated) that the cancel lands well before the transfer ends.
     VirtualMachine.objects.filter(name=names["rolled_back"]).update(memory_mib=65536)
     evidence = ValidationRun.objects.get(plan=plan, content_hash=plan.content_hash)
-    CheckResult.objects.create(
+    # One more verdict stored the way validation stores them (CheckResult is a view).
+    ItemCheckResults.objects.create(
         run=evidence,
         item=items[1],
         vm_name=names["retried"],
-        check_id="convergence",
-        severity="warning",
-        message=f"{names['retried']} converges only with auto-converge.",
+        results=[
+            [
+                "convergence",
+                "warning",
+                f"{names['retried']} converges only with auto-converge.",
+                "",
+                {},
+            ]
+        ],
     )
     verify_failures = {names["retried"]: 1}
 
