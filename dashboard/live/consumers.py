@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.base import SessionBase
+from django.db import connection
 
 from dashboard.live.hub import live_hub
 from dashboard.live.token_auth import SCOPE_KEY as TOKEN_SCOPE_KEY
@@ -38,8 +39,20 @@ def _count(delta: int) -> None:
 def read_in_pool(function):
     """A snapshot read in a thread of the shared pool, not the one thread all of a process's
     thread-sensitive calls queue on: a crowd connecting at once (browsers reconnecting
-    after a restart) is answered in parallel, within Daphne's 5 s handshake limit."""
-    return database_sync_to_async(function, thread_sensitive=False)
+    after a restart) is answered in parallel, within Daphne's 5 s handshake limit.
+
+    The read hands its pooled connection back when it ends: a pool thread otherwise kept
+    it checked out for as long as the thread lived (each event loop's executor threads
+    held one each, and a thread that ended with it never gave it back; a long test run
+    ran the pool of 20 dry)."""
+
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return database_sync_to_async(run, thread_sensitive=False)
 
 
 MAX_CLIENT_FRAME = 4096  # clients only send pings; anything larger is hostile
