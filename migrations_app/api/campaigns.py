@@ -211,8 +211,9 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def hooks(self, request, pk=None):
         """Add a hook to a draft campaign (HTTP: signed like the webhooks, same outbound
         rules; command: admins only, from FERRY_HOOK_COMMAND_DIR)."""
+        campaign = self.get_object()  # first: outside the scope is 404, whatever the input
         data = validated(HookWriteSerializer, request.data)
-        hook = services.campaign_hook_add(campaign=self.get_object(), actor=request.user, **data)
+        hook = services.campaign_hook_add(campaign=campaign, actor=request.user, **data)
         return Response(HookSerializer(hook).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ReasonSerializer, responses={200: CampaignDetailSerializer})
