@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from dashboard.audit.models import AuditEvent
 from dashboard.accounts.models import RoleGrant
+from dashboard.audit.models import AuditEvent
 from migrations_app.campaigns.services import campaign_create, campaign_hook_add
 from migrations_app.models import Campaign, ShareLink
 from migrations_app.sharing.consumers import StatusConsumer
