@@ -297,7 +297,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         wait healthy, exit maintenance, failback: start, end, duration) and the wall time
         split into migrations, host action and Ferry's own overhead."""
         campaign = self.get_object()
-        return Response(campaign_timeline_json(campaign_record_build(campaign, user=request.user)))
+        return Response(campaign_timeline_json(campaign))
 
     @extend_schema(request=None, responses={200: dict})
     @action(detail=True, methods=["get"], url_path="change-record")

@@ -79,12 +79,12 @@ class HostTimeline:
     reason: str
     steps: list[StepTime]
 
-    def as_dict(self, *, host_name: str | None = None) -> dict:
+    def as_dict(self) -> dict:
         return {
             "step": self.step_id,
             "position": self.position,
             "wave": self.wave,
-            "host": self.host if host_name is None else host_name,
+            "host": self.host,
             "phase": self.phase,
             "steps": [s.as_dict() for s in self.steps],
         }

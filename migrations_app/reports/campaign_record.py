@@ -148,16 +148,16 @@ def _iso(value):
     return value.isoformat() if value else None
 
 
-def campaign_timeline_json(record: CampaignRecord) -> dict:
+def campaign_timeline_json(campaign: Campaign) -> dict:
     """The per-host step timeline with the overhead split (GET .../timeline/)."""
-    c = record.campaign
+    hosts = campaign_timeline(campaign)
     return {
-        "campaign": c.pk,
-        "status": c.status,
-        "started_at": _iso(c.started_at),
-        "finished_at": _iso(c.finished_at),
-        "overhead": record.overhead,
-        "hosts": [h.as_dict() for h in record.hosts],
+        "campaign": campaign.pk,
+        "status": campaign.status,
+        "started_at": _iso(campaign.started_at),
+        "finished_at": _iso(campaign.finished_at),
+        "overhead": campaign_overhead(campaign, hosts),
+        "hosts": [h.as_dict() for h in hosts],
     }
 
 
