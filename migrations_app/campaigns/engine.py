@@ -164,8 +164,9 @@ def _drain_begin(campaign: Campaign, step: CampaignStep) -> None:
     _mark(step, "maintenance", "start")
     if host.state != Host.State.MAINTENANCE:
         host_maintenance_enter(host=host, actor=ENGINE, reason=f"campaign '{campaign.name}'")
+        # Only when Ferry closed it: a drain planned again after a pause tells nobody twice.
+        notify_campaign_event(campaign, "host_maintenance", actor=ENGINE, extra={"host": host.name})
     _mark(step, "maintenance", "end")
-    notify_campaign_event(campaign, "host_maintenance", actor=ENGINE, extra={"host": host.name})
     _mark(step, "drain", "start")
     step.facts_before = host_facts(host)
     plan = plan_create(
