@@ -14,12 +14,14 @@ from dashboard.errors import FerryError, TooManyRequests
 from dashboard.permissions import can, role_required
 from inventory.models import Host
 from migrations_app.campaigns import services
+from migrations_app.campaigns.timeline import STEPS
 from migrations_app.models import Campaign
 from migrations_app.reports.change_record_pdf import campaign_record_html, campaign_record_pdf
 from migrations_app.views.workflow import sharelink_create_from_form
 
-STEP_PHASES = ("drain", "gate", "host_action", "wait_healthy", "exit")
-PHASE_LABELS = ("drain", "gate", "host action", "wait healthy", "exit")
+# The host's steps as the change record names them (failback is the campaign's last stage).
+STEP_PHASES = tuple(key for key, _ in STEPS if key != "failback")
+PHASE_LABELS = tuple(name for key, name in STEPS if key != "failback")
 # Action -> (matrix permission, the statuses it is offered in).
 OFFERS = {
     "submit": ("plan.submit", {"draft", "rejected"}),
