@@ -35,8 +35,9 @@ BENCHMARKS = {
     "F1": (["audit_forward.py"], ["audit_forward.py", "--events", "100", "--backlog", "2000"], 300),
     "W2": (["w2_api_scale.py"], ["w2_api_scale.py", "--large", "20000"], 900),
     "W1": (["w1_live_stream.py"], ["w1_live_stream.py", "--seconds", "8"], 600),
-    # The lab benchmarks share ~14 of `make bench`'s 30 minutes (measured full mode on a
-    # busy 2-core machine: M1 1.5, M2 ~1.2 with one run, M3 2.4, P1 7.4, S1 1.8 min); the
+    # The lab benchmarks share ~16 of `make bench`'s 30 minutes (measured full mode on a
+    # busy 2-core machine: M1 1.5, M2 ~1.2 with one run, M3 2.4, P1 9.5 (a fresh guest per
+    # run, for first and repeat moves), S1 1.8 min); the
     # issue's minimums are kept: 5 M1 pairs, 3 P1 runs per cell, 3 S1 guests. Timeouts
     # are far above those times: a timeout kills the benchmark without its cleanup.
     "M1": (["lab_migrations.py", "m1"], ["lab_migrations.py", "m1", "--pairs", "2"], 900),

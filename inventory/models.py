@@ -92,6 +92,15 @@ class Host(models.Model):
     qemu_rss_overhead_samples = models.PositiveIntegerField(
         default=0, help_text="how many first moves the QEMU overhead median was taken over"
     )
+    # The estimate's inputs fitted on the moves between this host and each peer (both
+    # directions; kept on both hosts so a snapshot reads them with the hosts, no query more).
+    link_fits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="peer host id -> the pre-copy model's inputs fitted on completed moves "
+        "between the two hosts (setup, effective-rate factor, spread; see migrations_app "
+        "calibration), by transport (tls / tcp)",
+    )
     # Kept by whatever changes a VM's host (the sync, vm_record_move) through
     # hosts_vm_count_refresh, so a host list costs the same at 10 or 1,000 VMs per host.
     vm_count = models.PositiveIntegerField(
@@ -240,6 +249,11 @@ class VirtualMachine(models.Model):
         blank=True,
         help_text="fixed cost of its last completed migration: total time minus the time "
         "QEMU's sent bytes take at the bandwidth (destination start, TLS handshake)",
+    )
+    migration_measured_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="when its last completed migration measured the footprint and setup above",
     )
     xml = models.TextField(blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)

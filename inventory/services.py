@@ -319,7 +319,13 @@ def vm_measurements_get(*, vm_id: int) -> dict:
     """What the estimate knows of a VM's memory before a move's measurements are stored."""
     return (
         VirtualMachine.objects.filter(pk=vm_id)
-        .values("memory_rss_mib", "memory_footprint_mib")
+        .values(
+            "memory_mib",
+            "memory_rss_mib",
+            "memory_footprint_mib",
+            "memory_rss_overhead_mib",
+            "dirty_rate_mib_s",
+        )
         .first()
         or {}
     )
@@ -334,7 +340,8 @@ def vm_record_measurements(*, vm_id: int, measurements: dict) -> None:
     """
     allowed = {"memory_footprint_mib", "memory_rss_overhead_mib", "migration_setup_s"}
     VirtualMachine.objects.filter(pk=vm_id).update(
-        **{k: v for k, v in measurements.items() if k in allowed}
+        **{k: v for k, v in measurements.items() if k in allowed},
+        migration_measured_at=timezone.now(),
     )
 
 
@@ -345,6 +352,24 @@ def host_qemu_overhead_record(*, host_id: int, overhead_mib: int, samples: int) 
     Host.objects.filter(pk=host_id).update(
         qemu_rss_overhead_mib=overhead_mib, qemu_rss_overhead_samples=samples
     )
+
+
+def host_link_fit_record(*, host_ids: tuple, fit: dict) -> None:
+    """Keep the estimate's inputs fitted on the moves between two hosts on both of them
+    (each under the other's id), not audited like vm_record_measurements.
+
+    The rows are locked in id order so two moves finishing at once between the same hosts
+    cannot lose one another's key (each rewrites the whole JSON of a host)."""
+    first, second = sorted(host_ids)
+    with transaction.atomic():
+        hosts = {h.pk: h for h in Host.objects.select_for_update().filter(pk__in=(first, second))}
+        for host_id, peer in ((first, second), (second, first)):
+            host = hosts.get(host_id)
+            if host is None:
+                continue
+            fits = dict(host.link_fits or {})
+            fits[str(peer)] = fit
+            Host.objects.filter(pk=host_id).update(link_fits=fits)
 
 
 def pool_share_proof_get(*, pool: StoragePool, host_a: Host, host_b: Host, max_age_s: float):

@@ -1,13 +1,15 @@
 """The content hash of a plan: what an approval is bound to.
 
 It covers the items (VM, source, destination, mode, mappings, overrides), the policy, the
-maintenance window, and what the approvers read to decide: name, description and change
+maintenance window, the hooks Ferry will call (never their secrets), and what the
+approvers read to decide: name, description and change
 ticket. Any edit to those changes the hash and so voids approvals.
 """
 
 import hashlib
 import json
 
+from migrations_app.hooks import hook_content
 from migrations_app.models import MigrationPlan
 
 
@@ -27,7 +29,10 @@ def plan_content(plan: MigrationPlan) -> dict:
         }
         for item in plan.items.select_related("vm").order_by("vm__uuid")
     ]
+    hooks = [hook_content(h) for h in plan.hooks.order_by("event", "id")]
     return {
+        # Only when set: plans hashed before plan hooks existed keep their hash.
+        **({"hooks": hooks} if hooks else {}),
         "plan": plan.pk,
         "name": plan.name,
         "description": plan.description,
@@ -48,7 +53,7 @@ def plan_content_hash(plan: MigrationPlan) -> str:
 
 # What approvers approved besides the items: a re-run must keep all of it to reuse their
 # approval (its name and description say it is a re-run, and are not part of the check).
-_KEPT = ("change_ticket", "transport_override", "policy", "window_start", "window_end")
+_KEPT = ("change_ticket", "transport_override", "policy", "window_start", "window_end", "hooks")
 
 
 def plan_content_within(plan: MigrationPlan, origin: MigrationPlan) -> tuple[bool, str]:
@@ -57,7 +62,7 @@ def plan_content_within(plan: MigrationPlan, origin: MigrationPlan) -> tuple[boo
     Returns (True, "") or (False, what differs)."""
     mine, theirs = plan_content(plan), plan_content(origin)
     for key in _KEPT:
-        if mine[key] != theirs[key]:
+        if mine.get(key) != theirs.get(key):
             return False, f"its {key.replace('_', ' ')} differs from plan {origin.pk}'s"
     approved = {item["vm"]: item for item in theirs["items"]}
     for item in mine["items"]:

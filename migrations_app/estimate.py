@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 
 from migrations_app.budgets import Budgets, HostLimits, Move, PoolLimits, move_pools
+from migrations_app.calibration import link_inputs
 from migrations_app.checks.snapshot import ItemInfo, Snapshot
 from migrations_app.checks.storage_paths import copied_disks
 from migrations_app.policy import Policy
@@ -274,6 +275,25 @@ class ItemEstimate:
     end_s: float = 0.0
     source: str = ""
     destination: str = ""
+    # Learning from history (migrations_app.calibration): whether the VM never moved (its
+    # touched memory is then not measured), the link's effective-rate factor (seconds per
+    # model second), and the interval the moves measured so far support.
+    first_move: bool = True
+    rate_factor: float = 1.0
+    rate_source: str = "assumed (no moves measured on this link)"
+    memory_transfer_low_s: float = 0.0
+    memory_transfer_high_s: float = 0.0
+    duration_low_s: float = 0.0
+    duration_high_s: float = 0.0
+    uncertainty: str = ""
+
+
+def _on(when) -> str:
+    """' on YYYY-MM-DD' of a datetime (or ISO string), '' when unknown."""
+    if not when:
+        return ""
+    text = when if isinstance(when, str) else when.isoformat()
+    return f" on {text[:10]}"
 
 
 def touched_of(vm, host=None) -> tuple[float, str]:
@@ -286,35 +306,37 @@ def touched_of(vm, host=None) -> tuple[float, str]:
     all configured memory.
     """
     memory = float(vm.memory_mib)
+    on = _on(getattr(vm, "migration_measured_at", None))
     if vm.memory_footprint_mib:
-        return min(memory, float(vm.memory_footprint_mib)), "measured (last migration)"
+        return min(memory, float(vm.memory_footprint_mib)), f"measured{on} (last migration)"
     if vm.memory_rss_mib:
         own = vm.memory_rss_overhead_mib or 0
         learnt = getattr(host, "qemu_rss_overhead_mib", None) or 0
         overhead = own or learnt
         touched = min(memory, max(float(vm.memory_rss_mib - overhead), 1.0))
         if own:
-            return touched, "measured (rss less QEMU overhead seen at last migration)"
+            return touched, f"measured{on} (rss less QEMU overhead seen at last migration)"
         if learnt:
             samples = getattr(host, "qemu_rss_overhead_samples", 0)
             return touched, (
-                f"measured (rss less this host's measured QEMU overhead, {learnt} MiB: "
-                f"median of {samples} first move{'s' if samples != 1 else ''})"
+                f"first move: rss less this host's measured QEMU overhead, {learnt} MiB "
+                f"(median of {samples} first move{'s' if samples != 1 else ''})"
             )
-        return touched, "measured (rss at sync, upper bound)"
-    return memory, "assumed (all configured memory)"
+        return touched, "first move: rss at sync (an upper bound)"
+    return memory, "first move, assumed (all configured memory)"
 
 
 def setup_of(vm, policy: Policy) -> tuple[float, str]:
     """The fixed cost of a move, and where that figure comes from."""
     if vm.migration_setup_s is not None and vm.migration_setup_s >= 0:
-        return float(vm.migration_setup_s), "measured (last migration)"
+        on = _on(getattr(vm, "migration_measured_at", None))
+        return float(vm.migration_setup_s), f"measured{on} (last migration)"
     tls = ASSUMED_TLS_SETUP_S if policy.require_tls else 0.0
     return ASSUMED_SETUP_S + tls, "assumed"
 
 
 def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
-    """The pre-copy and storage-copy estimate of one item."""
+    """The pre-copy and storage-copy estimate of one item, with its interval."""
     policy = item.policy
     vm = item.vm
     bandwidth, bandwidth_source = bandwidth_of(policy)
@@ -328,20 +350,51 @@ def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
     source = snapshot.hosts.get(item.source_id)
     touched, touched_source = touched_of(vm, source)
     setup, setup_source = setup_of(vm, policy)
+    first_move = not vm.memory_footprint_mib
+    learnt = link_inputs(
+        source, dest, policy, first_move=first_move, tls_setup_s=ASSUMED_TLS_SETUP_S
+    )
     if item.storage_only:
         model = PreCopy(0, 0.0, 0.0, True, "pre-copy", "storage only: memory does not move")
+        transfer = low = high = 0.0
         setup = 0.0
+        setup_source = rate_source = "storage only"
+        factor, spread, uncertainty = 1.0, 0.0, ""
     else:
-        model = precopy(vm.memory_mib, dirty, bandwidth, policy, touched_mib=touched)
-    # memory_transfer_s is the migrate call's whole time: the fixed setup plus the passes.
-    transfer = setup + model.transfer_s
+        if first_move and learnt.touched is not None:
+            touched_low, touched_mid, touched_high, why = learnt.touched
+            if why:
+                touched_source += f"; {why}"
+        else:
+            touched_low, touched_mid, touched_high = (1.0, 1.0, 1.0)
+        model = precopy(vm.memory_mib, dirty, bandwidth, policy, touched_mib=touched * touched_mid)
+        throttled = model.max_throttle_pct > 0
+        if learnt.fit is not None:
+            setup, setup_source = learnt.setup_s, learnt.setup_source
+        factor = learnt.throttled_factor if throttled else learnt.rate_factor
+        spread = learnt.throttled_spread if throttled else learnt.spread
+        rate_source = learnt.throttled_source if throttled else learnt.rate_source
+        # memory_transfer_s is the migrate call's whole time: the fixed setup plus the
+        # passes, at the link's effective rate.
+        transfer = setup + factor * model.transfer_s
+        low, high = transfer, transfer
+        if touched_low != touched_mid or touched_high != touched_mid:
+            lo = precopy(vm.memory_mib, dirty, bandwidth, policy, touched_mib=touched * touched_low)
+            hi = precopy(
+                vm.memory_mib, dirty, bandwidth, policy, touched_mib=touched * touched_high
+            )
+            # a touched range that flips the model to another regime can cross the point
+            low = min(transfer, setup + factor * lo.transfer_s)
+            high = max(transfer, setup + factor * hi.transfer_s)
+        low, high = low * (1 - spread), high * (1 + spread)
+        uncertainty = _uncertainty_note(transfer, low, high, first_move, learnt, throttled)
     duration = copy_s + transfer + policy.verify_seconds
     return ItemEstimate(
         item_id=item.id,
         vm=vm.name,
         mode=item.mode,
         memory_mib=vm.memory_mib,
-        touched_mib=round(touched, 1),
+        touched_mib=round(touched * (1.0 if item.storage_only else touched_mid), 1),
         touched_source=touched_source,
         setup_s=round(setup, 2),
         setup_source=setup_source,
@@ -364,7 +417,30 @@ def item_estimate(snapshot: Snapshot, item: ItemInfo) -> ItemEstimate:
         max_throttle_pct=model.max_throttle_pct,
         source=source.name if source else "",
         destination=dest.name if dest else "",
+        first_move=first_move,
+        rate_factor=round(factor, 3),
+        rate_source=rate_source,
+        memory_transfer_low_s=round(low, 2),
+        memory_transfer_high_s=round(high, 2),
+        duration_low_s=round(copy_s + low + policy.verify_seconds, 2),
+        duration_high_s=round(copy_s + high + policy.verify_seconds, 2),
+        uncertainty=uncertainty,
     )
+
+
+def _uncertainty_note(point, low, high, first_move, learnt, throttled) -> str:
+    """How wide the interval is and why, in words an approver reads."""
+    if point <= 0:
+        return ""
+    below, above = (point - low) / point, (high - point) / point
+    width = f"-{below:.0%}/+{above:.0%}"
+    basis = learnt.throttled_spread_source if throttled else learnt.spread_source
+    if first_move:
+        return (
+            f"{width}: a first move (touched memory not measured yet: "
+            f"{learnt.touched_basis}); {basis}"
+        )
+    return f"{width}: {basis}"
 
 
 ITEM_FIELDS = tuple(f.name for f in fields(ItemEstimate))
@@ -389,7 +465,9 @@ class PlanEstimate:
             "window_end": self.window_end,
             "model": "fixed setup + pre-copy passes of the touched (non-zero) memory, "
             "dirtying bounded by it, with QEMU's auto-converge throttle steps when the "
-            "policy allows them; storage copy at the migration bandwidth; "
+            "policy allows them; setup and effective rate fitted on the moves completed "
+            "between the same two hosts (an interval from their errors, wider for a VM's "
+            "first move); storage copy at the migration bandwidth; "
             "list scheduling in plan order under the concurrency limits",
             "items": [{name: getattr(e, name) for name in ITEM_FIELDS} for e in self.items],
         }

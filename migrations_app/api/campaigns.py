@@ -12,10 +12,11 @@ from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
 from dashboard.permissions import can
+from migrations_app.api.hooks import HookSerializer, HookWriteSerializer
 from migrations_app.api.inputs import validated
 from migrations_app.api.workflow_actions import CommentSerializer, ReasonSerializer
 from migrations_app.campaigns import services
-from migrations_app.models import Campaign, CampaignStep, Hook, HookCall
+from migrations_app.models import Campaign, CampaignStep, HookCall
 from migrations_app.reports.campaign_record import (
     campaign_record_build,
     campaign_record_json,
@@ -53,12 +54,6 @@ class StepSerializer(serializers.ModelSerializer):
             "timeline",
             "reason",
         ]
-
-
-class HookSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Hook
-        fields = ["id", "event", "kind", "url", "command", "args", "timeout_s", "on_failure"]
 
 
 class HookCallSerializer(serializers.ModelSerializer):
@@ -149,20 +144,6 @@ class CampaignWriteSerializer(serializers.Serializer):
     policy = serializers.DictField(required=False, default=dict)
     failback = serializers.BooleanField(required=False, default=False)
     healthy_timeout_s = serializers.IntegerField(required=False, default=600)
-
-
-class HookWriteSerializer(serializers.Serializer):
-    event = serializers.ChoiceField(choices=Hook.Event.choices)
-    kind = serializers.ChoiceField(choices=Hook.Kind.choices)
-    url = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    command = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    args = serializers.ListField(
-        child=serializers.CharField(max_length=500), required=False, default=list
-    )
-    timeout_s = serializers.IntegerField(required=False, default=30)
-    on_failure = serializers.ChoiceField(
-        choices=Hook.OnFailure.choices, required=False, default="continue"
-    )
 
 
 class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from dashboard.api.permissions import action_permission
 from migrations_app.api import serializers as s
 from migrations_app.api.balance import PlanBalanceMixin
+from migrations_app.api.hooks import HookSerializer, HookWriteSerializer
 from migrations_app.api.inputs import validated
 from migrations_app.api.workflow_actions import PlanWorkflowActionsMixin
 from migrations_app.models import PlanItem, ValidationRun
@@ -25,6 +26,7 @@ from migrations_app.selectors.plans import (
 )
 from migrations_app.services import plans as services
 from migrations_app.services.placing import plan_place
+from migrations_app.services.plan_hooks import plan_hook_add, plan_hook_remove
 from migrations_app.services.validation import plan_validate
 
 PlanPermission = action_permission("plan.view", "plan.edit")
@@ -118,6 +120,32 @@ class PlanViewSet(
         data = validated(s.ItemUpdateSerializer, request.data, partial=True)
         services.plan_item_update(item=item, actor=request.user, **data)
         return Response(s.ItemSerializer(self._item(plan, item_id)).data)
+
+    # -- hooks ----------------------------------------------------------------------------
+    @extend_schema(methods=["GET"], request=None, responses={200: HookSerializer(many=True)})
+    @extend_schema(methods=["POST"], request=HookWriteSerializer, responses={201: HookSerializer})
+    @action(detail=True, methods=["get", "post"])
+    def hooks(self, request, pk=None):
+        """The plan's hooks (GET), or add one (POST): pre_migration or post_migration, an
+        HTTP call signed like the webhooks under the same outbound rules, or (admins only)
+        a command from FERRY_HOOK_COMMAND_DIR. A hook is content: adding one voids
+        approvals."""
+        plan = self.get_object()
+        if request.method == "GET":
+            return Response(HookSerializer(plan.hooks.order_by("event", "id"), many=True).data)
+        data = validated(HookWriteSerializer, request.data)
+        hook = plan_hook_add(plan=plan, actor=request.user, **data)
+        return Response(HookSerializer(hook).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["delete"], url_path=r"hooks/(?P<hook_id>\d+)")
+    def hook(self, request, pk=None, hook_id=None):
+        """Remove one of the plan's hooks (approvals are voided)."""
+        plan = self.get_object()
+        if not plan.hooks.filter(pk=hook_id).exists():
+            raise NotFound(f"Plan '{plan.name}' has no hook {hook_id}.")
+        plan_hook_remove(plan=plan, hook_id=int(hook_id), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     # -- checks, placement, estimate ------------------------------------------------------
     def _run_answer(self, request, run, code=status.HTTP_200_OK) -> Response:

@@ -55,6 +55,9 @@ class HostInfo:
     # QEMU's own resident memory per guest, learnt from the migrations this host sent.
     qemu_rss_overhead_mib: int | None = None
     qemu_rss_overhead_samples: int = 0
+    # The estimate's inputs fitted on moves to and from each peer (peer id as text -> fit),
+    # loaded for the peers the plan's items move to from here (load_link_fits).
+    link_fits: dict = field(default_factory=dict)
     # Budgets across plans (migrations_app.budgets).
     max_outbound: int | None = None
     max_inbound: int | None = None
@@ -137,6 +140,7 @@ class VMInfo:
     memory_footprint_mib: int | None = None
     memory_rss_overhead_mib: int | None = None
     migration_setup_s: float | None = None
+    migration_measured_at: object = None
     nics: list = field(default_factory=list)
 
     @property
@@ -239,7 +243,9 @@ def load_hosts(rule_tags: frozenset = frozenset(), rule_members: dict | None = N
     with `rule_tags`, `rule_members` is filled with where the running VMs carrying them
     live (tag -> {vm id: (host id, name)})."""
     hosts = {}
-    for h in Host.objects.all():
+    # link_fits is read apart (load_link_fits), for the plan's sources only: on a fleet with
+    # a long history it holds an entry per peer, and most hosts are no item's source.
+    for h in Host.objects.defer("link_fits"):
         hosts[h.pk] = HostInfo(
             id=h.pk,
             name=h.name,
@@ -286,6 +292,20 @@ def load_hosts(rule_tags: frozenset = frozenset(), rule_members: dict | None = N
             if rule_members is not None and isinstance(tag, str) and tag in rule_tags:
                 rule_members.setdefault(tag, {})[vm_id] = (host_id, name)
     return hosts
+
+
+def load_link_fits(hosts: dict, items: list) -> None:
+    """Give the items' source hosts the fits of the links to the items' destinations."""
+    peers: dict = {}
+    for item in items:
+        if not item.storage_only and item.destination_id is not None:
+            peers.setdefault(item.source_id, set()).add(str(item.destination_id))
+    if not peers:
+        return
+    for host_id, fits in Host.objects.filter(pk__in=list(peers)).values_list("pk", "link_fits"):
+        host = hosts.get(host_id)
+        if host is not None and fits:
+            host.link_fits = {peer: fits[peer] for peer in peers[host_id] if peer in fits}
 
 
 def load_pools() -> dict:
@@ -355,6 +375,7 @@ VM_FIELDS = (
     "memory_footprint_mib",
     "memory_rss_overhead_mib",
     "migration_setup_s",
+    "migration_measured_at",
 )
 
 
@@ -386,6 +407,7 @@ def vm_info(row: dict) -> VMInfo:
         memory_footprint_mib=row.get("memory_footprint_mib"),
         memory_rss_overhead_mib=row.get("memory_rss_overhead_mib"),
         migration_setup_s=row.get("migration_setup_s"),
+        migration_measured_at=row.get("migration_measured_at"),
     )
 
 
@@ -423,6 +445,7 @@ def snapshot_around(plan: MigrationPlan, policy: Policy, items: list, vm_ids=Non
     rule_tags = frozenset(r.tag for r in rules)
     rule_members: dict = {tag: {} for tag in rule_tags}
     hosts = load_hosts(rule_tags, rule_members)
+    load_link_fits(hosts, items)
     others = PlanItem.objects.exclude(plan=plan).exclude(plan__status__in=MigrationPlan.TERMINAL)
     if vm_ids is not None:
         others = others.filter(vm_id__in=list(vm_ids))

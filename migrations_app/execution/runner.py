@@ -12,6 +12,7 @@ so it says where the VM really is.
 
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -195,7 +196,13 @@ def _after_force_complete(attempt, guard, session, stats: dict) -> dict | None:
     if attempt.ferry_paused_source_at is None:
         return None
     resumed = session.resume_after_force_complete()
-    stood_ms = int((timezone.now() - attempt.ferry_paused_source_at).total_seconds() * 1000)
+    ended = timezone.now()
+    elapsed_ms = stats.get("time_elapsed")
+    if resumed is None and elapsed_ms and attempt.migrate_called_at is not None:
+        # libvirt ran the guest on at the switch, which may be long before now when the
+        # worker was lost and a reconciler re-attached: the job's end is the pause's end.
+        ended = min(ended, attempt.migrate_called_at + timedelta(milliseconds=int(elapsed_ms)))
+    stood_ms = max(0, int((ended - attempt.ferry_paused_source_at).total_seconds() * 1000))
     reported = stats.get("downtime")
     stats["downtime"] = max(int(reported or 0), stood_ms)
     forced = {

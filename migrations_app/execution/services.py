@@ -24,6 +24,7 @@ from inventory.services import (
 from migrations_app.errors import ExecutionStateError
 from migrations_app.execution import claims, errors
 from migrations_app.execution.drivers import driver_name_for
+from migrations_app.execution.learning import attempt_fit_sample, link_fit_update
 from migrations_app.execution.stats import eta_seconds, move_measurements, sample_fields
 from migrations_app.execution.tasks import ensure_tick, execute_attempt_task, schedule_run_task
 from migrations_app.live.events import run_event
@@ -605,7 +606,8 @@ def attempt_record_measurements(row, item, stats: dict) -> None:
     """Store what the migration measured on the VM, the attempt and its source host.
 
     The VM keeps its footprint, setup cost and QEMU overhead for its next estimate; the
-    attempt keeps them as evidence; the source host's QEMU overhead becomes the median over
+    attempt keeps them as evidence, with its sample for the link's fit (setup, effective
+    rate: execution.learning), and the link is refitted; the source host's QEMU overhead becomes the median over
     its recent first moves (VMs with no footprint measured before), which is exactly the
     case where the estimate uses it (see estimate.touched_of): a guest that arrived by
     migration has a much smaller rss than one that booted there (zero pages received are
@@ -620,9 +622,20 @@ def attempt_record_measurements(row, item, stats: dict) -> None:
     first_move = vm.get("memory_footprint_mib") is None
     vm_record_measurements(vm_id=item.vm_id, measurements=values)
     measured = {"rss_mib": vm.get("memory_rss_mib"), "first_move": first_move, **values}
+    sample = attempt_fit_sample(row, item, vm, values, row.source_host)
+    if sample:
+        measured["fit_sample"] = sample
     ItemAttempt.objects.filter(pk=row.pk).update(
         evidence={**(row.evidence or {}), "measured": measured}
     )
+    if sample:
+        # What the estimate learns must never undo the move it learns from: a failing
+        # refit (a lock, a bad sample) rolls back to here and is logged.
+        try:
+            with transaction.atomic():
+                link_fit_update(row)
+        except Exception:
+            logger.exception("attempt %s: the link's estimate fit was not updated", row.pk)
     if "memory_rss_overhead_mib" not in values or not first_move:
         return
     overheads = []

@@ -16,7 +16,7 @@ from dashboard.audit.record import audit_record
 from dashboard.permissions import can
 from migrations_app.content import plan_content_hash
 from migrations_app.errors import PlanStateError
-from migrations_app.models import MigrationPlan, PlanItem
+from migrations_app.models import Hook, MigrationPlan, PlanItem
 from migrations_app.selectors.approvals import approvals_carried_count, approvals_required
 from migrations_app.services.plan_edits import plan_contributor_note, plan_lock
 
@@ -79,6 +79,23 @@ def plan_rerun_failed(*, plan: MigrationPlan, actor) -> MigrationPlan:
                 wave=item.wave,
             )
             for item in failed
+        )
+        # The hooks the approvers approved go with the items (same URL or command and
+        # secret: the receiving side already trusts it).
+        Hook.objects.bulk_create(
+            Hook(
+                plan=rerun,
+                event=hook.event,
+                kind=hook.kind,
+                url=hook.url,
+                secret=hook.secret,
+                command=hook.command,
+                args=hook.args,
+                timeout_s=hook.timeout_s,
+                on_failure=hook.on_failure,
+                created_by_name=hook.created_by_name,
+            )
+            for hook in origin.hooks.order_by("id")
         )
         plan_contributor_note(rerun, actor, "created")
         rerun.content_hash = plan_content_hash(rerun)

@@ -39,6 +39,7 @@ from migrations_app.models import (  # noqa: E402
     ProgressSample,
     RunEvent,
 )
+from migrations_app.services.plan_hooks import plan_hook_add  # noqa: E402
 from migrations_app.services.transport_override import plan_transport_override_set  # noqa: E402
 from migrations_app.workflow.services import plan_approve, plan_start, plan_submit  # noqa: E402
 from tests.factories import plan_validate_stub  # noqa: E402
@@ -90,9 +91,10 @@ def sync(ferry):
         assert result.ok, result.error
 
 
-def lab_plan(people, items, policy, network_maps=None):
+def lab_plan(people, items, policy, network_maps=None, hooks=()):
     """An approved plan of `items` [(vm name, src, dst, mode, storage_map)] in the test DB
-    (`network_maps`: {vm name: {source network: destination network}})."""
+    (`network_maps`: {vm name: {source network: destination network}}; `hooks`: the
+    planner's plan_hook_add arguments, approved with the rest)."""
     plan = MigrationPlan.objects.create(
         name=f"lab-{uuid.uuid4().hex[:6]}",
         change_ticket="CHG-LAB",
@@ -111,6 +113,8 @@ def lab_plan(people, items, policy, network_maps=None):
             network_map=(network_maps or {}).get(name, {}),
             position=position,
         )
+    for hook in hooks:
+        plan_hook_add(plan=plan, actor=people["planner"], **hook)
     # The lab migrates over qemu+tcp:// inside its own network namespaces: an admin records
     # that unencrypted moves are acceptable there (security.transport blocks them otherwise).
     plan_transport_override_set(
@@ -365,12 +369,20 @@ def database_url() -> str:
     return f"postgres://{user}@{host}:{settings.get('PORT') or 5432}/{settings['NAME']}"
 
 
-def worker_process(log) -> subprocess.Popen:
+WORKER_APP_NAME = "ferry-lab-worker"
+
+
+def worker_process(log, **extra_env) -> subprocess.Popen:
+    """A db_worker process on the test database; on PostgreSQL its connections are named
+    WORKER_APP_NAME, so a test can cut it off its database and not itself."""
     env = dict(os.environ)
     from django.conf import settings
 
+    url = database_url()
+    if url.startswith("postgres"):
+        url += f"?application_name={WORKER_APP_NAME}"
     env.update(
-        DATABASE_URL=database_url(),
+        DATABASE_URL=url,
         FERRY_TASK_BACKEND="db",
         FERRY_SAMPLE_SECONDS="0.5",
         FERRY_LEASE_SECONDS="6",
@@ -380,18 +392,12 @@ def worker_process(log) -> subprocess.Popen:
             f"{name}={path}" for name, path in settings.FERRY_LIBVIRT_SOCKETS.items()
         ),
     )
+    env.update(extra_env)
     env.pop("REDIS_URL", None)
     return subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "db_worker",
-            "--queue-name",
-            "*",
-            "--interval",
-            "0.2",
-            "--no-startup-delay",
-        ],
+        # What production runs (deployment guide): it restarts its task loop after a lost
+        # database connection, where django-tasks-db's own db_worker would exit.
+        [sys.executable, "manage.py", "ferry_worker"],
         cwd=REPO,
         env=env,
         stdout=log,

@@ -150,9 +150,13 @@ def test_it_labels_where_touched_memory_and_setup_come_from():
     ]
     snap = make_snapshot([source, dest], snap_items)
     rss, corrected, unknown = (item_estimate(snap, i) for i in snap_items)
-    assert (rss.touched_mib, rss.touched_source) == (700, "measured (rss at sync, upper bound)")
+    assert (rss.touched_mib, rss.touched_source) == (
+        700,
+        "first move: rss at sync (an upper bound)",
+    )
     assert corrected.touched_mib == 600 and "overhead" in corrected.touched_source
-    assert (unknown.touched_mib, unknown.touched_source[:7]) == (4096, "assumed")
+    assert unknown.touched_mib == 4096
+    assert unknown.touched_source == "first move, assumed (all configured memory)"
     assert unknown.setup_source == "assumed" and unknown.setup_s == 2.0  # TLS by default
 
 
@@ -218,3 +222,139 @@ def test_a_guest_far_above_a_slow_cap_converges_once_the_throttle_is_high_enough
     model = precopy(256, 20, 5, Policy(on_no_convergence="auto_converge"), touched_mib=150)
     assert model.converges and model.converges_by == "auto_converge"
     assert model.max_throttle_pct >= 80
+
+
+# ----------------------------------------------------------------- learning from history
+
+
+def _sample(model_s, total_s, *, throttled=False, tls=False, first=False, ratio=None, day=1):
+    sample = {
+        "total_s": total_s,
+        "model_s": model_s,
+        "throttled": throttled,
+        "tls": tls,
+        "first_move": first,
+        "at": f"2026-11-{day:02d}T10:00:00+00:00",
+    }
+    if ratio is not None:
+        sample["touched_ratio"] = ratio
+    return sample
+
+
+def test_it_fits_a_links_setup_and_effective_rate_from_completed_moves():
+    from migrations_app.calibration import fit_link
+
+    # The link carries 80 % of the bandwidth the model assumed, after 0.6 s of setup.
+    plain = [_sample(x, round(0.6 + 1.25 * x, 3), day=i + 1) for i, x in enumerate((1, 3, 8, 20))]
+    # Throttled moves run 1.4x slower than the model says (auto-converge pacing).
+    throttled = [_sample(x, 0.6 + 1.4 * x, throttled=True) for x in (25, 30, 28)]
+    fit = fit_link(plain + throttled)["tcp"]
+    assert fit["setup_s"] == pytest.approx(0.6, abs=0.01)
+    assert fit["rate_factor"] == pytest.approx(1.25, abs=0.01)
+    assert fit["throttled_factor"] == pytest.approx(1.4, abs=0.01)
+    assert fit["spread"] == 0.05  # exact data: only the floor is left
+    assert (fit["moves"], fit["last"][:10]) == (7, "2026-11-04")
+
+
+def test_it_keeps_its_assumptions_until_a_link_has_enough_moves_and_separates_tls():
+    from migrations_app.calibration import fit_link
+
+    assert fit_link([_sample(1, 1.5), _sample(2, 2.5)]) == {}
+    fit = fit_link([_sample(x, 0.5 + x) for x in (1, 2, 4)] + [_sample(1, 3, tls=True)])
+    assert "tls" not in fit and fit["tcp"]["setup_s"] == pytest.approx(0.5, abs=0.01)
+    # Moves of one size cannot separate setup from rate: rate stays 1, setup takes the rest.
+    same = fit_link([_sample(2, 3.1), _sample(2, 2.9), _sample(2, 3.0)])["tcp"]
+    assert same["rate_factor"] == 1.0 and same["setup_s"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_noisy_moves_give_a_wider_interval_than_steady_ones():
+    from migrations_app.calibration import fit_link
+
+    steady = fit_link(
+        [_sample(x, 0.5 + x * f) for x, f in ((1, 1.0), (3, 1.02), (6, 0.99), (9, 1))]
+    )
+    noisy = fit_link([_sample(x, 0.5 + x * f) for x, f in ((1, 1.5), (3, 0.7), (6, 1.3), (9, 0.8))])
+    assert steady["tcp"]["spread"] < 0.1 < noisy["tcp"]["spread"]
+
+
+def _vm_item(vid, name, policy, **kw):
+    """An item of a 512 MiB VM that dirties nothing, under `policy`."""
+    return make_item(
+        make_vm(vid, name, memory_mib=512, dirty_rate_mib_s=0, **kw), iid=vid, policy=policy
+    )
+
+
+def _link(fit: dict, a, b):
+    a.link_fits = {str(b.id): fit}
+    b.link_fits = {str(a.id): fit}
+
+
+def test_the_estimate_uses_the_links_fit_and_shows_an_interval_with_its_sources():
+    from migrations_app.calibration import fit_link
+
+    source, dest = make_host(1), make_host(2)
+    samples = [_sample(x, 0.6 + 1.25 * x * f) for x, f in ((1, 1), (3, 1.1), (8, 0.95), (20, 1))]
+    samples += [_sample(2, 2.7, first=True, ratio=r) for r in (0.5, 0.6, 0.7)]
+    _link(fit_link(samples), source, dest)
+    policy = Policy(require_tls=False, bandwidth_mib_s=32)
+    repeat = _vm_item(1, "seen", policy, memory_footprint_mib=64)
+    repeat.vm.migration_measured_at = "2026-11-20T08:00:00+00:00"
+    first = _vm_item(2, "new", policy, memory_rss_mib=200)
+    snap = make_snapshot([source, dest], [repeat, first], policy=policy)
+    seen, new = (item_estimate(snap, i) for i in (repeat, first))
+    fit = fit_link(samples)["tcp"]
+    model = precopy(512, 0, 32, policy, touched_mib=64)
+    assert seen.memory_transfer_s == pytest.approx(
+        fit["setup_s"] + fit["rate_factor"] * model.transfer_s, abs=0.02
+    )
+    assert seen.touched_source == "measured on 2026-11-20 (last migration)"
+    assert seen.setup_source.startswith("fitted on 7 moves between these hosts")
+    assert "effective rate 8" in seen.rate_source and not seen.first_move
+    assert seen.memory_transfer_low_s < seen.memory_transfer_s < seen.memory_transfer_high_s
+    # A first move: the touched memory is corrected by the link's first moves (x0.6) and
+    # the interval spans their range on top of the link's error: wider than a repeat's.
+    assert new.first_move and new.touched_mib == pytest.approx(120, abs=0.5)
+    assert "first moves between these hosts" in new.touched_source
+    width = lambda e: (e.memory_transfer_high_s - e.memory_transfer_low_s) / e.memory_transfer_s  # noqa: E731
+    assert width(new) > width(seen)
+    assert new.uncertainty.startswith("-") and "a first move" in new.uncertainty
+    assert "a first move" not in seen.uncertainty
+    data = plan_estimate(snap).as_dict()["items"][0]
+    for key in (
+        "memory_transfer_low_s",
+        "memory_transfer_high_s",
+        "duration_low_s",
+        "duration_high_s",
+        "first_move",
+        "rate_factor",
+        "rate_source",
+        "uncertainty",
+    ):
+        assert key in data
+
+
+def test_without_history_the_estimate_says_it_assumes_and_a_first_move_is_wider():
+    source, dest = make_host(1), make_host(2)
+    policy = Policy(require_tls=False, bandwidth_mib_s=32)
+    first = _vm_item(1, "new", policy, memory_rss_mib=200)
+    seen = _vm_item(2, "seen", policy, memory_footprint_mib=200)
+    snap = make_snapshot([source, dest], [first, seen], policy=policy)
+    new, old = (item_estimate(snap, i) for i in (first, seen))
+    assert new.rate_source.startswith("assumed") and new.rate_factor == 1.0
+    assert new.setup_source == "assumed" and "no moves measured" in new.uncertainty
+    assert old.memory_transfer_high_s == pytest.approx(old.memory_transfer_s * 1.3, abs=0.02)
+    assert new.memory_transfer_low_s < old.memory_transfer_low_s  # 40 %-100 % of rss
+    assert new.memory_transfer_s == pytest.approx(old.memory_transfer_s, abs=0.01)
+
+
+def test_a_tls_move_borrows_a_tcp_fit_with_the_assumed_handshake():
+    from migrations_app.calibration import fit_link
+    from migrations_app.estimate import ASSUMED_TLS_SETUP_S
+
+    source, dest = make_host(1), make_host(2)
+    _link(fit_link([_sample(x, 0.5 + x) for x in (1, 2, 4)]), source, dest)
+    policy = Policy(require_tls=True)
+    item = make_item(make_vm(memory_footprint_mib=64, dirty_rate_mib_s=0), policy=policy)
+    tls = item_estimate(make_snapshot([source, dest], [item], policy=policy), item)
+    assert tls.setup_s == pytest.approx(0.5 + ASSUMED_TLS_SETUP_S, abs=0.02)
+    assert "without TLS" in tls.setup_source

@@ -57,6 +57,9 @@ def test_it_edits_a_plan_through_the_page_and_shows_checks_and_the_gantt(planner
     start = page.index('id="plan-gantt-data"')
     data = json.loads(page[page.index(">", start) + 1 : page.index("</script>", start)])
     assert len(data["items"]) == 7 and data["makespan_s"] > 0
+    # each item's time is an interval, with where its inputs come from
+    assert "move time (interval)" in page and "first move" in page
+    assert "no moves measured between these hosts" in page
 
 
 def test_it_shows_service_refusals_as_messages(planner_client, demo):

@@ -81,3 +81,17 @@ def test_it_refuses_a_plan_without_failed_items_and_roles_that_may_not_run(
     planner = api_as("planner", username="pia")
     answer = planner.post(f"/api/v1/plans/{plan.pk}/rerun-failed/", {}, format="json")
     assert answer.status_code == 403
+
+
+def test_a_rerun_keeps_the_hooks_its_approvers_approved(half_failed, people):
+    from migrations_app.models import Hook
+    from migrations_app.services.rerun import plan_rerun_failed
+
+    Hook.objects.create(
+        plan=half_failed, event="pre_migration", kind="http", url="https://lb.example/x", secret="s"
+    )
+    rerun = plan_rerun_failed(plan=half_failed, actor=people["operator"])
+    assert rerun.status == "approved"
+    assert list(rerun.hooks.values_list("event", "url", "secret")) == [
+        ("pre_migration", "https://lb.example/x", "s")
+    ]
