@@ -15,7 +15,15 @@ from migrations_app.sharing.services import share_link_revoke
 
 @admin.register(ShareLink)
 class ShareLinkAdmin(ReadOnlyAdmin):
-    list_display = ["token_prefix", "plan", "label", "created_by_name", "expires_at", "revoked_at"]
+    list_display = [
+        "token_prefix",
+        "plan",
+        "campaign",
+        "label",
+        "created_by_name",
+        "expires_at",
+        "revoked_at",
+    ]
     actions = ["revoke"]
 
     @admin.action(description="Revoke the selected status links")
@@ -34,7 +42,7 @@ class ShareLinkAdmin(ReadOnlyAdmin):
 
 @admin.register(NotificationSubscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ["kind", "target", "plan", "events", "active", "created_at"]
+    list_display = ["kind", "target", "plan", "campaign", "events", "active", "created_at"]
     readonly_fields = ["secret", "created_by", "created_at"]
 
     def save_model(self, request, obj, form, change):
@@ -42,7 +50,12 @@ class SubscriptionAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         created = subscription_create(
-            actor=request.user, kind=obj.kind, target=obj.target, plan=obj.plan, events=obj.events
+            actor=request.user,
+            kind=obj.kind,
+            target=obj.target,
+            plan=obj.plan,
+            campaign=obj.campaign,
+            events=obj.events,
         )
         obj.pk = created.pk
 
@@ -66,6 +79,15 @@ class AttemptInline(admin.TabularInline):
 
 @admin.register(NotificationDelivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "subscription", "event", "plan_id", "status", "attempts", "created_at"]
+    list_display = [
+        "id",
+        "subscription",
+        "event",
+        "plan_id",
+        "campaign_id",
+        "status",
+        "attempts",
+        "created_at",
+    ]
     list_filter = ["status", "event"]
     inlines = [AttemptInline]

@@ -1,4 +1,5 @@
-"""Plans and role scopes: which host groups a plan touches, and who may see or act on it.
+"""Plans, campaigns and role scopes: which host groups a plan touches, and who may see or
+act on it (a campaign: the groups of the hosts it walks).
 
 A plan touches the groups of its items' source and destination hosts. A person whose role
 is scoped to host groups sees a plan only when every group it touches lies in their scope
@@ -7,7 +8,7 @@ is scoped to host groups sees a plan only when every group it touches lies in th
 
 from dashboard.permissions import ALL_HOSTS, actor_scope, scope_label
 from inventory.models import Host
-from migrations_app.models import MigrationPlan, PlanItem
+from migrations_app.models import Campaign, MigrationPlan, PlanItem
 
 
 def plan_host_groups(plan) -> set[str]:
@@ -45,3 +46,17 @@ def plans_in_scope(queryset, user, action: str = "plan.view"):
 def visible_plans(user, action: str = "plan.view"):
     """Every plan the user may see (or act on, with `action`) under their role scope."""
     return plans_in_scope(MigrationPlan.objects.all(), user, action)
+
+
+def campaigns_in_scope(queryset, user, action: str = "plan.view"):
+    """`queryset` of campaigns narrowed to those whose hosts all lie in the user's scope."""
+    scope = actor_scope(user, action) if user is not None else frozenset()
+    if scope is ALL_HOSTS:
+        return queryset
+    outside = Host.objects.exclude(group__in=sorted(scope))
+    return queryset.exclude(steps__host__in=outside)
+
+
+def visible_campaigns(user, action: str = "plan.view"):
+    """Every campaign the user may see (or act on, with `action`) under their role scope."""
+    return campaigns_in_scope(Campaign.objects.all(), user, action)

@@ -21,6 +21,22 @@ urlpatterns = [
     path("campaigns/", campaigns.campaign_list_view, name="campaign-list"),
     path("campaigns/new/", campaigns.campaign_create_view, name="campaign-create"),
     path("campaigns/<int:pk>/", campaigns.campaign_detail_view, name="campaign-detail"),
+    # Before the catch-all of workflow actions below.
+    path(
+        "campaigns/<int:pk>/change-record/",
+        campaigns.campaign_change_record_view,
+        name="campaign-change-record",
+    ),
+    path(
+        "campaigns/<int:pk>/change-record.pdf",
+        campaigns.campaign_change_record_pdf_view,
+        name="campaign-change-record-pdf",
+    ),
+    path(
+        "campaigns/<int:pk>/share-links/",
+        campaigns.campaign_sharelink_create_view,
+        name="campaign-sharelink-create",
+    ),
     path(
         "campaigns/<int:pk>/<str:action>/",
         campaigns.campaign_action_view,

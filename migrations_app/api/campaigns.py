@@ -1,7 +1,10 @@
-"""The campaign API: create, read (with per-host steps and hook calls), add hooks, and the
-workflow actions (submit, approve, reject, start, pause, resume, cancel). Roles as plans:
-planners create and submit, approvers approve, operators run; command hooks are admins'."""
+"""The campaign API: create, read (with per-host steps and hook calls), add hooks, the
+workflow actions (submit, approve, reject, start, pause, resume, cancel), its step timeline,
+change record (JSON and PDF) and status links. Roles as plans: planners create and submit,
+approvers approve, operators run; command hooks are admins'; status links as a plan's."""
 
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -14,6 +17,19 @@ from migrations_app.api.inputs import validated
 from migrations_app.api.workflow_actions import CommentSerializer, ReasonSerializer
 from migrations_app.campaigns import services
 from migrations_app.models import Campaign, CampaignStep, HookCall
+from migrations_app.reports.campaign_record import (
+    campaign_record_build,
+    campaign_record_json,
+    campaign_timeline_json,
+)
+from migrations_app.reports.change_record_pdf import campaign_record_pdf
+from migrations_app.sharing.api import (
+    ShareLinkCreateSerializer,
+    ShareLinkSerializer,
+    share_link_created,
+    share_links_action,
+)
+from migrations_app.sharing.services import share_link_create
 
 CampaignPermission = action_permission("plan.view", "plan.edit")
 
@@ -176,8 +192,9 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def hooks(self, request, pk=None):
         """Add a hook to a draft campaign (HTTP: signed like the webhooks, same outbound
         rules; command: admins only, from FERRY_HOOK_COMMAND_DIR)."""
+        campaign = self.get_object()  # first: outside the scope is 404, whatever the input
         data = validated(HookWriteSerializer, request.data)
-        hook = services.campaign_hook_add(campaign=self.get_object(), actor=request.user, **data)
+        hook = services.campaign_hook_add(campaign=campaign, actor=request.user, **data)
         return Response(HookSerializer(hook).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ReasonSerializer, responses={200: CampaignDetailSerializer})
@@ -253,3 +270,44 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             campaign=self.get_object(), actor=request.user, reason=data["reason"]
         )
         return self._answer(campaign)
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def timeline(self, request, pk=None):
+        """Every host with its seven steps (enter maintenance, drain, gate, host action,
+        wait healthy, exit maintenance, failback: start, end, duration) and the wall time
+        split into migrations, host action and Ferry's own overhead."""
+        campaign = self.get_object()
+        return Response(campaign_timeline_json(campaign))
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["get"], url_path="change-record")
+    def change_record(self, request, pk=None):
+        """The change record: summary, every host's steps, plans, audit events, chain head."""
+        campaign = self.get_object()
+        return Response(campaign_record_json(campaign_record_build(campaign, user=request.user)))
+
+    @extend_schema(request=None, responses={(200, "application/pdf"): bytes})
+    @action(detail=True, methods=["get"], url_path="change-record/pdf")
+    def change_record_pdf(self, request, pk=None):
+        """The change record as PDF (the printable page, rendered by WeasyPrint)."""
+        campaign = self.get_object()
+        response = HttpResponse(
+            campaign_record_pdf(campaign, request=request), content_type="application/pdf"
+        )
+        name = f"campaign-{campaign.pk}-change-record.pdf"
+        response["Content-Disposition"] = f'inline; filename="{name}"'
+        return response
+
+    @share_links_action([action_permission("sharelink.manage", "sharelink.manage")])
+    def share_links(self, request, pk=None):
+        """List the campaign's status links, or create one (its URL is shown only once)."""
+        campaign = get_object_or_404(
+            services.campaigns_in_scope(Campaign.objects.all(), request.user, "sharelink.manage"),
+            pk=pk,
+        )
+        if request.method == "GET":
+            return Response(ShareLinkSerializer(campaign.share_links.all(), many=True).data)
+        data = validated(ShareLinkCreateSerializer, request.data)
+        link, token = share_link_create(campaign=campaign, actor=request.user, **data)
+        return share_link_created(request, link, token)

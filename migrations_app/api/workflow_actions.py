@@ -20,8 +20,13 @@ from migrations_app.reports.change_record_pdf import change_record_pdf
 from migrations_app.selectors.approvals import approvals_required, approvals_valid_count
 from migrations_app.services.rerun import plan_rerun_failed
 from migrations_app.services.transport_override import plan_transport_override_set
-from migrations_app.sharing.api import ShareLinkCreateSerializer, ShareLinkSerializer
-from migrations_app.sharing.services import share_link_create, share_link_url
+from migrations_app.sharing.api import (
+    ShareLinkCreateSerializer,
+    ShareLinkSerializer,
+    share_link_created,
+    share_links_action,
+)
+from migrations_app.sharing.services import share_link_create
 from migrations_app.workflow import services as workflow
 
 
@@ -203,14 +208,7 @@ class PlanWorkflowActionsMixin:
         workflow.plan_release(plan=plan, actor=request.user, reason=data["reason"])
         return self._workflow_answer(plan, f"Plan '{plan.name}' released.")
 
-    @extend_schema(methods=["GET"], request=None, responses={200: ShareLinkSerializer(many=True)})
-    @extend_schema(methods=["POST"], request=ShareLinkCreateSerializer, responses={201: dict})
-    @action(
-        detail=True,
-        methods=["get", "post"],
-        url_path="share-links",
-        permission_classes=_permission("sharelink.manage"),
-    )
+    @share_links_action(_permission("sharelink.manage"))
     def share_links(self, request, pk=None):
         """List the plan's status links, or create one (its URL is shown only once)."""
         plan = self.get_object()
@@ -221,10 +219,7 @@ class PlanWorkflowActionsMixin:
             return Response(ShareLinkSerializer(links, many=True).data)
         data = self._input(ShareLinkCreateSerializer)
         link, token = share_link_create(plan=plan, actor=request.user, **data)
-        body = dict(ShareLinkSerializer(link).data)
-        body["url"] = share_link_url(request, token)
-        body["detail"] = "Copy the link now: Ferry keeps only a hash of its token."
-        return Response(body, status=status.HTTP_201_CREATED)
+        return share_link_created(request, link, token)
 
     @extend_schema(request=None, responses={200: dict})
     @action(

@@ -24,7 +24,15 @@ from inventory.services import host_maintenance_enter, host_maintenance_exit
 from migrations_app.campaigns.gate import host_facts, host_gate, host_healthy
 from migrations_app.campaigns.services import campaign_finish, campaign_pause
 from migrations_app.hooks import hooks_run
-from migrations_app.models import Campaign, CampaignStep, Hook, MigrationPlan, PlanItem
+from migrations_app.models import (
+    Campaign,
+    CampaignStep,
+    Hook,
+    HookCall,
+    MigrationPlan,
+    PlanItem,
+)
+from migrations_app.notifications.services import notify_campaign_event
 from migrations_app.services.plan_edits import plan_lock
 from migrations_app.services.plans import plan_create, plan_delete, plan_evacuate_host
 from migrations_app.services.validation import plan_validate
@@ -39,7 +47,13 @@ S = MigrationPlan.Status
 
 
 class Paused(Exception):
-    """The step cannot go on: the campaign pauses with this reason."""
+    """The step cannot go on: the campaign pauses with this reason (`event` and `extra` are
+    what its subscribers are told: gate_paused, host_action_failed, or plain paused)."""
+
+    def __init__(self, reason: str, *, event: str = "paused", extra: dict | None = None):
+        super().__init__(reason)
+        self.event = event
+        self.extra = extra or {}
 
 
 def _now() -> str:
@@ -77,7 +91,7 @@ def campaign_advance(campaign_id: int, *, chain: int | None = None) -> dict:
         elif campaign.stage == Campaign.Stage.FAILBACK:
             _failback_pass(campaign)
     except Paused as exc:
-        _pause(campaign, str(exc))
+        _pause(campaign, str(exc), event=exc.event, extra=exc.extra)
     campaign.refresh_from_db(fields=["status", "stage"])
     return {
         "campaign": campaign_id,
@@ -86,10 +100,16 @@ def campaign_advance(campaign_id: int, *, chain: int | None = None) -> dict:
     }
 
 
-def _pause(campaign: Campaign, reason: str) -> None:
+def _pause(campaign: Campaign, reason: str, *, event: str = "paused", extra=None) -> None:
     logger.info("campaign %s pauses: %s", campaign.pk, reason)
     try:
-        campaign_pause(campaign=campaign, actor=ENGINE, reason=reason[:2000])
+        campaign_pause(
+            campaign=campaign,
+            actor=ENGINE,
+            reason=reason[:2000],
+            notify_event=event,
+            notify_extra=extra,
+        )
     except Exception:  # an operator paused or cancelled it meanwhile: theirs stands
         logger.info("campaign %s: pause not recorded (state moved on)", campaign.pk)
 
@@ -141,9 +161,13 @@ def _drain_begin(campaign: Campaign, step: CampaignStep) -> None:
         raise Paused(f"The campaign's window closed before {host.name} started.")
     if host.state in (Host.State.UNREACHABLE, Host.State.DISABLED):
         raise Paused(f"{host.name} is {host.state}: Ferry does not start its maintenance.")
-    _mark(step, "drain", "start")
+    _mark(step, "maintenance", "start")
     if host.state != Host.State.MAINTENANCE:
         host_maintenance_enter(host=host, actor=ENGINE, reason=f"campaign '{campaign.name}'")
+        # Only when Ferry closed it: a drain planned again after a pause tells nobody twice.
+        notify_campaign_event(campaign, "host_maintenance", actor=ENGINE, extra={"host": host.name})
+    _mark(step, "maintenance", "end")
+    _mark(step, "drain", "start")
     step.facts_before = host_facts(host)
     plan = plan_create(
         actor=ENGINE,
@@ -273,7 +297,11 @@ def _gate(campaign: Campaign, step: CampaignStep) -> None:
     )
     if not result.ok:
         CampaignStep.objects.filter(pk=step.pk).update(reason=result.reason, timeline=step.timeline)
-        raise Paused(f"Gate of {host.name}: {result.reason} Nothing was done to the host.")
+        raise Paused(
+            f"Gate of {host.name}: {result.reason} Nothing was done to the host.",
+            event="gate_paused",
+            extra={"host": host.name},
+        )
     _to(step, P.HOST_ACTION, reason="")
 
 
@@ -300,6 +328,8 @@ def _host_action(campaign: Campaign, step: CampaignStep) -> None:
     ):
         return
     _mark(step, "host_action", "start")
+    calls_before = HookCall.objects.filter(campaign=campaign, event=Hook.Event.HOST_ACTION)
+    first_call = calls_before.order_by("-id").values_list("id", flat=True).first() or 0
     ok, why, _policy = hooks_run(
         _hooks(campaign, Hook.Event.HOST_ACTION),
         payload=_payload(campaign, host, Hook.Event.HOST_ACTION),
@@ -308,14 +338,34 @@ def _host_action(campaign: Campaign, step: CampaignStep) -> None:
         host=host,
     )
     _mark(step, "host_action", "end")
+    answer = _answer(campaign, host, after=first_call)
     if not ok:
         # Resume runs the action again (the operator looked at why it failed).
         CampaignStep.objects.filter(pk=step.pk).update(
             action_started_at=None, reason=why, timeline=step.timeline
         )
-        raise Paused(f"Host action on {host.name}: {why}. The host stays in maintenance.")
+        raise Paused(
+            f"Host action on {host.name}: {why}. The host stays in maintenance.",
+            event="host_action_failed",
+            extra=answer,
+        )
+    notify_campaign_event(campaign, "host_action_done", actor=ENGINE, extra=answer)
     _mark(step, "wait_healthy", "start")
     _to(step, P.WAIT_HEALTHY, healthy_deadline=None)
+
+
+def _answer(campaign: Campaign, host: Host, *, after: int) -> dict:
+    """What subscribers hear of a host action: the classified answers and their duration
+    (never the raw detail or the hook's URL)."""
+    calls = HookCall.objects.filter(
+        campaign=campaign, host=host, event=Hook.Event.HOST_ACTION, pk__gt=after
+    ).order_by("id")
+    answers = [{"ok": c.ok, "code": c.code, "outcome": c.outcome} for c in calls]
+    return {
+        "host": host.name,
+        "duration_ms": sum(c.duration_ms for c in calls),
+        "answers": answers,
+    }
 
 
 def _wait_healthy(campaign: Campaign, step: CampaignStep) -> None:
@@ -413,6 +463,10 @@ def _failback_pass(campaign: Campaign) -> None:
     if not plan.is_terminal:
         return
     if plan.status == S.COMPLETED:
+        moved = plan.items.filter(status=PlanItem.Status.COMPLETED).count()
+        notify_campaign_event(
+            campaign, "failback_done", actor=ENGINE, extra={"plan": plan.pk, "vms": moved}
+        )
         _finish_stage(campaign, C.COMPLETED, "")
     else:
         _finish_stage(campaign, C.FAILED, f"failback plan ended {plan.get_status_display()}")

@@ -2,6 +2,9 @@
 cancel. Each is one transaction that locks the campaign row, checks the transition and
 records one audit event (as the plan workflow services do).
 
+Each also tells the subscribers (notifications.services.notify_campaign_event, after
+commit), as the plan workflow services do.
+
 Four eyes: the author (and whoever submitted) may not approve. The approval is bound to the
 content hash frozen at submit and tied to its audit event; the plans the campaign
 generates start under it (migrations_app.selectors.approvals.campaign_approval_tied).
@@ -15,7 +18,6 @@ from django.utils import timezone
 from dashboard.accounts.people import person_key, person_keys
 from dashboard.audit.record import Actor, as_actor, audit_record
 from dashboard.permissions import (
-    ALL_HOSTS,
     actor_scope,
     can,
     in_scope,
@@ -28,7 +30,9 @@ from migrations_app.campaigns.tasks import campaign_advance_task
 from migrations_app.errors import PlanError, TransitionError
 from migrations_app.hooks import CAMPAIGN_EVENTS, hook_create
 from migrations_app.models import Campaign, CampaignStep, Hook, MigrationPlan
+from migrations_app.notifications.services import notify_campaign_event
 from migrations_app.policy import Policy, PolicyError
+from migrations_app.scoping import campaigns_in_scope  # noqa: F401  (pages and API use it here)
 from migrations_app.workflow.services import WorkflowForbidden, plan_cancel
 
 C = Campaign.Status
@@ -75,15 +79,6 @@ def _require_scope(actor, action: str, verb: str, groups) -> None:
             f"Your role does not reach host group(s) {outside}, so you may not {verb} this "
             f"campaign (your scope: {scope_label(scope)})."
         )
-
-
-def campaigns_in_scope(queryset, user, action: str = "plan.view"):
-    """`queryset` of campaigns narrowed to those whose hosts all lie in the user's scope."""
-    scope = actor_scope(user, action) if user is not None else frozenset()
-    if scope is ALL_HOSTS:
-        return queryset
-    outside = Host.objects.exclude(group__in=sorted(scope))
-    return queryset.exclude(steps__host__in=outside)
 
 
 def _locked(campaign: Campaign) -> Campaign:
@@ -284,6 +279,7 @@ def campaign_submit(*, campaign: Campaign, actor) -> Campaign:
             fields=["status", "content_hash", "submitted_at", "status_reason"],
             extra={"content_hash": locked.content_hash},
         )
+        notify_campaign_event(locked, "submitted", actor=actor)
     return locked
 
 
@@ -332,6 +328,7 @@ def campaign_approve(
         )
         locked.approval_audit_sequence = event.sequence
         locked.save(update_fields=["approval_audit_sequence"])
+        notify_campaign_event(locked, "approved", actor=actor)
     return locked
 
 
@@ -357,6 +354,7 @@ def campaign_reject(*, campaign: Campaign, actor, reason: str) -> Campaign:
             fields=["status", "status_reason"],
             reason=reason,
         )
+        notify_campaign_event(locked, "rejected", actor=actor, extra={"reason": reason})
     return locked
 
 
@@ -398,13 +396,22 @@ def campaign_start(*, campaign: Campaign, actor, override_reason: str = "") -> C
             reason=locked.status_reason,
             extra={"content_hash": locked.approved_hash, "outside_window": bool(outside)},
         )
+        notify_campaign_event(locked, "started", actor=actor)
         _kick(locked)
     return locked
 
 
-def campaign_pause(*, campaign: Campaign, actor, reason: str = "") -> Campaign:
+def campaign_pause(
+    *,
+    campaign: Campaign,
+    actor,
+    reason: str = "",
+    notify_event: str = "paused",
+    notify_extra: dict | None = None,
+) -> Campaign:
     """Pause a running campaign: a running evacuation plan finishes its items in flight,
-    nothing new is done to any host until an operator resumes."""
+    nothing new is done to any host until an operator resumes. The engine names why it
+    paused in `notify_event` (gate_paused, host_action_failed) for the subscribers."""
     _require(actor, "plan.run", "pause", machine_allowed=True, campaign=campaign)
     with transaction.atomic():
         locked = _locked(campaign)
@@ -419,6 +426,12 @@ def campaign_pause(*, campaign: Campaign, actor, reason: str = "") -> Campaign:
             before=before,
             fields=["status", "status_reason"],
             reason=locked.status_reason,
+        )
+        notify_campaign_event(
+            locked,
+            notify_event,
+            actor=actor,
+            extra={"reason": locked.status_reason, **(notify_extra or {})},
         )
     return locked
 
@@ -475,6 +488,7 @@ def campaign_cancel(*, campaign: Campaign, actor, reason: str) -> Campaign:
             fields=["status", "status_reason", "finished_at"],
             reason=reason,
         )
+        notify_campaign_event(locked, "cancelled", actor=actor, extra={"reason": reason})
         for plan in locked.plans.exclude(status__in=MigrationPlan.TERMINAL):
             plan_cancel(plan=plan, actor=Actor.system("campaign"), reason=f"campaign: {reason}")
     return locked
@@ -497,5 +511,12 @@ def campaign_finish(*, campaign: Campaign, actor, outcome: str, reason: str = ""
             before=before,
             fields=["status", "stage", "status_reason", "finished_at"],
             reason=reason,
+        )
+        # "finished" as for plans; the outcome says how it ended.
+        notify_campaign_event(
+            locked,
+            "finished" if outcome == C.COMPLETED else "failed",
+            actor=actor,
+            extra={"outcome": outcome, **({"reason": reason} if reason else {})},
         )
     return locked

@@ -1,4 +1,5 @@
-"""Notification subscriptions (webhook or email, per plan or global) and their deliveries."""
+"""Notification subscriptions (webhook or email; per plan, per campaign or global) and their
+deliveries."""
 
 from django.conf import settings
 from django.db import models
@@ -13,6 +14,29 @@ NOTIFY_EVENTS = (
     "cancelled",
     # an item needs an operator: a move Ferry could not finish safely by itself
     "attention",
+    # campaigns (besides submitted, approved, rejected, started, finished, failed, cancelled)
+    "paused",
+    "host_maintenance",
+    "gate_paused",
+    "host_action_done",
+    "host_action_failed",
+    "failback_done",
+)
+# What a campaign sends ("finished" is its completion, as for plans).
+CAMPAIGN_NOTIFY_EVENTS = (
+    "submitted",
+    "approved",
+    "rejected",
+    "started",
+    "paused",
+    "host_maintenance",
+    "gate_paused",
+    "host_action_done",
+    "host_action_failed",
+    "failback_done",
+    "finished",
+    "failed",
+    "cancelled",
 )
 
 
@@ -33,7 +57,15 @@ class NotificationSubscription(models.Model):
         on_delete=models.CASCADE,
         null=True,
         blank=True,
-        help_text="empty: every plan",
+        help_text="empty (and no campaign): every plan and campaign",
+    )
+    campaign = models.ForeignKey(
+        "migrations_app.Campaign",
+        related_name="subscriptions",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        help_text="this campaign's events only",
     )
     events = models.JSONField(default=list, blank=True, help_text="empty: every event")
     active = models.BooleanField(default=True)
@@ -47,7 +79,10 @@ class NotificationSubscription(models.Model):
         ordering = ["id"]
 
     def __str__(self):
-        scope = f"plan {self.plan_id}" if self.plan_id else "all plans"
+        if self.campaign_id:
+            scope = f"campaign {self.campaign_id}"
+        else:
+            scope = f"plan {self.plan_id}" if self.plan_id else "all plans and campaigns"
         return f"{self.kind} {self.target} ({scope})"
 
     def wants(self, event: str) -> bool:
@@ -68,6 +103,7 @@ class NotificationDelivery(models.Model):
     )
     event = models.CharField(max_length=20)
     plan_id = models.BigIntegerField(null=True, blank=True)
+    campaign_id = models.BigIntegerField(null=True, blank=True)
     # The exact bytes sent, so every retry carries the same body and signature.
     body = models.TextField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)

@@ -1,5 +1,6 @@
 """Notification subscriptions and their delivery log."""
 
+from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import PermissionDenied
@@ -15,6 +16,7 @@ from migrations_app.models.notifications import (
     NotificationSubscription,
 )
 from migrations_app.notifications.services import subscription_create, subscription_delete
+from migrations_app.scoping import visible_campaigns
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
@@ -27,7 +29,17 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = NotificationSubscription
-        fields = ["id", "kind", "target", "plan", "events", "active", "secret", "created_at"]
+        fields = [
+            "id",
+            "kind",
+            "target",
+            "plan",
+            "campaign",
+            "events",
+            "active",
+            "secret",
+            "created_at",
+        ]
         read_only_fields = ["id", "active", "secret", "created_at"]
 
     def get_secret(self, subscription) -> str:
@@ -60,6 +72,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "subscription",
             "event",
             "plan_id",
+            "campaign_id",
             "status",
             "attempts",
             "created_at",
@@ -80,11 +93,12 @@ class SubscriptionViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Subscriptions: per plan (planners, operators, admins) or global (admins only)."""
+    """Subscriptions: per plan or per campaign (planners, operators, admins) or global
+    (admins only: every plan and campaign)."""
 
     serializer_class = SubscriptionSerializer
     permission_classes = [_Manage]
-    filterset_fields = ["plan", "kind"]
+    filterset_fields = ["plan", "campaign", "kind"]
 
     def get_queryset(self):
         subscriptions = NotificationSubscription.objects.order_by("id")
@@ -93,23 +107,36 @@ class SubscriptionViewSet(
         if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
             return subscriptions
         if not can(self.request.user, "notification.manage_global"):
-            subscriptions = subscriptions.filter(plan__isnull=False, created_by=self.request.user)
+            subscriptions = subscriptions.filter(
+                Q(plan__isnull=False) | Q(campaign__isnull=False), created_by=self.request.user
+            )
         return subscriptions
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        plan = data.get("plan")
-        if plan is None and not can(request.user, "notification.manage_global"):
-            raise PermissionDenied("Only admins may subscribe to every plan; name a plan.")
+        plan, campaign = data.get("plan"), data.get("campaign")
+        if plan is None and campaign is None:
+            if not can(request.user, "notification.manage_global"):
+                raise PermissionDenied(
+                    "Only admins may subscribe to every plan and campaign; name a plan or "
+                    "a campaign."
+                )
         if plan is not None:
             plan = get_object_or_404(MigrationPlan, pk=plan.pk)
+        if campaign is not None:
+            # A campaign outside the person's host groups is as unknown as on its own page.
+            campaign = get_object_or_404(
+                visible_campaigns(request.user, "notification.manage"),
+                pk=campaign.pk,
+            )
         subscription = subscription_create(
             actor=request.user,
             kind=data["kind"],
             target=data["target"],
             plan=plan,
+            campaign=campaign,
             events=data.get("events", []),
         )
         answer = SubscriptionSerializer(
@@ -118,7 +145,8 @@ class SubscriptionViewSet(
         return Response(answer.data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        if instance.plan_id is None and not can(self.request.user, "notification.manage_global"):
+        is_global = instance.plan_id is None and instance.campaign_id is None
+        if is_global and not can(self.request.user, "notification.manage_global"):
             raise PermissionDenied("Only admins may remove a subscription to every plan.")
         subscription_delete(actor=self.request.user, subscription=instance)
 
@@ -128,7 +156,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = DeliverySerializer
     permission_classes = [_Manage]
-    filterset_fields = ["subscription", "status", "event", "plan_id"]
+    filterset_fields = ["subscription", "status", "event", "plan_id", "campaign_id"]
 
     def get_queryset(self):
         deliveries = NotificationDelivery.objects.prefetch_related("attempt_log").order_by("-id")
@@ -136,6 +164,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
             return deliveries
         if not can(self.request.user, "notification.manage_global"):
             deliveries = deliveries.filter(
-                subscription__plan__isnull=False, subscription__created_by=self.request.user
+                Q(subscription__plan__isnull=False) | Q(subscription__campaign__isnull=False),
+                subscription__created_by=self.request.user,
             )
         return deliveries

@@ -1,6 +1,6 @@
-"""Notifications of plan events to subscribers: signed JSON webhooks and email.
+"""Notifications of plan and campaign events to subscribers: signed JSON webhooks and email.
 
-`notify_plan_event` runs inside the service's transaction: it stores one delivery per
+`notify_plan_event` and `notify_campaign_event` run inside the service's transaction: it stores one delivery per
 matching subscription and enqueues the delivery tasks only after commit, so nobody is told
 about a change that rolled back. Each delivery is retried with exponential backoff through
 the tasks API, and every attempt is logged (DeliveryAttempt).
@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from dashboard.audit.record import as_actor, audit_record
 from migrations_app.models.notifications import (
+    CAMPAIGN_NOTIFY_EVENTS,
     NOTIFY_EVENTS,
     DeliveryAttempt,
     NotificationDelivery,
@@ -57,18 +58,37 @@ def signature_valid(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(signature_of(secret, body), header or "")
 
 
-def _plan_url(plan) -> str:
+def _url(path: str) -> str:
     base = getattr(settings, "FERRY_BASE_URL", "").rstrip("/")
-    return f"{base}/plans/{plan.pk}/" if base else f"/plans/{plan.pk}/"
+    return f"{base}{path}"
+
+
+def _plan_url(plan) -> str:
+    return _url(f"/plans/{plan.pk}/")
+
+
+def _deliveries(subscriptions, event: str, payload: dict, **subject) -> list[int]:
+    """One delivery per subscription that wants the event; enqueued after commit."""
+    body = json.dumps(payload, cls=DjangoJSONEncoder, sort_keys=True)
+    ids = [
+        NotificationDelivery.objects.create(
+            subscription=subscription, event=event, body=body, **subject
+        ).pk
+        for subscription in subscriptions
+        if subscription.wants(event)
+    ]
+    if ids:
+        transaction.on_commit(lambda: _enqueue_all(ids))
+    return ids
 
 
 def notify_plan_event(plan, event: str, *, actor, extra: dict | None = None) -> list[int]:
     """Store deliveries of a plan event for its subscribers; send them after commit."""
     if event not in NOTIFY_EVENTS:
         raise ValueError(f"unknown notification event {event!r}")
-    subscriptions = NotificationSubscription.objects.filter(active=True).filter(
-        Q(plan__isnull=True) | Q(plan_id=plan.pk)
-    )
+    subscriptions = NotificationSubscription.objects.filter(
+        active=True, campaign__isnull=True
+    ).filter(Q(plan__isnull=True) | Q(plan_id=plan.pk))
     payload = {
         "event": f"plan.{event}",
         "at": timezone.now(),
@@ -83,17 +103,33 @@ def notify_plan_event(plan, event: str, *, actor, extra: dict | None = None) -> 
         },
         **(extra or {}),
     }
-    body = json.dumps(payload, cls=DjangoJSONEncoder, sort_keys=True)
-    ids = [
-        NotificationDelivery.objects.create(
-            subscription=subscription, event=event, plan_id=plan.pk, body=body
-        ).pk
-        for subscription in subscriptions
-        if subscription.wants(event)
-    ]
-    if ids:
-        transaction.on_commit(lambda: _enqueue_all(ids))
-    return ids
+    return _deliveries(subscriptions, event, payload, plan_id=plan.pk)
+
+
+def notify_campaign_event(campaign, event: str, *, actor, extra: dict | None = None) -> list[int]:
+    """Store deliveries of a campaign event for the global subscriptions and the campaign's
+    own; send them after commit (as plan events: same signing, retries and outbound rules).
+    `extra` is for subscribers: classified outcomes only, never raw errors or hook URLs."""
+    if event not in CAMPAIGN_NOTIFY_EVENTS:
+        raise ValueError(f"unknown campaign notification event {event!r}")
+    subscriptions = NotificationSubscription.objects.filter(active=True, plan__isnull=True).filter(
+        Q(campaign__isnull=True) | Q(campaign_id=campaign.pk)
+    )
+    payload = {
+        "event": f"campaign.{event}",
+        "at": timezone.now(),
+        "actor": as_actor(actor).name,
+        "campaign": {
+            "id": campaign.pk,
+            "name": campaign.name,
+            "status": campaign.status,
+            "stage": campaign.stage,
+            "change_ticket": campaign.change_ticket,
+            "url": _url(f"/plans/campaigns/{campaign.pk}/"),
+        },
+        **(extra or {}),
+    }
+    return _deliveries(subscriptions, event, payload, campaign_id=campaign.pk)
 
 
 def _enqueue_all(ids: list[int]) -> None:
@@ -111,7 +147,7 @@ def _post_webhook(subscription, delivery) -> tuple[bool, int | None, str, str]:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Ferry-Webhook/1",
-        "X-Ferry-Event": f"plan.{delivery.event}",
+        "X-Ferry-Event": f"{_subject(delivery)}.{delivery.event}",
         "X-Ferry-Delivery": str(delivery.pk),
         SIGNATURE_HEADER: signature_of(subscription.secret, body),
     }
@@ -125,20 +161,25 @@ def _post_webhook(subscription, delivery) -> tuple[bool, int | None, str, str]:
     return False, code, f"HTTP {code}", f"HTTP {code} {reason}"[:1000]
 
 
+def _subject(delivery) -> str:
+    return "campaign" if delivery.campaign_id else "plan"
+
+
 def _send_email(subscription, delivery) -> tuple[bool, int | None, str, str]:
     payload = json.loads(delivery.body)
-    plan = payload.get("plan", {})
+    kind = _subject(delivery)
+    obj = payload.get(kind, {})
     # Names from before line breaks were refused still must not stop the mail (L10).
-    name = " ".join(str(plan.get("name") or "").split())
-    subject = f"[Ferry] plan '{name}' {delivery.event}"
+    name = " ".join(str(obj.get("name") or "").split())
+    subject = f"[Ferry] {kind} '{name}' {delivery.event}"
     lines = [
-        f"Plan: {plan.get('name')} (#{plan.get('id')})",
+        f"{kind.capitalize()}: {obj.get('name')} (#{obj.get('id')})",
         f"Event: {payload.get('event')} by {payload.get('actor')} at {payload.get('at')}",
-        f"Status: {plan.get('status')}",
-        f"Change ticket: {plan.get('change_ticket') or '-'}",
-        f"Link: {plan.get('url')}",
+        f"Status: {obj.get('status')}",
+        f"Change ticket: {obj.get('change_ticket') or '-'}",
+        f"Link: {obj.get('url')}",
     ]
-    for key in ("reason", "outcome", "approvals"):
+    for key in ("host", "reason", "outcome", "approvals", "duration_ms"):
         if key in payload:
             lines.append(f"{key.capitalize()}: {payload[key]}")
     try:
@@ -227,10 +268,13 @@ def _enqueue_retry(delivery_id: int, retry_at) -> None:
 
 
 def subscription_create(
-    *, actor, kind: str, target: str, plan=None, events=()
+    *, actor, kind: str, target: str, plan=None, campaign=None, events=()
 ) -> NotificationSubscription:
-    """Subscribe a webhook URL or an email address to plan events (one plan or all)."""
+    """Subscribe a webhook URL or an email address to the events of one plan, one campaign,
+    or (neither) every plan and campaign."""
     target = (target or "").strip()
+    if plan is not None and campaign is not None:
+        raise ValidationError({"campaign": ["Subscribe to a plan or to a campaign, not both."]})
     if kind == NotificationSubscription.Kind.WEBHOOK:
         URLValidator(schemes=["http", "https"])(target)
         webhook_target_resolve(target)  # public addresses only, unless an admin allowed it
@@ -247,6 +291,7 @@ def subscription_create(
             target=target,
             secret=secrets.token_urlsafe(32) if kind == "webhook" else "",
             plan=plan,
+            campaign=campaign,
             events=sorted(set(events)),
             created_by=actor if getattr(actor, "pk", None) else None,
         )
@@ -258,6 +303,7 @@ def subscription_create(
                 "kind": kind,
                 "target": target,
                 "plan": plan.pk if plan else None,
+                "campaign": campaign.pk if campaign else None,
                 "events": subscription.events,
             },
         )

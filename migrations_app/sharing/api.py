@@ -1,15 +1,16 @@
 """Status links API: list the links you may manage, revoke one. Creation is per plan at
-POST /api/v1/plans/{id}/share-links/."""
+POST /api/v1/plans/{id}/share-links/ and per campaign at POST /api/v1/campaigns/{id}/share-links/."""
 
+from django.db.models import Q
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
 from migrations_app.models.sharing import ShareLink
-from migrations_app.scoping import visible_plans
-from migrations_app.sharing.services import share_link_revoke
+from migrations_app.scoping import visible_campaigns, visible_plans
+from migrations_app.sharing.services import share_link_revoke, share_link_url
 
 
 class ShareLinkCreateSerializer(serializers.Serializer):
@@ -28,6 +29,8 @@ class ShareLinkCreateSerializer(serializers.Serializer):
 
 class ShareLinkSerializer(serializers.Serializer):
     id = serializers.IntegerField()
+    plan = serializers.IntegerField(source="plan_id", allow_null=True)
+    campaign = serializers.IntegerField(source="campaign_id", allow_null=True)
     token_prefix = serializers.CharField()
     label = serializers.CharField()
     show_host_names = serializers.BooleanField()
@@ -41,16 +44,47 @@ class ShareLinkSerializer(serializers.Serializer):
         return link.state()
 
 
+def share_links_action(permission_classes):
+    """The `share-links` @action of a plan or campaign viewset: GET lists, POST creates."""
+
+    def wrap(view):
+        view = action(
+            detail=True,
+            methods=["get", "post"],
+            url_path="share-links",
+            permission_classes=permission_classes,
+        )(view)
+        view = extend_schema(
+            methods=["POST"], request=ShareLinkCreateSerializer, responses={201: dict}
+        )(view)
+        return extend_schema(
+            methods=["GET"], request=None, responses={200: ShareLinkSerializer(many=True)}
+        )(view)
+
+    return wrap
+
+
+def share_link_created(request, link: ShareLink, token: str) -> Response:
+    """The answer to a link's creation: the only time its URL (with the token) is shown."""
+    body = dict(ShareLinkSerializer(link).data)
+    body["url"] = share_link_url(request, token)
+    body["detail"] = "Copy the link now: Ferry keeps only a hash of its token."
+    return Response(body, status=status.HTTP_201_CREATED)
+
+
 class ShareLinkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Status links (tokens are never shown again after creation)."""
 
     serializer_class = ShareLinkSerializer
     permission_classes = [action_permission("sharelink.manage", "sharelink.manage")]
-    filterset_fields = ["plan"]
+    filterset_fields = ["plan", "campaign"]
 
     def get_queryset(self):
         plans = visible_plans(self.request.user, "sharelink.manage")
-        return ShareLink.objects.filter(plan__in=plans).order_by("-created_at", "-id")
+        campaigns = visible_campaigns(self.request.user, "sharelink.manage")
+        return ShareLink.objects.filter(Q(plan__in=plans) | Q(campaign__in=campaigns)).order_by(
+            "-created_at", "-id"
+        )
 
     @extend_schema(request=None, responses={200: ShareLinkSerializer})
     @action(detail=True, methods=["post"])

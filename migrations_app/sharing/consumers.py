@@ -17,7 +17,9 @@ class StatusConsumer(LiveConsumer):
 
     def _snapshot(self, token):
         link = share_link_lookup(token)
-        if link is None or link.state() != "active":
+        # A campaign's link has no stream (its page polls the snapshot): refused like a
+        # dead link, so nobody learns anything from trying.
+        if link is None or link.state() != "active" or link.plan_id is None:
             return None
         self.link_id = link.pk
         # Its own group, fed redacted copies of the plan's events (M4).

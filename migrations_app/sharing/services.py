@@ -1,5 +1,8 @@
 """Status links: create, revoke, and look up a token (for pages and websocket consumers).
 
+A link shows one plan or one campaign; both kinds share the tokens, expiry, revocation
+and the public /status/<token>/ address.
+
 The token is 32 random bytes, shown once at creation; only its SHA-256 is stored, so a
 database reader cannot rebuild working links. Lookups hash the presented token.
 """
@@ -40,18 +43,22 @@ def share_link_group(link_id: int) -> str:
 
 def share_link_create(
     *,
-    plan,
     actor,
+    plan=None,
+    campaign=None,
     expires_at=None,
     never_expires: bool = False,
     show_host_names: bool = False,
     label: str = "",
 ) -> tuple[ShareLink, str]:
-    """Create a link to the plan's status page; returns the link and its token (shown once).
+    """Create a link to the status page of a plan or (`campaign`) a campaign; returns the
+    link and its token (shown once).
 
     A link expires after FERRY_SHARE_LINK_DAYS (7) unless it names its own expiry, or its
     creator explicitly chose `never_expires` (the page warns about such links).
     """
+    if (plan is None) == (campaign is None):
+        raise InputError("A status link shows one plan or one campaign.")
     if expires_at is not None and never_expires:
         raise InputError("Give an expiry or choose 'never expires', not both.")
     now = timezone.now()
@@ -63,6 +70,7 @@ def share_link_create(
             token_hash=token_hash(token),
             token_prefix=token[:6],
             plan=plan,
+            campaign=campaign,
             label=(label or "")[:200],
             show_host_names=show_host_names,
             created_by=actor,
@@ -74,7 +82,7 @@ def share_link_create(
             action="sharelink.create",
             obj=link,
             after={
-                "plan": plan.pk,
+                **_subject(link),
                 "token_prefix": link.token_prefix,
                 "expires_at": expires_at,
                 "show_host_names": show_host_names,
@@ -98,10 +106,15 @@ def share_link_revoke(*, link: ShareLink, actor) -> ShareLink:
             action="sharelink.revoke",
             obj=locked,
             before={"state": "active"},
-            after={"state": "revoked", "plan": locked.plan_id},
+            after={"state": "revoked", **_subject(locked)},
         )
         transaction.on_commit(lambda: _close_streams(locked.pk))
     return locked
+
+
+def _subject(link: ShareLink) -> dict:
+    """What the link shows, as the audit trail records it."""
+    return {"campaign": link.campaign_id} if link.campaign_id else {"plan": link.plan_id}
 
 
 def _close_streams(link_id: int) -> None:
@@ -112,7 +125,11 @@ def share_link_lookup(token: str) -> ShareLink | None:
     """The link for a token whatever its state (None for an unknown token)."""
     if not token or len(token) > 200:
         return None
-    return ShareLink.objects.select_related("plan").filter(token_hash=token_hash(token)).first()
+    return (
+        ShareLink.objects.select_related("plan", "campaign")
+        .filter(token_hash=token_hash(token))
+        .first()
+    )
 
 
 def share_link_active(token: str) -> ShareLink | None:

@@ -1,4 +1,6 @@
 """The public status page of a share link: read-only, no login, hosts redacted by default.
+A link shows a plan (live over its websocket) or a campaign (sharing.campaign_status; its
+page polls the JSON twin every few seconds).
 
 Only GET and HEAD are answered (405 for anything else); the page changes nothing and
 records nothing, so a leaked link can at most be read until it is revoked or expires.
@@ -16,6 +18,7 @@ from migrations_app.live.redaction import status_snapshot as redacted_for_status
 from migrations_app.live.snapshots import plan_snapshot
 from migrations_app.models import MigrationPlan
 from migrations_app.selectors.runs import evidence_run, latest_run
+from migrations_app.sharing.campaign_status import campaign_status_snapshot
 from migrations_app.sharing.services import share_link_lookup
 
 _DONE = {"completed"}
@@ -52,6 +55,10 @@ def status_page(request, token):
         context = {"state": state, "expires_at": link.expires_at if link else None}
         code = 404 if link is None else 410
         return _no_store(render(request, "migrations_app/status_gone.html", context, status=code))
+    if link.campaign_id:
+        snapshot = campaign_status_snapshot(link.campaign, show_host_names=link.show_host_names)
+        context = {"snapshot": snapshot, "now": timezone.now(), "token": token}
+        return _no_store(render(request, "migrations_app/campaign_status.html", context))
     plan = link.plan
     snapshot = redacted_for_status(plan_snapshot(plan, redact_hosts=not link.show_host_names))
     statuses = [item["status"] for item in snapshot["items"]]
@@ -85,6 +92,9 @@ def status_snapshot(request, token):
         return _no_store(
             JsonResponse({"detail": detail, "state": state}, status=404 if link is None else 410)
         )
+    if link.campaign_id:
+        snapshot = campaign_status_snapshot(link.campaign, show_host_names=link.show_host_names)
+        return _no_store(JsonResponse(snapshot))
     snapshot = redacted_for_status(plan_snapshot(link.plan, redact_hosts=not link.show_host_names))
     eta = _eta(link.plan)
     snapshot["eta"] = eta.isoformat() if eta else None

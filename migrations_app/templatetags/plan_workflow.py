@@ -1,7 +1,9 @@
-"""Template tags that plan pages include: the workflow actions and the status links."""
+"""Template tags that plan and campaign pages include: the workflow actions and the status
+links."""
 
 from django import template
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.permissions import can
@@ -18,23 +20,35 @@ from migrations_app.workflow.states import available_actions
 register = template.Library()
 
 
-@register.inclusion_tag("migrations_app/_share_links.html", takes_context=True)
-def plan_share_links(context, plan):
-    """The status links of a plan, with create/revoke forms for those who may manage them."""
+def _share_links(context, obj, create_url: str, what: str) -> dict:
     request = context.get("request")
     user = getattr(request, "user", None)
     manage = can(user, "sharelink.manage")
-    links = list(plan.share_links.all()) if manage else []
+    links = list(obj.share_links.all()) if manage else []
     for link in links:
         link.current_state = link.state()
     return {
-        "plan": plan,
+        "create_url": create_url,
+        "what": what,
         "links": links,
         "can_manage": manage,
         "default_days": getattr(settings, "FERRY_SHARE_LINK_DAYS", 7),
         "csrf_token": context.get("csrf_token"),
         "request": request,
     }
+
+
+@register.inclusion_tag("migrations_app/_share_links.html", takes_context=True)
+def plan_share_links(context, plan):
+    """The status links of a plan, with create/revoke forms for those who may manage them."""
+    return _share_links(context, plan, reverse("sharelink-create", args=[plan.pk]), "plan")
+
+
+@register.inclusion_tag("migrations_app/_share_links.html", takes_context=True)
+def campaign_share_links(context, campaign):
+    """The status links of a campaign (same list and forms as a plan's)."""
+    url = reverse("plans:campaign-sharelink-create", args=[campaign.pk])
+    return _share_links(context, campaign, url, "campaign")
 
 
 @register.inclusion_tag("migrations_app/_workflow_actions.html", takes_context=True)

@@ -1,21 +1,27 @@
 """Campaign pages: the list with a create form, the detail with its per-host step timeline
-(kept live by static/js/campaign_live.js reading the API), and the workflow buttons. Writes
-go through the campaign services; their errors become messages."""
+(kept live by static/js/campaign_live.js reading the API), the workflow buttons, status
+links and the change record (HTML and PDF). Writes go through the campaign services; their
+errors become messages."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from dashboard.errors import FerryError
+from dashboard.errors import FerryError, TooManyRequests
 from dashboard.permissions import can, role_required
 from inventory.models import Host
 from migrations_app.campaigns import services
+from migrations_app.campaigns.timeline import STEPS
 from migrations_app.models import Campaign
+from migrations_app.reports.change_record_pdf import campaign_record_html, campaign_record_pdf
+from migrations_app.views.workflow import sharelink_create_from_form
 
-STEP_PHASES = ("drain", "gate", "host_action", "wait_healthy", "exit")
-PHASE_LABELS = ("drain", "gate", "host action", "wait healthy", "exit")
+# The host's steps as the change record names them (failback is the campaign's last stage).
+STEP_PHASES = tuple(key for key, _ in STEPS if key != "failback")
+PHASE_LABELS = tuple(name for key, name in STEPS if key != "failback")
 # Action -> (matrix permission, the statuses it is offered in).
 OFFERS = {
     "submit": ("plan.submit", {"draft", "rejected"}),
@@ -134,3 +140,41 @@ def campaign_action_view(request, pk, action):
     else:
         messages.success(request, f"Campaign '{campaign.name}': {action} done.")
     return redirect("plans:campaign-detail", pk=pk)
+
+
+def _visible(request, pk, action: str = "plan.view") -> Campaign:
+    return get_object_or_404(
+        services.campaigns_in_scope(Campaign.objects.all(), request.user, action), pk=pk
+    )
+
+
+@login_required
+@require_safe
+@role_required("plan.view")
+def campaign_change_record_view(request, pk):
+    campaign = _visible(request, pk)
+    return HttpResponse(campaign_record_html(campaign, request=request))
+
+
+@login_required
+@require_safe
+@role_required("plan.view")
+def campaign_change_record_pdf_view(request, pk):
+    campaign = _visible(request, pk)
+    try:
+        pdf = campaign_record_pdf(campaign, request=request)
+    except TooManyRequests as exc:
+        return HttpResponse(str(exc), status=429, content_type="text/plain")
+    response = HttpResponse(pdf, content_type="application/pdf")
+    name = f"campaign-{campaign.pk}-change-record.pdf"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@login_required
+@require_POST
+@role_required("sharelink.manage")
+def campaign_sharelink_create_view(request, pk):
+    campaign = _visible(request, pk, "sharelink.manage")
+    sharelink_create_from_form(request, campaign=campaign)
+    return redirect("plans:campaign-detail", pk=campaign.pk)

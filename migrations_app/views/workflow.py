@@ -29,35 +29,43 @@ def _back(request, plan_id: int):
     return redirect("plans:plan-detail", pk=plan_id)
 
 
-@login_required
-@require_POST
-@role_required("sharelink.manage")
-def sharelink_create_page(request, pk):
-    plan = get_object_or_404(visible_plans(request.user), pk=pk)
+def sharelink_create_from_form(request, **subject) -> bool:
+    """Create a status link (of `plan=` or `campaign=`) from the page form, telling the
+    person its URL once; False (with a message) when the form is refused."""
     hours = request.POST.get("hours", "").strip()
     never = bool(request.POST.get("never_expires"))
     expires_at = None
     if hours and not never:
         if not hours.isdigit() or not 1 <= int(hours) <= 8760:
             messages.error(request, "Expiry must be a whole number of hours from 1 to 8760.")
-            return _back(request, plan.pk)
+            return False
         expires_at = timezone.now() + timedelta(hours=int(hours))
     _, token = share_link_create(
-        plan=plan,
         actor=request.user,
         expires_at=expires_at,
         never_expires=never,
         show_host_names=bool(request.POST.get("show_host_names")),
         label=request.POST.get("label", ""),
+        **subject,
     )
     url = share_link_url(request, token)
     messages.success(request, f"Status link created; copy it now, it is shown once: {url}")
     if never:
+        what = "campaign" if subject.get("campaign") is not None else "plan"
         messages.warning(
             request,
-            "This link never expires: whoever holds it can follow the plan until someone "
+            f"This link never expires: whoever holds it can follow the {what} until someone "
             "revokes it.",
         )
+    return True
+
+
+@login_required
+@require_POST
+@role_required("sharelink.manage")
+def sharelink_create_page(request, pk):
+    plan = get_object_or_404(visible_plans(request.user), pk=pk)
+    sharelink_create_from_form(request, plan=plan)
     return _back(request, plan.pk)
 
 
@@ -68,6 +76,13 @@ def sharelink_revoke_page(request, link_id):
     link = get_object_or_404(ShareLink, pk=link_id)
     share_link_revoke(link=link, actor=request.user)
     messages.success(request, f"Status link {link.token_prefix}… revoked.")
+    if link.campaign_id:
+        target = request.POST.get("next", "")
+        if target and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return redirect(target)
+        return redirect("plans:campaign-detail", pk=link.campaign_id)
     return _back(request, link.plan_id)
 
 

@@ -5,7 +5,7 @@
   var table = document.getElementById("campaign-steps");
   if (!table) return;
   var url = table.getAttribute("data-api");
-  var PHASES = ["drain", "gate", "host_action", "wait_healthy", "exit"];
+  var PHASES = ["maintenance", "drain", "gate", "host_action", "wait_healthy", "exit"];
   var DONE = { completed: 1, failed: 1, cancelled: 1 };
   var initial = (document.getElementById("campaign-status") || {}).getAttribute
     ? document.getElementById("campaign-status").getAttribute("data-status")

@@ -127,6 +127,11 @@ EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("POST", "/api/v1/campaigns/{id}/pause/"): "plan.run",
     ("POST", "/api/v1/campaigns/{id}/resume/"): "plan.run",
     ("POST", "/api/v1/campaigns/{id}/cancel/"): "plan.run",
+    ("GET", "/api/v1/campaigns/{id}/timeline/"): "plan.view",
+    ("GET", "/api/v1/campaigns/{id}/change-record/"): "plan.view",
+    ("GET", "/api/v1/campaigns/{id}/change-record/pdf/"): "plan.view",
+    ("GET", "/api/v1/campaigns/{id}/share-links/"): "sharelink.manage",
+    ("POST", "/api/v1/campaigns/{id}/share-links/"): "sharelink.manage",
 }
 
 # URL name -> (method, who may). Pages are signed-in only; "public" pages need no login.
@@ -154,6 +159,9 @@ PAGES: dict[str, tuple[str, str | tuple[str, ...]]] = {
     "plans:rule-delete": ("POST", "plan.edit"),
     "plans:campaign-list": ("GET", "plan.view"),
     "plans:campaign-create": ("POST", "plan.edit"),
+    "plans:campaign-change-record": ("GET", "plan.view"),
+    "plans:campaign-change-record-pdf": ("GET", "plan.view"),
+    "plans:campaign-sharelink-create": ("POST", "sharelink.manage"),
     "audit-list": ("GET", ("audit.view", "audit.view_own")),
     "audit-export": ("GET", ("audit.view", "audit.view_own")),
     "audit-plan-timeline": ("GET", "plan.view"),
@@ -248,6 +256,7 @@ def world(make_user, settings):
     from migrations_app.campaigns.services import campaign_create
 
     campaign = campaign_create(actor=author, name="campaign-m", hosts=[item.source_host.name])
+    campaign_link, _ = share_link_create(campaign=campaign, actor=author, label="matrix")
     event = AuditEvent.objects.order_by("sequence").first()
     return {
         "users": users,
@@ -265,6 +274,7 @@ def world(make_user, settings):
         "network": network,
         "rule": rule,
         "campaign": campaign,
+        "campaign_link": campaign_link,
         "event": event,
     }
 
@@ -422,6 +432,8 @@ def page_url(name: str, kwarg_names, world) -> str:
         values["pk"] = world["item"].source_host_id
     if name == "inventory:vm-detail":
         values["pk"] = world["item"].vm_id
+    if name.startswith("plans:campaign-") and "pk" in kwarg_names:
+        values["pk"] = world["campaign"].pk
     return reverse(name, kwargs={k: values[k] for k in kwarg_names})
 
 
@@ -526,8 +538,9 @@ def test_it_never_shows_a_status_link_token_after_creation(world):
 # The world's hosts are in site-a. "<role>@site-a" must be allowed what the role allows;
 # "<role>@site-b" must find every host, VM, plan, item, run and attempt of site-a absent
 # (404, nothing written) and lists without them.
-SCOPED_RESOURCES = {"hosts", "vms", "plans", "items", "runs", "attempts", "live"}
+SCOPED_RESOURCES = {"hosts", "vms", "plans", "items", "runs", "attempts", "live", "campaigns"}
 SCOPED_LISTS = (
+    "/api/v1/campaigns/",
     "/api/v1/hosts/",
     "/api/v1/vms/",
     "/api/v1/plans/",
@@ -610,11 +623,14 @@ def test_it_hides_pages_outside_the_roles_host_groups(world, scoped):
         "plans:plan-detail": world["plan"].pk,
         "change-record": world["plan"].pk,
         "audit-plan-timeline": world["plan"].pk,
+        "plans:campaign-detail": world["campaign"].pk,
+        "plans:campaign-change-record": world["campaign"].pk,
+        "plans:campaign-change-record-pdf": world["campaign"].pk,
     }
     for name, pk in pages.items():
         url = reverse(name, kwargs={"pk": pk})
         for subject, user in scoped.items():
-            if not allowed(user, PAGES[name][1]):
+            if not allowed(user, PAGES.get(name, ("GET", "plan.view"))[1]):
                 continue
             client = Client()
             client.force_login(user)
