@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migrations_app', '0011_campaigns_models'),
+        ('migrations_app', '0013_check_results_view'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
