@@ -14,6 +14,8 @@ import time
 from datetime import datetime
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 libvirt = pytest.importorskip("libvirt")
 from dashboard.audit.models import AuditEvent  # noqa: E402
@@ -26,6 +28,11 @@ from migrations_app.campaigns.services import (  # noqa: E402
     campaign_start,
     campaign_submit,
     campaign_transport_override_set,
+)
+from migrations_app.campaigns.timeline import (  # noqa: E402
+    STEPS,
+    campaign_overhead,
+    campaign_timeline,
 )
 from migrations_app.models import HookCall, ItemAttempt  # noqa: E402
 from tests.lab.test_execution_lab import REPO, ferry, only_on, sync  # noqa: E402,F401
@@ -142,6 +149,18 @@ def test_it_drains_restarts_waits_exits_and_fails_back_with_heartbeats_intact(
         "ferry_overhead_s": overhead,
         "vms": len(names),
     }
+    # The campaign's own timeline and change record list every step of lab-a, done.
+    (host,) = campaign_timeline(campaign)
+    assert [(s.name, s.state) for s in host.steps] == [(name, "done") for _k, name in STEPS]
+    page = Client()
+    page.force_login(people["viewer"])
+    record = page.get(reverse("plans:campaign-change-record", args=[campaign.pk]))
+    assert record.status_code == 200
+    text = record.content.decode()
+    assert all(name in text for _k, name in STEPS), text[:3000]
+    split = campaign_overhead(campaign, [host])
+    row["steps_s"] = {s.key: s.duration_s for s in host.steps}
+    row["timeline_split_s"] = split
     print("\n[ferry-lab] campaign timeline:", json.dumps(row))
     with open(lab_env["measurements"], "a") as f:
         f.write(json.dumps(row) + "\n")
