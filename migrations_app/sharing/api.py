@@ -1,7 +1,6 @@
 """Status links API: list the links you may manage, revoke one. Creation is per plan at
 POST /api/v1/plans/{id}/share-links/ and per campaign at POST /api/v1/campaigns/{id}/share-links/."""
 
-from django.db.models import Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -9,8 +8,11 @@ from rest_framework.response import Response
 
 from dashboard.api.permissions import action_permission
 from migrations_app.models.sharing import ShareLink
-from migrations_app.scoping import visible_campaigns, visible_plans
-from migrations_app.sharing.services import share_link_revoke, share_link_url
+from migrations_app.sharing.services import (
+    share_link_revoke,
+    share_link_url,
+    share_links_manageable,
+)
 
 
 class ShareLinkCreateSerializer(serializers.Serializer):
@@ -80,11 +82,7 @@ class ShareLinkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     filterset_fields = ["plan", "campaign"]
 
     def get_queryset(self):
-        plans = visible_plans(self.request.user, "sharelink.manage")
-        campaigns = visible_campaigns(self.request.user, "sharelink.manage")
-        return ShareLink.objects.filter(Q(plan__in=plans) | Q(campaign__in=campaigns)).order_by(
-            "-created_at", "-id"
-        )
+        return share_links_manageable(self.request.user).order_by("-created_at", "-id")
 
     @extend_schema(request=None, responses={200: ShareLinkSerializer})
     @action(detail=True, methods=["post"])

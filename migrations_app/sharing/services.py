@@ -14,12 +14,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from dashboard.audit.record import audit_record
 from dashboard.errors import InputError
 from dashboard.live.publish import close_streams
 from migrations_app.models.sharing import ShareLink
+from migrations_app.scoping import visible_campaigns, visible_plans
 
 logger = logging.getLogger("ferry.sharelinks")
 
@@ -90,6 +92,14 @@ def share_link_create(
             },
         )
     return link, token
+
+
+def share_links_manageable(user):
+    """The links `user` may list and revoke: those of plans and campaigns inside the host
+    groups their sharelink.manage role covers (the API and the page both ask this)."""
+    plans = visible_plans(user, "sharelink.manage")
+    campaigns = visible_campaigns(user, "sharelink.manage")
+    return ShareLink.objects.filter(Q(plan__in=plans) | Q(campaign__in=campaigns))
 
 
 def share_link_revoke(*, link: ShareLink, actor) -> ShareLink:

@@ -13,10 +13,14 @@ from django.views.decorators.http import require_POST
 
 from dashboard.errors import FerryError
 from dashboard.permissions import can, role_required
-from migrations_app.models.sharing import ShareLink
 from migrations_app.scoping import visible_plans
 from migrations_app.services.rerun import plan_rerun_failed
-from migrations_app.sharing.services import share_link_create, share_link_revoke, share_link_url
+from migrations_app.sharing.services import (
+    share_link_create,
+    share_link_revoke,
+    share_link_url,
+    share_links_manageable,
+)
 from migrations_app.workflow import services as workflow
 
 
@@ -73,7 +77,8 @@ def sharelink_create_page(request, pk):
 @require_POST
 @role_required("sharelink.manage")
 def sharelink_revoke_page(request, link_id):
-    link = get_object_or_404(ShareLink, pk=link_id)
+    # Only links of plans and campaigns inside the person's host groups (404 otherwise).
+    link = get_object_or_404(share_links_manageable(request.user), pk=link_id)
     share_link_revoke(link=link, actor=request.user)
     messages.success(request, f"Status link {link.token_prefix}… revoked.")
     if link.campaign_id:

@@ -639,6 +639,17 @@ def test_it_hides_pages_outside_the_roles_host_groups(world, scoped):
                 failures.append(f"{subject} {name}: {code} inside its scope")
             if subject.endswith("@site-b") and code != 404:
                 failures.append(f"{subject} {name}: {code} outside its scope")
+    # Revoking a status link (a POST page): a role outside the link's host groups gets a
+    # 404 and the link stays as it was.
+    revoke = reverse("sharelink-revoke", kwargs={"link_id": world["link"].pk})
+    for subject, user in scoped.items():
+        if subject.endswith("@site-b") and allowed(user, "sharelink.manage"):
+            client = Client()
+            client.force_login(user)
+            code = client.post(revoke).status_code
+            world["link"].refresh_from_db()
+            if code != 404 or world["link"].revoked_at is not None:
+                failures.append(f"{subject} sharelink-revoke: {code} outside its scope")
     for subject, user in scoped.items():
         client = Client()
         client.force_login(user)
