@@ -1,15 +1,22 @@
 """Admin of plan features: status links and notification subscriptions with their log."""
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
 from dashboard.audit.admin import ReadOnlyAdmin
+from dashboard.errors import FerryError
 from migrations_app.models import (
     DeliveryAttempt,
     NotificationDelivery,
     NotificationSubscription,
     ShareLink,
 )
-from migrations_app.notifications.services import subscription_create, subscription_delete
+from migrations_app.notifications.services import (
+    subscription_check,
+    subscription_create,
+    subscription_delete,
+)
 from migrations_app.sharing.services import share_link_revoke
 
 
@@ -40,8 +47,38 @@ class ShareLinkAdmin(ReadOnlyAdmin):
         return [field.name for field in ShareLink._meta.fields]
 
 
+class SubscriptionForm(forms.ModelForm):
+    """Checks a new subscription as the API does, so a bad one is a form error, not a 500."""
+
+    class Meta:
+        model = NotificationSubscription
+        fields = ["kind", "target", "plan", "campaign", "events", "active"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is None and not self.errors:
+            try:
+                data["target"] = subscription_check(
+                    kind=data.get("kind"),
+                    target=data.get("target"),
+                    plan=data.get("plan"),
+                    campaign=data.get("campaign"),
+                    events=data.get("events") or (),
+                )
+            except ValidationError as exc:
+                if hasattr(exc, "error_dict"):
+                    for field, errors in exc.message_dict.items():
+                        self.add_error(field if field in self.fields else None, errors)
+                else:
+                    raise forms.ValidationError(exc.messages) from None
+            except FerryError as exc:  # the webhook outbound rules
+                self.add_error("target", str(exc))
+        return data
+
+
 @admin.register(NotificationSubscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
     list_display = ["kind", "target", "plan", "campaign", "events", "active", "created_at"]
     readonly_fields = ["secret", "created_by", "created_at"]
 

@@ -267,11 +267,9 @@ def _enqueue_retry(delivery_id: int, retry_at) -> None:
         logger.warning("could not schedule retry of delivery %s", delivery_id, exc_info=True)
 
 
-def subscription_create(
-    *, actor, kind: str, target: str, plan=None, campaign=None, events=()
-) -> NotificationSubscription:
-    """Subscribe a webhook URL or an email address to the events of one plan, one campaign,
-    or (neither) every plan and campaign."""
+def subscription_check(*, kind: str, target: str, plan=None, campaign=None, events=()) -> str:
+    """The subscription's target, cleaned, or ValidationError / WebhookRefused saying what is
+    wrong (the API, the admin's form and subscription_create ask this)."""
     target = (target or "").strip()
     if plan is not None and campaign is not None:
         raise ValidationError({"campaign": ["Subscribe to a plan or to a campaign, not both."]})
@@ -285,6 +283,17 @@ def subscription_create(
     unknown = sorted(set(events) - set(NOTIFY_EVENTS))
     if unknown:
         raise ValidationError({"events": [f"Unknown events: {', '.join(unknown)}."]})
+    return target
+
+
+def subscription_create(
+    *, actor, kind: str, target: str, plan=None, campaign=None, events=()
+) -> NotificationSubscription:
+    """Subscribe a webhook URL or an email address to the events of one plan, one campaign,
+    or (neither) every plan and campaign."""
+    target = subscription_check(
+        kind=kind, target=target, plan=plan, campaign=campaign, events=events
+    )
     with transaction.atomic():
         subscription = NotificationSubscription.objects.create(
             kind=kind,
