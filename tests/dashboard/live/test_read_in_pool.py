@@ -28,9 +28,16 @@ def test_snapshots_on_many_event_loops_leave_the_pool_whole(make_user):
     if connection.vendor != "postgresql":
         skip_or_fail("the connection pool is PostgreSQL's (DATABASE_URL=postgres://...)")
     user = make_user("v", "viewer")
+
+    def checked_out() -> int:
+        stats = connection.pool.get_stats()
+        return stats.get("pool_size", 0) - stats.get("pool_available", 0)
+
+    # Other tests of this process may hold connections of their own: count what these
+    # subscriptions leave behind.
+    before = checked_out()
     for _ in range(25):  # more loops (each with its own executor threads) than the pool holds
         assert asyncio.run(_subscribe_once(user)) == "snapshot"
-    stats = connection.pool.get_stats()
-    checked_out = stats.get("pool_size", 0) - stats.get("pool_available", 0)
-    # This thread's own connection may be out; no subscription's thread keeps one.
-    assert checked_out <= 1, stats
+    # This thread's own connection, or one a thread of another test takes meanwhile, may be
+    # out; the leak kept one per subscription (25, so the pool of 20 ran dry).
+    assert checked_out() - before <= 3, connection.pool.get_stats()
