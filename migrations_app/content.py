@@ -2,8 +2,8 @@
 
 It covers the items (VM, source, destination, mode, mappings, overrides), the policy, the
 maintenance window, the hooks Ferry will call (never their secrets), and what the
-approvers read to decide: name, description and change
-ticket. Any edit to those changes the hash and so voids approvals.
+approvers read to decide: name, description and change ticket. Any edit to those changes
+the hash and so voids approvals.
 """
 
 import hashlib
