@@ -22,6 +22,7 @@ from lab.guest import vm  # noqa: E402
 from migrations_app.execution.force_complete import item_force_complete  # noqa: E402
 from migrations_app.execution.reconciler import reconcile_attempt  # noqa: E402
 from migrations_app.models import ItemAttempt, ProgressSample, RunEvent  # noqa: E402
+from tests.conftest import skip_or_fail  # noqa: E402
 from tests.lab.test_execution_lab import (  # noqa: E402,F401
     WORKER_APP_NAME,
     ferry,
@@ -94,6 +95,20 @@ def test_it_force_completes_a_guest_that_cannot_converge_at_the_completion_timeo
     )
 
 
+def start_until_paused_for_force_complete(plan, people):
+    """Start the plan, let the move run, ask for force-complete and return its run the
+    moment the worker has recorded the pause (the fault tests strike then)."""
+    run = start_plan(plan, people)
+    wait_for(lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 3, timeout=90)
+    item_force_complete(item=plan.items.get(), actor=people["operator"], reason="lab")
+    wait_for(
+        lambda: ItemAttempt.objects.filter(run=run, ferry_paused_source_at__isnull=False).exists(),
+        timeout=30,
+        interval=0.05,
+    )
+    return run
+
+
 def test_a_worker_killed_while_force_complete_holds_the_guest_paused_leaves_it_running_once(
     ferry,  # noqa: F811
     guest,
@@ -112,16 +127,7 @@ def test_a_worker_killed_while_force_complete_holds_the_guest_paused_leaves_it_r
     log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed below
     proc = worker_process(log)
     try:
-        run = start_plan(plan, people)
-        wait_for(lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 3, timeout=90)
-        item_force_complete(item=plan.items.get(), actor=people["operator"], reason="lab")
-        wait_for(
-            lambda: ItemAttempt.objects.filter(
-                run=run, ferry_paused_source_at__isnull=False
-            ).exists(),
-            timeout=30,
-            interval=0.05,
-        )
+        run = start_until_paused_for_force_complete(plan, people)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -158,7 +164,7 @@ def test_the_database_lost_while_force_complete_holds_the_guest_paused(
     the database answers again the worker's own tick finds the expired lease and the
     reconciler leaves the guest running on lab-b only, never paused."""
     if connection.vendor != "postgresql":
-        pytest.skip("cutting a worker off its database needs PostgreSQL (pg_terminate_backend)")
+        skip_or_fail("cutting a worker off its database needs PostgreSQL (pg_terminate_backend)")
     name = guest("lab-a", **BUSY)
     before = vm.wait_heartbeat(name, timeout=60, after=1)
     sync(ferry)
@@ -167,16 +173,7 @@ def test_the_database_lost_while_force_complete_holds_the_guest_paused(
     proc = worker_process(log, FERRY_TICK_SECONDS="2")
     terminated = 0
     try:
-        run = start_plan(plan, people)
-        wait_for(lambda: ProgressSample.objects.filter(attempt__run=run).count() >= 3, timeout=90)
-        item_force_complete(item=plan.items.get(), actor=people["operator"], reason="lab")
-        wait_for(
-            lambda: ItemAttempt.objects.filter(
-                run=run, ferry_paused_source_at__isnull=False
-            ).exists(),
-            timeout=30,
-            interval=0.05,
-        )
+        run = start_until_paused_for_force_complete(plan, people)
         cut_until = time.monotonic() + 8
         while time.monotonic() < cut_until:
             with connection.cursor() as cur:
