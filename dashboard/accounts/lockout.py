@@ -69,7 +69,7 @@ def _user_named(username: str):
 def _locked_row(key: str, now) -> LoginThrottle:
     """The throttle row of `key`, locked, with its count decayed when its period is over."""
     LoginThrottle.objects.get_or_create(username=key)
-    row = LoginThrottle.objects.select_for_update().get(username=key)
+    row = LoginThrottle.objects.select_for_update(no_key=True).get(username=key)
     period_over = row.locked_until is not None and row.locked_until <= now
     stale = row.last_failure_at is not None and now - row.last_failure_at > _period()
     if period_over or stale:
@@ -116,7 +116,7 @@ def login_failure_record(*, username: str) -> LoginThrottle | None:
     now = timezone.now()
     user = _user_named(username)
     with transaction.atomic():
-        row = LoginThrottle.objects.select_for_update().filter(username=key).first()
+        row = LoginThrottle.objects.select_for_update(no_key=True).filter(username=key).first()
         if row is None:
             return None
         refused = row.locked_until is not None and row.locked_until > now

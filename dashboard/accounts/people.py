@@ -47,7 +47,9 @@ def account_person_link(*, actor, user, person: str) -> AccountIdentity:
     if len(person) > 150 or not person.isprintable():
         raise InputError("A person link is one printable line of at most 150 characters.")
     with transaction.atomic():
-        identity, _ = AccountIdentity.objects.select_for_update().get_or_create(user=user)
+        identity, _ = AccountIdentity.objects.select_for_update(no_key=True).get_or_create(
+            user=user
+        )
         before = identity.person
         if before == person:
             return identity

@@ -100,9 +100,18 @@ def event_hash(fields: dict) -> str:
 
 
 def lock_chain() -> None:
-    # SQLite runs every write transaction as BEGIN IMMEDIATE (see settings), which already
-    # serializes writers; PostgreSQL needs an explicit lock so two appends cannot both
-    # read the same tail and fork the chain.
+    """Hold the chain's append lock until the caller's transaction ends.
+
+    SQLite runs every write transaction as BEGIN IMMEDIATE (see settings), which already
+    serializes writers; PostgreSQL needs an explicit lock so two appends cannot both read
+    the same tail and fork the chain.
+
+    Lock order: a transaction that locks rows and then audits takes this lock FIRST (call
+    it before its select_for_update). Otherwise it can hold a row that a transaction
+    already holding the chain needs (an UPDATE, or a foreign key checked at COMMIT), and
+    PostgreSQL kills one of the two as a deadlock (a host sync against a worker claiming a
+    move onto that host was seen doing this on the lab).
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])

@@ -82,7 +82,7 @@ def _require_scope(actor, action: str, verb: str, groups) -> None:
 
 
 def _locked(campaign: Campaign) -> Campaign:
-    return Campaign.objects.select_for_update().get(pk=campaign.pk)
+    return Campaign.objects.select_for_update(no_key=True).get(pk=campaign.pk)
 
 
 def _move(campaign: Campaign, target: str, verb: str) -> None:

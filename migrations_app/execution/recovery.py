@@ -61,7 +61,9 @@ def attempt_validated(*, attempt: ItemAttempt, worker: str, result: dict) -> Non
 def after_failed_validation(*, attempt: ItemAttempt, result: dict) -> str:
     """The move completed but validation failed: migrate back or keep, by the policy.
     Inside the transaction that finished the attempt; returns what was decided."""
-    item = PlanItem.objects.select_for_update().select_related("vm").get(pk=attempt.item_id)
+    item = (
+        PlanItem.objects.select_for_update(no_key=True).select_related("vm").get(pk=attempt.item_id)
+    )
     summary = validation_summary(result)
     actor = worker_actor(attempt.driver)
     back = result.get("on_failure") == "migrate_back"
@@ -130,7 +132,11 @@ def retry_after_failure(*, attempt: ItemAttempt, error: errors.ExecutionError) -
     transaction that finished the attempt; None when no retry is due."""
     if error.error_class not in TRANSIENT or attempt.kind == K.ROLLBACK:
         return None
-    item = PlanItem.objects.select_for_update().select_related("plan", "vm").get(pk=attempt.item_id)
+    item = (
+        PlanItem.objects.select_for_update(no_key=True)
+        .select_related("plan", "vm")
+        .get(pk=attempt.item_id)
+    )
     policy = item.get_policy()
     done = ItemAttempt.objects.filter(run=attempt.run, item=item, kind=K.RETRY).count()
     if done >= policy.retry_max or item.status != I.FAILED:

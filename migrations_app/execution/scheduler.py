@@ -43,7 +43,12 @@ def schedule_run(run_id: int) -> dict:
     at its window's end, close it when all its items ended."""
     with transaction.atomic():
         _global_lock()
-        run = PlanRun.objects.select_for_update().select_related("plan").filter(pk=run_id).first()
+        run = (
+            PlanRun.objects.select_for_update(no_key=True)
+            .select_related("plan")
+            .filter(pk=run_id)
+            .first()
+        )
         if run is None:
             return {"run": run_id, "missing": True}
         plan = run.plan

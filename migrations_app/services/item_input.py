@@ -42,7 +42,7 @@ def resolve_vms(vms, *, lock: bool = False, scope=None) -> list[VirtualMachine]:
     if lock:
         # Adding the same VM to two plans at once: the row lock makes the second wait
         # and then see the first plan's item.
-        qs = qs.select_for_update(of=("self",))
+        qs = qs.select_for_update(of=("self",), no_key=True)
     found = {vm.pk: vm for vm in qs}
     unknown = [str(pk) for pk in ids if pk not in found]
     if unknown:

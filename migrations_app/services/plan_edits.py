@@ -24,7 +24,7 @@ RETURN_TO_DRAFT = frozenset({"submitted", "approved", "rejected", "scheduled"})
 def plan_lock(plan_or_id) -> MigrationPlan:
     """The plan row, locked for this transaction (call inside transaction.atomic)."""
     pk = plan_or_id.pk if isinstance(plan_or_id, MigrationPlan) else plan_or_id
-    return MigrationPlan.objects.select_for_update().get(pk=pk)
+    return MigrationPlan.objects.select_for_update(no_key=True).get(pk=pk)
 
 
 def plan_require_editable(plan: MigrationPlan) -> None:

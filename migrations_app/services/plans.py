@@ -260,7 +260,7 @@ def plan_evacuate_host(*, plan: MigrationPlan, host, actor) -> dict:
         plan_require_editable(plan)
         host = resolve_host(host, scope=actor_scope(actor, "plan.edit"))
         candidates = list(
-            VirtualMachine.objects.select_for_update()
+            VirtualMachine.objects.select_for_update(no_key=True)
             .filter(host=host, missing=False, state__in=MOVABLE_STATES)
             .prefetch_related("disks")
             .order_by("name", "id")

@@ -74,7 +74,7 @@ def rule_update(
     """Rename, enable or disable a rule, or change its description (kind and tag stay:
     a different rule is a new rule)."""
     with transaction.atomic():
-        locked = PlacementRule.objects.select_for_update().get(pk=rule.pk)
+        locked = PlacementRule.objects.select_for_update(no_key=True).get(pk=rule.pk)
         before = _state(locked)
         if name is not UNSET:
             locked.name, _kind, _tag = _clean(name, locked.kind, locked.tag)
@@ -92,6 +92,6 @@ def rule_update(
 def rule_delete(*, rule: PlacementRule, actor) -> None:
     """Remove a rule (its history stays in the audit trail)."""
     with transaction.atomic():
-        locked = PlacementRule.objects.select_for_update().get(pk=rule.pk)
+        locked = PlacementRule.objects.select_for_update(no_key=True).get(pk=rule.pk)
         audit_record(actor=actor, action="rule.deleted", obj=locked, before=_state(locked))
         locked.delete()

@@ -105,7 +105,7 @@ def share_links_manageable(user):
 def share_link_revoke(*, link: ShareLink, actor) -> ShareLink:
     """Revoke a link: its page answers 410 and its open live streams are closed."""
     with transaction.atomic():
-        locked = ShareLink.objects.select_for_update().get(pk=link.pk)
+        locked = ShareLink.objects.select_for_update(no_key=True).get(pk=link.pk)
         if locked.revoked_at is not None:
             return locked
         locked.revoked_at = timezone.now()

@@ -117,7 +117,7 @@ def _require_reason(value: str, field: str, message: str) -> str:
 
 def _locked(plan: MigrationPlan) -> MigrationPlan:
     """The plan re-read under a row lock; the caller's copy may be stale."""
-    return MigrationPlan.objects.select_for_update().get(pk=plan.pk)
+    return MigrationPlan.objects.select_for_update(no_key=True).get(pk=plan.pk)
 
 
 def _sync(target: MigrationPlan, source: MigrationPlan) -> MigrationPlan:
