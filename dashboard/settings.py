@@ -322,6 +322,9 @@ FERRY_POOL_MAX_COPIES = env_int("FERRY_POOL_MAX_COPIES", 4, minimum=1)
 # Pre-copy has stalled when the data still to send found no new low for this long (s).
 FERRY_STALL_WINDOW_SECONDS = env_float("FERRY_STALL_WINDOW_SECONDS", 6.0, minimum=1)
 FERRY_TICK_SECONDS = env_float("FERRY_TICK_SECONDS", 10.0, minimum=0.5)  # reconcile/auto-start
+# A queued attempt no worker claimed this long lost its task (a worker died holding it, the
+# claim's transaction failed, a queue dropped it): the tick enqueues its task again.
+FERRY_ORPHAN_SECONDS = env_float("FERRY_ORPHAN_SECONDS", 120.0, minimum=1)
 # A libvirt call that does not answer this long fails its attempt (the worker keeps its
 # lease meanwhile; see migrations_app.execution.guard).
 FERRY_LIBVIRT_CALL_SECONDS = env_float("FERRY_LIBVIRT_CALL_SECONDS", 45.0, minimum=1)

@@ -20,6 +20,19 @@ from migrations_app.models import ItemAttempt
 A = ItemAttempt.Status
 
 
+# PostgreSQL's SQLSTATEs for a transaction it rolled back to break a lock cycle or a
+# serialization conflict: running the same transaction again is the documented answer.
+RETRYABLE_SQLSTATES = ("40P01", "40001")
+CLAIM_TRIES = 3
+
+
+def lock_conflict(exc: BaseException) -> bool:
+    """Whether a database error is PostgreSQL breaking a deadlock or a serialization
+    conflict (the transaction was rolled back whole and may simply run again)."""
+    cause = exc.__cause__ or exc
+    return getattr(cause, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
 def lease_seconds() -> float:
     """How long a claim lasts without a heartbeat (FERRY_LEASE_SECONDS, default 30)."""
     return float(settings.FERRY_LEASE_SECONDS)

@@ -16,7 +16,9 @@ Run at worker start and by the periodic tick, so no attempt stays "running" fore
 """
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,7 +26,8 @@ from migrations_app.execution import claims, errors, runner, safety, services
 from migrations_app.execution.drivers import open_session
 from migrations_app.execution.drivers.base import Known
 from migrations_app.execution.guard import Guard, LeaseLost
-from migrations_app.models import ItemAttempt
+from migrations_app.execution.tasks import execute_attempt_task
+from migrations_app.models import ItemAttempt, PlanRun
 
 logger = logging.getLogger("ferry.execution.reconciler")
 
@@ -34,6 +37,33 @@ A = ItemAttempt.Status
 def expired_attempt_ids() -> list[int]:
     """Attempts running under a lease that ran out."""
     return list(claims.expired().values_list("pk", flat=True))
+
+
+def orphans_requeue() -> list[int]:
+    """Queued attempts of running runs that no worker claimed for FERRY_ORPHAN_SECONDS:
+    their task was lost (a worker died holding it, the claim's transaction failed, a queue
+    dropped it), and nothing else would ever start them. Their task is enqueued again, at
+    most once per period; claiming is conditional, so a task that was only slow and the
+    new one cannot both act (the second finds it claimed and does nothing)."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=float(settings.FERRY_ORPHAN_SECONDS))
+    stale = ItemAttempt.objects.filter(
+        status=A.QUEUED,
+        cancel_requested=False,
+        run__status=PlanRun.Status.RUNNING,
+        queued_at__lt=cutoff,
+    )
+    ids = list(stale.values_list("pk", flat=True))
+    if ids:
+        ItemAttempt.objects.filter(pk__in=ids, status=A.QUEUED).update(queued_at=now)
+        for attempt_id in ids:
+            logger.warning(
+                "attempt %s: queued and unclaimed since before %s; task enqueued again",
+                attempt_id,
+                cutoff,
+            )
+            transaction.on_commit(lambda a=attempt_id: execute_attempt_task.enqueue(a))
+    return ids
 
 
 def reconcile_attempt(attempt_id: int) -> str:

@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, OperationalError, transaction
 from django.utils import timezone
 
 from inventory.sync import host_sync
@@ -49,13 +49,26 @@ __all__ = ["LeaseLost", "execute", "reattach"]
 def execute(attempt_id: int) -> str:
     """Claim a queued attempt and carry it out; returns what happened (for task results)."""
     worker = claims.worker_name()
-    # The claim, the start (audit, events) and entering preflight commit together.
-    with transaction.atomic():
-        if not claims.claim(attempt_id, worker):
-            # Delivered twice, cancelled before start, or already taken: never act twice.
-            return "not claimed"
-        attempt = services.attempt_load(attempt_id)
-        services.attempt_started(attempt=attempt, worker=worker, phase=P.PREFLIGHT)
+    for tried in range(1, claims.CLAIM_TRIES + 1):
+        try:
+            # The claim, the start (audit, events) and entering preflight commit together.
+            with transaction.atomic():
+                if not claims.claim(attempt_id, worker):
+                    # Delivered twice, cancelled before start, or already taken: never
+                    # act twice.
+                    return "not claimed"
+                attempt = services.attempt_load(attempt_id)
+                services.attempt_started(attempt=attempt, worker=worker, phase=P.PREFLIGHT)
+            break
+        except OperationalError as exc:
+            # Rolled back whole (nothing was asked of libvirt yet): the attempt is still
+            # queued, and a task that gave up here would leave it waiting for nobody.
+            if not claims.lock_conflict(exc) or tried == claims.CLAIM_TRIES:
+                raise
+            logger.warning(
+                "attempt %s: claim rolled back by the database (%s); again", attempt_id, exc
+            )
+            time.sleep(0.1 * tried)
     return _drive(attempt, Guard(attempt.pk, worker, attempt.lease_epoch), reattach=False)
 
 

@@ -120,7 +120,7 @@ def _driver_label(item: PlanItem) -> str:
 
 def run_set_status(run: PlanRun, status: str, *, actor, action: str, reason: str = "") -> PlanRun:
     """The one writer of a run's status: the locked row, its audit event and run event."""
-    locked = PlanRun.objects.select_for_update().get(pk=run.pk)
+    locked = PlanRun.objects.select_for_update(no_key=True).get(pk=run.pk)
     before = {"status": locked.status, "reason": locked.status_reason}
     locked.status = status
     locked.status_reason = reason
@@ -225,7 +225,7 @@ def item_retry(*, item: PlanItem, actor) -> PlanItem:
     """Queue a failed, cancelled or stuck item again (a new attempt); resumes a paused run."""
     with transaction.atomic():
         run = current_run(item.plan)
-        locked = PlanItem.objects.select_for_update().get(pk=item.pk)
+        locked = PlanItem.objects.select_for_update(no_key=True).get(pk=item.pk)
         if locked.status not in (I.FAILED, I.CANCELLED, I.NEEDS_ATTENTION, I.ROLLED_BACK):
             raise ExecutionStateError(
                 f"Item {locked.vm.name} is {locked.status}: only failed, cancelled, "
@@ -297,6 +297,7 @@ def attempt_create(
         destination_host=destination_host or item.destination_host or item.source_host,
         estimate=(item.placement_note or {}).get("estimate", {}),
         evidence=evidence or {},
+        queued_at=timezone.now(),
     )
     run_event(
         run=run,
@@ -366,7 +367,7 @@ def attempt_transfer_begin(
                     attempt_evidence(attempt=attempt, worker=worker, key=key, value=value)
                 return "cancelled"
             return "lost"
-        row = _owned(attempt.pk, worker).select_for_update().get()
+        row = _owned(attempt.pk, worker).select_for_update(no_key=True).get()
         now = timezone.now().isoformat()
         times = dict(row.phase_times or {})
         if row.phase in times and "end" not in times[row.phase]:
@@ -392,7 +393,7 @@ def attempt_transfer_begin(
 def attempt_phase(*, attempt: ItemAttempt, worker: str, phase: str) -> bool:
     """Enter a phase; False when the worker no longer owns the attempt."""
     with transaction.atomic():
-        row = _owned(attempt.pk, worker).select_for_update().first()
+        row = _owned(attempt.pk, worker).select_for_update(no_key=True).first()
         if row is None:
             return False
         now = timezone.now().isoformat()
@@ -419,7 +420,7 @@ def attempt_evidence(*, attempt: ItemAttempt, worker: str | None, key: str, valu
         qs = ItemAttempt.objects.filter(pk=attempt.pk)
         if worker is not None:
             qs = qs.filter(claimed_by=worker)
-        row = qs.select_for_update().first()
+        row = qs.select_for_update(no_key=True).first()
         if row is None:
             return
         evidence = dict(row.evidence or {})
@@ -498,7 +499,7 @@ def attempt_finish(
         qs = ItemAttempt.objects.filter(pk=attempt.pk, status=A.RUNNING)
         if worker is not None:
             qs = qs.filter(claimed_by=worker)
-        row = qs.select_for_update().first()
+        row = qs.select_for_update(no_key=True).first()
         if row is None:
             return False
         now = timezone.now()
@@ -523,7 +524,7 @@ def attempt_finish(
             row.bytes_transferred = stats.get("data_processed") or stats.get("data_total")
         row.evidence = {**(row.evidence or {}), **(evidence or {})}
         row.save()
-        item = PlanItem.objects.select_for_update().get(pk=row.item_id)
+        item = PlanItem.objects.select_for_update(no_key=True).get(pk=row.item_id)
         item.status = {
             A.COMPLETED: I.COMPLETED,
             A.FAILED: I.FAILED,
@@ -672,6 +673,7 @@ def attempt_requeue(*, attempt: ItemAttempt, reason: str) -> bool:
                 claimed_by="",
                 lease_expires_at=None,
                 phase=ItemAttempt.Phase.QUEUED,
+                queued_at=timezone.now(),
             )
         )
         if touched != 1:

@@ -54,7 +54,7 @@ def tick_task() -> dict:
 
 def tick() -> dict:
     """One pass of the periodic work (also called at worker start)."""
-    from migrations_app.execution.reconciler import expired_attempt_ids
+    from migrations_app.execution.reconciler import expired_attempt_ids, orphans_requeue
     from migrations_app.execution.scheduler import (
         autostart_due_plans,
         runs_to_schedule,
@@ -64,10 +64,11 @@ def tick() -> dict:
     expired = expired_attempt_ids()
     for attempt_id in expired:
         reconcile_attempt_task.enqueue(attempt_id)
+    requeued = orphans_requeue()
     started = autostart_due_plans()
     for run_id in runs_to_schedule():
         schedule_run(run_id)
-    return {"reconciling": expired, "autostarted": started}
+    return {"reconciling": expired, "requeued": requeued, "autostarted": started}
 
 
 def tick_seconds() -> float:

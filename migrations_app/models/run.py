@@ -86,6 +86,9 @@ class ItemAttempt(models.Model):
     )
     # Claim and lease: a worker owns the attempt while its lease is fresh.
     claimed_by = models.CharField(max_length=100, blank=True)
+    # When its task was last enqueued while the attempt waits to be claimed (creation, a
+    # requeue, the tick's re-enqueue of a task that was lost: reconciler.orphans_requeue).
+    queued_at = models.DateTimeField(null=True, blank=True)
     # Fencing token: every claim or take-over increments it, and a worker checks its epoch
     # (and a fresh lease) right before each action on a hypervisor.
     lease_epoch = models.PositiveIntegerField(default=0)
