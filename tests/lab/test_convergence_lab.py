@@ -288,3 +288,79 @@ def test_two_plans_sharing_a_destination_never_exceed_its_inbound_budget(
     assert held.exists() and "lab-b's inbound budget (1/1" in held.first().payload["held_by"]
     for name in names:
         only_on(name, "lab-b", beats[name])
+
+
+def test_an_urgent_plan_preempts_a_routine_move_on_real_hosts_and_both_guests_survive(
+    ferry,  # noqa: F811
+    guest,
+    people,
+    lab_env,
+):
+    """lab-b takes one move at a time. A routine move that cannot converge holds the slot;
+    an urgent plan that may preempt stops it in pre-copy (the routine guest stays on lab-a,
+    its incoming copy removed), takes the slot and moves its guest."""
+    from migrations_app.workflow.services import plan_cancel
+
+    routine_vm = guest("lab-a", **BUSY)
+    urgent_vm = guest("lab-a", memory_mib=256)
+    beats = {n: vm.wait_heartbeat(n, timeout=60, after=1) for n in (routine_vm, urgent_vm)}
+    sync(ferry)
+    Host.objects.filter(name="lab-b").update(max_inbound=1)
+    routine = lab_plan(people, [(routine_vm, "lab-a", "lab-b", "live", None)], QUIET)
+    with WorkerThreads(2):
+        run_routine = start_plan(routine, people)
+        wait_for(
+            lambda: ProgressSample.objects.filter(attempt__run=run_routine).count() >= 3,
+            timeout=90,
+        )
+        urgent = lab_plan(
+            people,
+            [(urgent_vm, "lab-a", "lab-b", "live", None)],
+            {"bandwidth_mib_s": 200, "priority": "urgent", "preempt": True},
+        )
+        run_urgent = start_plan(urgent, people)
+        try:
+            wait_for(lambda: run_settled(run_urgent.pk), timeout=180, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"the urgent plan did not settle: {run_state()}") from None
+        victim = ItemAttempt.objects.get(run=run_routine, number=1)
+        # The routine plan would start its move again (and never converge): cancel it.
+        plan_cancel(plan=routine, actor=people["operator"], reason="lab: end of test")
+        wait_for(lambda: run_settled(run_routine.pk), timeout=120, interval=0.5)
+    assert victim.status == "cancelled" and victim.error_class == "preempted", (
+        victim.status,
+        victim.error_class,
+        victim.error_message,
+    )
+    assert victim.preempted_by_id == urgent.pk
+    assert victim.evidence["failure"]["safety"]["decision"]["verdict"] == "on_source"
+    moved = ItemAttempt.objects.get(run=run_urgent)
+    assert moved.status == "completed", (moved.status, moved.error_message)
+    assert moved.started_at >= victim.finished_at
+    assert RunEvent.objects.filter(run=run_routine, kind="item.preempted").exists()
+    only_on(routine_vm, "lab-a", beats[routine_vm])
+    only_on(urgent_vm, "lab-b", beats[urgent_vm])
+
+
+def run_state() -> dict:
+    """What the lab's runs, attempts and items look like (for a failure's message)."""
+    from migrations_app.models import PlanItem, PlanRun
+
+    return {
+        "runs": list(PlanRun.objects.values("pk", "plan_id", "status")),
+        "attempts": list(
+            ItemAttempt.objects.values(
+                "pk",
+                "run_id",
+                "status",
+                "phase",
+                "cancel_requested",
+                "preempted_by_id",
+                "error_class",
+                "started_at",
+                "finished_at",
+            )
+        ),
+        "items": list(PlanItem.objects.values("pk", "plan_id", "status", "held_by")),
+        "events": list(RunEvent.objects.order_by("pk").values_list("run_id", "kind", "created_at")),
+    }
