@@ -2,6 +2,24 @@
 
 from django.db import models
 
+# Columns of a host that lists and pages never show, and that cost the most to read (a
+# page listing VMs or items with their hosts defers them: see deferred_host_fields).
+HOST_BIG_FIELDS = (
+    "cpu_features",
+    "cpu_xml",
+    "machine_types",
+    "domain_types",
+    "link_fits",
+    "shared_paths",
+)
+# The same for a VM: its whole domain XML (kept for the checks) and its CPU feature list.
+VM_BIG_FIELDS = ("xml", "cpu_features", "hostdevs")
+
+
+def deferred_host_fields(*relations: str) -> list[str]:
+    """defer() arguments leaving HOST_BIG_FIELDS of the hosts at `relations` unread."""
+    return [f"{relation}__{field}" for relation in relations for field in HOST_BIG_FIELDS]
+
 
 class Host(models.Model):
     """A libvirt host registered by its connection URI."""

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from dashboard.api.permissions import action_permission
 from dashboard.permissions import can, in_scope, scope_filter, scope_of
 from inventory.api import filters, serializers
-from inventory.models import Host, Network, StoragePool, VirtualMachine
+from inventory.models import Host, Network, StoragePool, VirtualMachine, deferred_host_fields
 from inventory.services import (
     host_add,
     host_maintenance_enter,
@@ -192,6 +192,7 @@ class VirtualMachineViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["name", "memory_mib", "vcpus", "state"]
     queryset = (
         VirtualMachine.objects.select_related("host")
+        .defer("xml", *deferred_host_fields("host"))  # the list shows the host's name only
         .prefetch_related("disks__pool", "nics")
         .order_by("name", "id")
     )

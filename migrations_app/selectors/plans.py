@@ -28,14 +28,15 @@ def plan_items(plan: MigrationPlan):
     )
 
 
-def plan_latest_validation(plan: MigrationPlan) -> ValidationRun | None:
-    """The plan's most recent validation run, with its results prefetched."""
-    return (
-        ValidationRun.objects.filter(plan=plan)
-        .prefetch_related(Prefetch("results", queryset=CheckResult.objects.order_by("id")))
-        .order_by("-created_at", "-id")
-        .first()
-    )
+def plan_latest_validation(plan: MigrationPlan, with_results: bool = True) -> ValidationRun | None:
+    """The plan's most recent validation run, with its results prefetched (or not: the
+    plan page reads only the findings itself)."""
+    runs = ValidationRun.objects.filter(plan=plan)
+    if with_results:
+        runs = runs.prefetch_related(
+            Prefetch("results", queryset=CheckResult.objects.order_by("id"))
+        )
+    return runs.order_by("-created_at", "-id").first()
 
 
 def plan_estimate_get(plan: MigrationPlan) -> dict:
