@@ -99,6 +99,9 @@ def generate(seed: int, n_hosts: int, n_vms: int):
             machine_types=frozenset({"pc-q35-8.2"}),
             domain_types=frozenset({"kvm"}),
             migration_address="",
+            # As a registered host is: the source's libvirtd reaches it by its URI's name
+            # (without one, network.migration rejects it as a peer).
+            uri=f"qemu+tls://b1-h{i:03d}.example/system",
             pool_ids={1},
             network_names={"prod"},
         )
