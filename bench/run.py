@@ -30,6 +30,9 @@ from common import machine  # noqa: E402
 # id -> (script and arguments, quick arguments, timeout seconds)
 BENCHMARKS = {
     "PL1": (["pl1_planning.py"], [], 600),
+    # PL1 again on PostgreSQL (what production runs), in a scratch database run.py creates
+    # and drops on the server of L1_STACK; no figure when that server is not reachable.
+    "PL1pg": (["pl1_planning.py"], [], 600),
     "B1": (["b1_balance.py"], [], 300),
     "A1": (["audit_verify.py", "1000000"], ["audit_verify.py", "100000"], 900),
     "F1": (["audit_forward.py"], ["audit_forward.py", "--events", "100", "--backlog", "2000"], 300),
@@ -109,7 +112,40 @@ def bench_env(bench_id: str) -> dict:
             chosen = os.environ.get(f"FERRY_BENCH_{var}", default)
             if chosen != "none" and _reachable(chosen):
                 env[var] = chosen
+    if bench_id == "PL1":  # the embedded SQLite, in a throwaway directory
+        env.pop("DATABASE_URL", None)
+        env.pop("FERRY_DATA_DIR", None)
+    if bench_id == "PL1pg":  # never the database the shell points at: a scratch one
+        env.pop("FERRY_DATA_DIR", None)
+        env["DATABASE_URL"] = _scratch_postgres()
     return env
+
+
+def _postgres_server() -> str | None:
+    url = os.environ.get("FERRY_BENCH_DATABASE_URL", dict(L1_STACK)["DATABASE_URL"])
+    return url if url != "none" and _reachable(url) else None
+
+
+def _scratch_postgres() -> str:
+    """A new database on the benchmarks' PostgreSQL server (dropped by _drop_scratch)."""
+    server = _postgres_server()
+    if server is None:
+        raise RuntimeError("PostgreSQL is not reachable (FERRY_BENCH_DATABASE_URL)")
+    import psycopg
+
+    name = f"ferry_bench_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(server)
+    return parts._replace(path=f"/{name}").geturl()
+
+
+def _drop_scratch(url: str) -> None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(_postgres_server(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_one(bench_id: str, quick: bool) -> list[dict]:
@@ -129,14 +165,16 @@ def run_one(bench_id: str, quick: bool) -> list[dict]:
         ]
     started = time.monotonic()
     print(f"== {bench_id}: {' '.join(args)}", flush=True)
+    env = None
     try:
+        env = bench_env(bench_id)
         proc = subprocess.run(
             [sys.executable, str(script), *args[1:]],
             cwd=HERE,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=bench_env(bench_id),
+            env=env,
         )
         output, code = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
@@ -144,6 +182,11 @@ def run_one(bench_id: str, quick: bool) -> list[dict]:
             (exc.stdout or "") + (exc.stderr or "") if isinstance(exc.stdout, str) else "",
             "timeout",
         )
+    except RuntimeError as exc:  # the benchmark's service is missing: no figure, say why
+        output, code = str(exc), "not run"
+    finally:
+        if bench_id == "PL1pg" and env is not None:
+            _drop_scratch(env["DATABASE_URL"])
     records = []
     for line in output.splitlines():
         if line.startswith("BENCH "):

@@ -48,3 +48,35 @@ def test_it_keeps_the_last_ten_runs_newest_first():
         previous = result
     assert [r["date"] for r in previous["history"]] == [f"d{n}" for n in range(11, 1, -1)]
     assert previous["history"][0]["commit"] == "c11"
+
+
+def test_pl1_runs_on_sqlite_and_pl1pg_in_a_scratch_postgresql_database_it_drops(monkeypatch):
+    """PL1 never writes into the database the shell points at; PL1pg gets a database of its
+    own on the benchmarks' PostgreSQL server, and run_one drops it after."""
+    from django.db import connection
+
+    from tests.conftest import skip_or_fail
+
+    run = _run_module()
+    monkeypatch.setenv("DATABASE_URL", "postgres://someone@db.example/production")
+    monkeypatch.setenv("FERRY_DATA_DIR", "/var/lib/ferry")
+    env = run.bench_env("PL1")
+    assert "DATABASE_URL" not in env and "FERRY_DATA_DIR" not in env
+    if connection.vendor != "postgresql":
+        skip_or_fail("PL1pg needs PostgreSQL on loopback")
+    import psycopg
+
+    settings = connection.settings_dict
+    server = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/postgres"
+    monkeypatch.setenv("FERRY_BENCH_DATABASE_URL", server)
+    env = run.bench_env("PL1pg")
+    name = env["DATABASE_URL"].rsplit("/", 1)[1]
+    assert name.startswith("ferry_bench_") and "FERRY_DATA_DIR" not in env
+
+    def databases():
+        with psycopg.connect(server, autocommit=True) as conn:
+            return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+    assert name in databases()
+    run._drop_scratch(env["DATABASE_URL"])
+    assert name not in databases()
