@@ -26,6 +26,24 @@ def active_into(dst) -> int:
     return ItemAttempt.objects.filter(destination_host=dst, status__in=ACTIVE).count()
 
 
+def test_a_big_plan_behind_a_full_budget_sends_one_held_event_not_one_per_item(
+    approved_plan, start
+):
+    """A 60-item plan into a host that takes few at once: one event names 50 of the held
+    items and counts them all (one per item overflowed the pages' websocket channels)."""
+    a, b = host(), host()
+    b.max_inbound = 2
+    b.save(update_fields=["max_inbound"])
+    run = start(approved_plan([(a, b)] * 60, policy=WIDE))
+    schedule_run(run.pk)
+    started = ItemAttempt.objects.filter(run=run).count()
+    assert 1 <= started <= 2
+    [event] = RunEvent.objects.filter(run=run, kind="items.held")
+    assert event.payload["count"] == 60 - started and len(event.payload["held_by"]) == 50
+    [text] = set(event.payload["held_by"].values())  # the one budget that is full
+    assert "all plans" in text, text
+
+
 def test_two_plans_sharing_a_destination_never_exceed_its_inbound_budget(approved_plan, start):
     a, b, c = host(), host(), host()
     c.max_inbound = 2
@@ -44,8 +62,16 @@ def test_two_plans_sharing_a_destination_never_exceed_its_inbound_budget(approve
         assert held.held_by == f"{c.name}'s inbound budget (2/2, all plans)"
     # The live page learns it (an event, and the snapshot it re-reads); a status link for
     # stakeholders does not name the host.
-    told = RunEvent.objects.filter(kind="item.held").values_list("item_id", flat=True)
-    assert {w.pk for w in waiting} <= set(told)
+    # At most one event per run and pass names the items a budget newly holds (not one
+    # event per item); the latest names each waiting item with its reason.
+    events = RunEvent.objects.filter(kind="items.held").order_by("pk")
+    assert events.count() <= 4  # two passes, two runs
+    told = {int(i): text for e in events for i, text in e.payload["held_by"].items()}
+    assert {w.pk: w.held_by for w in waiting}.items() <= told.items()
+    # A pass with nothing new says nothing more.
+    before = events.count()
+    schedule_run(run1.pk)
+    assert RunEvent.objects.filter(kind="items.held").count() == before
     rows = {r["id"]: r for r in plan_snapshot(waiting[0].plan)["items"]}
     assert rows[waiting[0].pk]["held_by"] == waiting[0].held_by
     redacted = {r["id"]: r for r in plan_snapshot(waiting[0].plan, redact_hosts=True)["items"]}
