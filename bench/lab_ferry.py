@@ -305,15 +305,18 @@ class Ferry:
             change_ticket="CHG-BENCH",
             policy={"require_tls": False, **policy},
         )
+        # The lab migrates over qemu+tcp:// inside its namespaces: an admin allows it,
+        # before anything is placed (placement runs the transport check too, so an
+        # evacuation placed first would find no destination).
+        plan_transport_override_set(
+            plan=plan, actor=self.people["admin"], reason="lab: isolated migration network"
+        )
+        plan.refresh_from_db()
         if evacuate:
             plan_evacuate_host(plan=plan, host=Host.objects.get(name=evacuate), actor=planner)
         else:
             vms = list(VirtualMachine.objects.filter(name__in=names))
             plan_add_vms(plan=plan, vms=vms, destination=Host.objects.get(name=dst), actor=planner)
-        # The lab migrates over qemu+tcp:// inside its namespaces: an admin allows it.
-        plan_transport_override_set(
-            plan=plan, actor=self.people["admin"], reason="lab: isolated migration network"
-        )
         plan.refresh_from_db()
         validation = plan_validate(plan=plan, actor=planner)
         plan.refresh_from_db()
