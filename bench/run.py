@@ -225,16 +225,24 @@ def lower_is_better(target) -> bool | None:
 
 def regressions(records: list, previous: dict) -> list[str]:
     """A warning line per figure more than 20 % worse than the same figure (id and name)
-    in the previous results file."""
+    in the previous results file, or with no figure (None, NaN) where it had one."""
     before = {
         (r.get("id"), r.get("name")): r
         for r in previous.get("figures", [])
-        if isinstance(r.get("value"), (int, float))
+        if _a_number(r.get("value"))
     }
     lines = []
     for r in records:
         old = before.get((r.get("id"), r.get("name")))
         value = r.get("value")
+        if old is not None and not _a_number(value):
+            # A benchmark that measures nothing any more is the worst regression (a later
+            # feature broke its setup): say so even though there is nothing to compare.
+            lines.append(
+                f"WARNING regression: {r['id']} {r['name']}: {old['value']} -> no figure "
+                f"({r.get('notes', '')[:120]}); was measured {previous.get('date', 'before')}"
+            )
+            continue
         lower = lower_is_better(r.get("target"))
         if old is None or not isinstance(value, (int, float)) or lower is None:
             continue
@@ -250,6 +258,10 @@ def regressions(records: list, previous: dict) -> list[str]:
                 f"commit {previous.get('commit', '?')})"
             )
     return lines
+
+
+def _a_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def git_commit() -> str:

@@ -80,3 +80,13 @@ def test_pl1_runs_on_sqlite_and_pl1pg_in_a_scratch_postgresql_database_it_drops(
     assert name in databases()
     run._drop_scratch(env["DATABASE_URL"])
     assert name not in databases()
+
+
+def test_it_warns_when_a_figure_that_was_measured_is_measured_no_more():
+    run = _run_module()
+    previous = {"date": "d0", "figures": [_figure(27.3, "≤ 100 ms", "W1 p95")]}
+    [line] = run.regressions([_figure(float("nan"), "≤ 100 ms", "W1 p95")], previous)
+    assert "27.3 -> no figure" in line
+    [line] = run.regressions([_figure(None, "≤ 100 ms", "W1 p95")], previous)
+    assert "no figure" in line
+    assert run.regressions([_figure(30.0, "≤ 100 ms", "W1 p95")], previous) == []
