@@ -20,7 +20,7 @@ from inventory.sync import host_sync
 from tests.conftest import skip_or_fail
 from tests.factories import host_make
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
