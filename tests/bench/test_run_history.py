@@ -90,3 +90,11 @@ def test_it_warns_when_a_figure_that_was_measured_is_measured_no_more():
     [line] = run.regressions([_figure(None, "≤ 100 ms", "W1 p95")], previous)
     assert "no figure" in line
     assert run.regressions([_figure(30.0, "≤ 100 ms", "W1 p95")], previous) == []
+
+
+def test_it_warns_when_a_benchmark_that_gave_figures_gives_none():
+    run = _run_module()
+    previous = {"figures": [_figure(4.0, "< 10 s", "PL1 validate+place")]}
+    crashed = {"id": "PL1", "name": "PL1", "value": None, "unit": "", "target": "", "notes": "x"}
+    [line] = run.regressions([crashed], previous)
+    assert "4.0 -> no figure" in line
