@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dashboard.audit.record import as_actor, audit_record, lock_chain
+from dashboard.audit.record import as_actor, audit_record, lock_for_audit
 from dashboard.errors import InputError
 from dashboard.permissions import can
 from inventory.counts import hosts_vm_count_refresh
@@ -96,8 +96,7 @@ def host_update(
         )
     cleaned = {name: host_address_clean(value, name) for name, value in addresses.items()}
     with transaction.atomic():
-        lock_chain()  # before the row: see lock_chain
-        locked = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
+        locked = lock_for_audit(Host.objects).get(pk=host.pk)
         fields = (
             "state",
             "group",
@@ -159,8 +158,7 @@ def pool_update(*, pool: StoragePool, actor, **budgets) -> StoragePool:
     """Change a storage pool's copy budget (moves copying a disk out of or into it at once,
     across all plans; 0 clears it back to FERRY_POOL_MAX_COPIES)."""
     with transaction.atomic():
-        lock_chain()  # before the row: see lock_chain
-        locked = StoragePool.objects.select_for_update(no_key=True).get(pk=pool.pk)
+        locked = lock_for_audit(StoragePool.objects).get(pk=pool.pk)
         before = {name: getattr(locked, name) for name in POOL_BUDGETS}
         _set_budgets(locked, budgets, POOL_BUDGETS)
         after = {name: getattr(locked, name) for name in POOL_BUDGETS}
@@ -217,8 +215,7 @@ def host_maintenance_enter(*, host: Host, actor, reason: str = "") -> Host:
         raise PermissionDenied("Your role does not allow you to put hosts into maintenance.")
     reason = " ".join((reason or "").split())[:300]
     with transaction.atomic():
-        lock_chain()  # before the row: see lock_chain
-        locked = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
+        locked = lock_for_audit(Host.objects).get(pk=host.pk)
         if locked.state == Host.State.MAINTENANCE:
             raise InventoryError(f"Host {locked.name} is already in maintenance.")
         if locked.state == Host.State.DISABLED:
@@ -248,8 +245,7 @@ def host_maintenance_exit(*, host: Host, actor, reason: str = "") -> Host:
         raise PermissionDenied("Your role does not allow you to take hosts out of maintenance.")
     reason = " ".join((reason or "").split())[:300]
     with transaction.atomic():
-        lock_chain()  # before the row: see lock_chain
-        locked = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
+        locked = lock_for_audit(Host.objects).get(pk=host.pk)
         if locked.state != Host.State.MAINTENANCE:
             raise InventoryError(f"Host {locked.name} is not in maintenance.")
         since = locked.maintenance_since
@@ -291,8 +287,7 @@ def vm_record_move(
 ) -> VirtualMachine:
     """Record that a VM now runs on `host` and that disks {target: pool id} moved pools."""
     with transaction.atomic():
-        lock_chain()  # before the row: see lock_chain
-        locked = VirtualMachine.objects.select_for_update(no_key=True).get(pk=vm.pk)
+        locked = lock_for_audit(VirtualMachine.objects).get(pk=vm.pk)
         locked_host_before = locked.host_id
         before = {
             "host": locked.host.name if locked.host_id else None,

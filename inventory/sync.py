@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.audit.record import audit_record, lock_chain
+from dashboard.audit.record import audit_record, lock_for_audit
 from inventory.counts import hosts_vm_count_refresh
 from inventory.libvirt_client import HostUnreachable, open_connection
 from inventory.libvirt_read import (
@@ -184,8 +184,7 @@ def vm_refresh(*, vm: VirtualMachine, conn, actor=None) -> str:
     if facts.rss_mib is not None:
         values["memory_rss_mib"] = facts.rss_mib
     with transaction.atomic():
-        lock_chain()  # before the row: see lock_chain
-        locked = VirtualMachine.objects.select_for_update(no_key=True).get(pk=vm.pk)
+        locked = lock_for_audit(VirtualMachine.objects).get(pk=vm.pk)
         before = {name: getattr(locked, name) for name in values if name != "xml"}
         changed = _set_changed(locked, values)
         locked.last_seen_at = timezone.now()
@@ -233,8 +232,7 @@ def _record_sync_failure(
     # scrubbed) and to every role; libvirt's `detail` may quote files, addresses and
     # certificate names, so it stays on the host row for admins and in the server log.
     with transaction.atomic():
-        lock_chain()  # before the row: see lock_chain
-        locked = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
+        locked = lock_for_audit(Host.objects).get(pk=host.pk)
         before = {"state": locked.state, "last_sync_error": locked.last_sync_error}
         locked.last_sync_at = timezone.now()
         locked.last_sync_error = message
@@ -277,8 +275,7 @@ def _apply_facts(host: Host, facts: HostFacts, actor) -> SyncResult:
     result = SyncResult(ok=True, pools=len(facts.pools), networks=len(facts.networks))
     now = timezone.now()
     with transaction.atomic():
-        lock_chain()  # before the row: see lock_chain
-        host = Host.objects.select_for_update(no_key=True).get(pk=host.pk)
+        host = lock_for_audit(Host.objects).get(pk=host.pk)
         values = {name: getattr(facts, name) for name in _HOST_FACT_FIELDS}
         if host.migration_address:
             # Sync only fills an empty peer address from the URI's host: an address set by

@@ -117,6 +117,14 @@ def lock_chain() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
 
 
+def lock_for_audit(queryset):
+    """`queryset`'s rows, to be locked for a change that will be audited: the chain's lock
+    first (the lock order of lock_chain), then the rows FOR NO KEY UPDATE (a foreign key
+    checked at another transaction's COMMIT never waits for them)."""
+    lock_chain()
+    return queryset.select_for_update(no_key=True)
+
+
 def audit_record(
     *,
     actor,
